@@ -1,0 +1,49 @@
+# Switchyard — the two commands a newcomer needs are `make run` and `make test`.
+CARGO       ?= cargo
+WASM_TARGET := wasm32-wasip2
+# Connector crates under plugins/: each builds to dist/plugins/<name>.wasm.
+PLUGINS     := stripe
+CONFIG      ?= examples/switchyard.toml
+
+.PHONY: all wasm-target plugins build run test lint fmt clean
+
+all: build
+
+# Installs the wasm target when it is missing (rustup is the machine's toolchain manager).
+wasm-target:
+	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+
+plugins: wasm-target
+	$(CARGO) build --profile wasm --target $(WASM_TARGET) $(foreach p,$(PLUGINS),-p switchyard-$(p))
+	@mkdir -p dist/plugins
+	@for p in $(PLUGINS); do \
+		lib=$$(echo $$p | tr - _); \
+		cp target/$(WASM_TARGET)/wasm/$$lib.wasm dist/plugins/$$p.wasm.tmp && \
+		mv dist/plugins/$$p.wasm.tmp dist/plugins/$$p.wasm && \
+		echo "built dist/plugins/$$p.wasm"; \
+	done
+
+build: plugins
+	$(CARGO) build -p switchyard
+
+# Starts the host on the example config with the embedded sled store (./data).
+# Secrets default to development values; export your own to override them.
+run: build
+	SWITCHYARD_ADMIN_TOKEN=$${SWITCHYARD_ADMIN_TOKEN:-dev-admin-token} \
+	STRIPE_WEBHOOK_SECRET=$${STRIPE_WEBHOOK_SECRET:-whsec_dev_only_secret} \
+	./target/debug/switchyard serve --config $(CONFIG)
+
+test: plugins
+	$(CARGO) test --workspace
+
+lint: wasm-target
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --profile wasm --target $(WASM_TARGET) $(foreach p,$(PLUGINS),-p switchyard-$(p)) -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
+	rm -rf dist

@@ -1,0 +1,238 @@
+//! Command-line interface: `serve`, `check`, `sign`.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+use switchyard::Config;
+use switchyard::secret::Secret;
+use switchyard::verify::{self, Encoding, Scheme};
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "Webhook connector runtime")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the host.
+    Serve {
+        /// The config file.
+        #[arg(long, short, default_value = "switchyard.toml")]
+        config: PathBuf,
+    },
+    /// Validate the config and load every enabled connector; exit 1 on any problem.
+    Check {
+        #[arg(long, short, default_value = "switchyard.toml")]
+        config: PathBuf,
+    },
+    /// Print the headers that sign a payload (read from FILE or stdin), to test a setup.
+    Sign {
+        /// stripe, standard-webhooks, github, hmac-sha256, mandrill, token.
+        #[arg(long)]
+        scheme: String,
+        /// The signing secret, or `env:VAR` / `file:PATH`.
+        #[arg(long)]
+        secret: String,
+        /// The payload file; `-` or nothing reads stdin.
+        file: Option<PathBuf>,
+        /// Message id for standard-webhooks (`webhook-id`).
+        #[arg(long)]
+        id: Option<String>,
+        /// Unix timestamp to sign with (default: now).
+        #[arg(long)]
+        timestamp: Option<i64>,
+        /// hmac-sha256: the header to put the signature in.
+        #[arg(long, default_value = "X-Signature")]
+        header: String,
+        /// hmac-sha256: hex or base64.
+        #[arg(long, default_value = "hex")]
+        encoding: String,
+        /// hmac-sha256: text before the signature, e.g. `sha256=`.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// mandrill: the exact URL configured at Mandrill.
+        #[arg(long)]
+        url: Option<String>,
+        /// Print curl arguments (`-H 'Name: value'`) instead of header lines.
+        #[arg(long)]
+        curl: bool,
+    },
+}
+
+impl Cli {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Serve { config } => serve(config),
+            Command::Check { config } => check(config),
+            Command::Sign {
+                scheme,
+                secret,
+                file,
+                id,
+                timestamp,
+                header,
+                encoding,
+                prefix,
+                url,
+                curl,
+            } => {
+                let scheme = match scheme.as_str() {
+                    "stripe" => Scheme::Stripe,
+                    "standard-webhooks" => Scheme::StandardWebhooks,
+                    "github" => Scheme::Github,
+                    "hmac-sha256" => Scheme::HmacSha256 {
+                        header,
+                        encoding: match encoding.as_str() {
+                            "hex" => Encoding::Hex,
+                            "base64" => Encoding::Base64,
+                            other => bail!("--encoding must be hex or base64, not {other}"),
+                        },
+                        prefix,
+                    },
+                    "mandrill" => Scheme::Mandrill {
+                        public_url: url.context("--url is required for mandrill")?,
+                    },
+                    "token" => Scheme::Token,
+                    other => bail!(
+                        "unknown scheme `{other}` (stripe, standard-webhooks, github, hmac-sha256, mandrill, token)"
+                    ),
+                };
+                let secret = resolve_secret(&secret)?;
+                let body = match file {
+                    Some(path) if path.as_os_str() != "-" => std::fs::read(&path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                    _ => {
+                        let mut body = Vec::new();
+                        std::io::stdin().read_to_end(&mut body)?;
+                        body
+                    }
+                };
+                let now = timestamp.unwrap_or_else(switchyard::time::now_s);
+                let id = id.unwrap_or_else(|| format!("msg_{}", ulid::Ulid::new()));
+                let headers = verify::sign(&scheme, &secret, &body, now, &id)
+                    .map_err(|err| anyhow::anyhow!("{err}"))?;
+                for (name, value) in headers {
+                    if curl {
+                        print!("-H '{name}: {value}' ");
+                    } else {
+                        println!("{name}: {value}");
+                    }
+                }
+                if curl {
+                    println!();
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}
+
+fn resolve_secret(value: &str) -> anyhow::Result<Secret> {
+    if let Some(var) = value.strip_prefix("env:") {
+        let value =
+            std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?;
+        Ok(Secret::new(value))
+    } else if let Some(path) = value.strip_prefix("file:") {
+        let value =
+            std::fs::read_to_string(path).with_context(|| format!("reading secret file {path}"))?;
+        Ok(Secret::new(value.trim_end_matches(['\n', '\r'])))
+    } else {
+        Ok(Secret::new(value))
+    }
+}
+
+fn load(path: &PathBuf) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))
+}
+
+fn serve(path: PathBuf) -> anyhow::Result<ExitCode> {
+    let config = load(&path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("binding {}", config.server.listen))?;
+        switchyard::run(config, listener, shutdown_signal()).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
+    let config = load(&path)?;
+    println!("{}", config.summary());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let problems = runtime.block_on(async move {
+        // Load each connector exactly as `serve` would, against a throwaway store.
+        let scratch = tempdir_for_check()?;
+        let mut config = config;
+        config.storage.path = scratch.clone();
+        config.storage.durable = false;
+        let app = switchyard::App::start(config).await?;
+        let mut problems = 0;
+        for connector in app.connectors.all() {
+            match connector.unavailable() {
+                None => {
+                    let plugin = connector.plugin.as_ref().expect("loaded");
+                    println!(
+                        "ok    {}: {} {} ({})",
+                        connector.config.id,
+                        plugin.manifest.name,
+                        plugin.manifest.version,
+                        plugin.digest
+                    );
+                }
+                Some(err) => {
+                    problems += 1;
+                    println!("error {}: {err}", connector.config.id);
+                }
+            }
+        }
+        drop(app);
+        let _ = std::fs::remove_dir_all(&scratch);
+        anyhow::Ok(problems)
+    })?;
+    Ok(if problems == 0 {
+        println!("config ok");
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn tempdir_for_check() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("switchyard-check-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

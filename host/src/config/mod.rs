@@ -1,0 +1,446 @@
+//! The operator's configuration: `switchyard.toml`, layered and checked before anything starts.
+//!
+//! [`Config::load`] builds a config in four steps (svix's `cfg.rs` does the same):
+//!
+//! 1. the built-in defaults, [`DEFAULT_CONFIG_TOML`] (`host/config.default.toml`, compiled in;
+//!    it doubles as the reference of every key);
+//! 2. the operator's file, which only needs the keys it changes;
+//! 3. environment variables `SWITCHYARD_<SECTION>_<KEY>` for the sections `server`, `storage`,
+//!    `plugins` and `retry` (`SWITCHYARD_SERVER_LISTEN`, `SWITCHYARD_RETRY_MAX_ATTEMPTS`, …);
+//! 4. secret references resolved (`"env:VAR"`, `"file:PATH"`), per-connector retry filled in
+//!    from `[retry]`, then [`Config::validate`].
+//!
+//! Every [`ConfigError`] names the key it is about (`server.listen`, `connector[0]
+//! (stripe).secret`) and never contains a secret value.
+//!
+//! Relative `storage.path`, `plugins.dir` and `plugins.cache_dir` are left relative, so they are
+//! relative to the working directory the host runs in (what `make run` relies on). Only
+//! `file:` references are relative to the config file's folder.
+
+mod load;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::{self, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+/// The built-in defaults, loaded before the operator's file. Every key, commented.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config.default.toml");
+
+/// Signature schemes the host implements; `scheme` must name one of them.
+pub const SCHEMES: &[&str] = &[
+    "stripe",
+    "standard-webhooks",
+    "github",
+    "hmac-sha256",
+    "mandrill",
+    "token",
+    "none",
+];
+
+/// The whole configuration, built by [`Config::load`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub plugins: PluginsConfig,
+    /// Defaults for every connector; each connector's effective values are in its own `retry`.
+    pub retry: RetryConfig,
+    /// The `[[connector]]` tables, in file order.
+    pub connectors: Vec<ConnectorConfig>,
+}
+
+/// `[server]`: the HTTP listener (ingress and admin API) and the process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Bearer token for the admin API (`/v1`).
+    pub admin_token: Option<Secret>,
+    /// Largest accepted webhook body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Dispatch workers; 0 means four per CPU (see [`ServerConfig::worker_count`]).
+    pub workers: usize,
+    /// How long shutdown waits for in-flight work.
+    pub shutdown_timeout: Duration,
+}
+
+/// `storage.backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Embedded, single node, files under `storage.path`.
+    Sled,
+    /// NATS JetStream at `storage.nats_url`, for a cluster.
+    Nats,
+}
+
+/// `[storage]`: the inbox, outbox and event log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageConfig {
+    pub backend: Backend,
+    /// Data folder for `sled`; relative to the working directory.
+    pub path: PathBuf,
+    /// Days the event log keeps each event before the cleaner removes it.
+    pub retention_days: u32,
+    /// Required when `backend` is `nats`.
+    pub nats_url: Option<String>,
+    /// How long a dedupe key is remembered.
+    pub dedupe_window: Duration,
+    /// Make each event durable (fsync) before answering 200. `false` is unsafe: for
+    /// benchmarks only, a crash can lose acknowledged webhooks.
+    pub durable: bool,
+}
+
+/// `[plugins]`: where connectors come from and what each call may use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginsConfig {
+    /// Folder of `.wasm` connectors; relative to the working directory.
+    pub dir: PathBuf,
+    /// Load new and replaced `.wasm` files without a restart.
+    pub watch: bool,
+    /// Wall-clock limit for one connector call.
+    pub deadline: Duration,
+    /// Linear-memory cap for one connector instance.
+    pub max_memory_bytes: u64,
+    /// Cache of compiled components; `None`: compile on every load.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// `[retry]` and `[connector.retry]`: how deliveries (and connector `retry` failures) are retried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryConfig {
+    /// Attempts in total, the first one included.
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Fraction of each backoff that is randomised, 0 to 1.
+    pub jitter: f64,
+    /// Limit for one outbound request.
+    pub timeout: Duration,
+}
+
+/// `hmac.encoding`: how the signature header encodes the MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacEncoding {
+    #[default]
+    Hex,
+    Base64,
+}
+
+impl HmacEncoding {
+    /// `"hex"` or `"base64"`, as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HmacEncoding::Hex => "hex",
+            HmacEncoding::Base64 => "base64",
+        }
+    }
+}
+
+impl fmt::Display for HmacEncoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Backend {
+    /// `"sled"` or `"nats"`, as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sled => "sled",
+            Backend::Nats => "nats",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[connector.hmac]`: parameters of the generic `hmac-sha256` scheme.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HmacConfig {
+    /// Header carrying the signature, e.g. `X-Signature`.
+    pub header: String,
+    #[serde(default)]
+    pub encoding: HmacEncoding,
+    /// Text before the encoded MAC in the header, e.g. `sha256=`.
+    #[serde(default)]
+    pub prefix: String,
+}
+
+/// One `[[connector]]`: a route `POST /hooks/{id}` served by a plugin.
+#[derive(Clone, PartialEq)]
+pub struct ConnectorConfig {
+    pub id: String,
+    /// File name in `plugins.dir`, e.g. `stripe.wasm`.
+    pub plugin: String,
+    /// `false`: the route answers 404 and nothing is stored.
+    pub enabled: bool,
+    /// `true`: accept and store, dispatch nothing until resumed.
+    pub paused: bool,
+    /// Signing secrets; any of them may match (rotation). Empty when not configured.
+    pub secret: Vec<Secret>,
+    /// Overrides the scheme the plugin declares; one of [`SCHEMES`].
+    pub scheme: Option<String>,
+    /// Required when `scheme` is `hmac-sha256`.
+    pub hmac: Option<HmacConfig>,
+    /// The URL the vendor posts to, as it signs it; required when `scheme` is `mandrill`.
+    pub public_url: Option<String>,
+    /// Accepted clock skew for timestamped schemes.
+    pub tolerance: Duration,
+    /// Origins (`scheme://host[:port]`, normalised) deliveries and fetches may reach;
+    /// `"*"` allows any.
+    pub allowed_hosts: Vec<String>,
+    /// Signs deliveries with Standard Webhooks when set.
+    pub outbound_secret: Option<Secret>,
+    /// Effective retry policy: `[connector.retry]` over the top-level `[retry]`.
+    pub retry: RetryConfig,
+    /// `[connector.settings]` as read by the plugin: strings as given (references resolved),
+    /// other values as JSON text.
+    pub settings: BTreeMap<String, String>,
+}
+
+/// Settings values are left out: an `env:`/`file:` reference (an API key) is resolved in place.
+impl fmt::Debug for ConnectorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectorConfig")
+            .field("id", &self.id)
+            .field("plugin", &self.plugin)
+            .field("enabled", &self.enabled)
+            .field("paused", &self.paused)
+            .field("secret", &self.secret)
+            .field("scheme", &self.scheme)
+            .field("hmac", &self.hmac)
+            .field("public_url", &self.public_url)
+            .field("tolerance", &self.tolerance)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("outbound_secret", &self.outbound_secret)
+            .field("retry", &self.retry)
+            .field("settings", &self.settings.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Why a config could not be loaded. Each message names the key; none contains a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file itself could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not TOML. Only the parser's message and position are kept: the offending
+    /// line may hold a secret.
+    #[error("{origin}:{line}:{column}: invalid TOML: {message}")]
+    Syntax {
+        origin: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// A key the config does not have (usually a typo).
+    #[error("unknown key `{key}` in {table}{hint}")]
+    UnknownKey {
+        key: String,
+        /// `[server]`, `connector[0] (stripe)`, `the top-level table`.
+        table: String,
+        /// A suggestion or the environment variable that set it, starting with `; `, or empty.
+        hint: String,
+    },
+    /// A value that is missing, of the wrong type, or breaks a rule.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// Path of the key: `storage.retention_days`, `connector[0] (stripe).secret[1]`.
+        key: String,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Built-in defaults, then the file at `path`, then `SWITCHYARD_<SECTION>_<KEY>`
+    /// environment variables; secret references resolved; then [`Config::validate`].
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        load::from_file(path, &load::Env::Process)
+    }
+
+    /// [`Config::load`] with a fixed set of environment variables instead of the process's.
+    pub fn load_with_env(
+        path: &Path,
+        env: &HashMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        load::from_file(path, &load::Env::Map(env))
+    }
+
+    /// [`Config::load`] from TOML text, with `env` as the only environment variables (for
+    /// overrides and `env:` references). Relative `file:` references are relative to the
+    /// working directory.
+    pub fn from_toml_str(toml: &str, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        load::from_text(toml, "config", None, &load::Env::Map(env))
+    }
+
+    /// The connector with this id.
+    pub fn connector(&self, id: &str) -> Option<&ConnectorConfig> {
+        self.connectors.iter().find(|c| c.id == id)
+    }
+
+    /// Checks the rules a loaded config must follow; [`Config::load`] calls it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate::config(self)
+    }
+
+    /// A few lines for `switchyard check`: where it listens, stores and loads plugins from,
+    /// and one line per connector. Secrets are counted, never shown. No trailing newline.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let s = &self.server;
+        let token = if s.admin_token.is_some() {
+            "set"
+        } else {
+            "not set"
+        };
+        let _ = writeln!(out, "listen      {} (admin token {token})", s.listen);
+        let st = &self.storage;
+        let location = match st.backend {
+            Backend::Sled => format!("sled at {}", st.path.display()),
+            Backend::Nats => format!("nats at {}", st.nats_url.as_deref().unwrap_or("?")),
+        };
+        let durable = if st.durable { "durable" } else { "NOT durable" };
+        let _ = writeln!(
+            out,
+            "storage     {location} (retention {} days, dedupe window {}, {durable})",
+            st.retention_days,
+            humantime::format_duration(st.dedupe_window),
+        );
+        let p = &self.plugins;
+        let _ = writeln!(
+            out,
+            "plugins     {} ({}, deadline {}, memory {} MiB)",
+            p.dir.display(),
+            if p.watch { "watched" } else { "not watched" },
+            humantime::format_duration(p.deadline),
+            p.max_memory_bytes / (1024 * 1024),
+        );
+        let _ = writeln!(out, "retry       {}", retry_summary(&self.retry));
+        let _ = writeln!(out, "connectors  {}", self.connectors.len());
+        for c in &self.connectors {
+            let state = match (c.enabled, c.paused) {
+                (false, _) => "disabled",
+                (true, true) => "paused",
+                (true, false) => "enabled",
+            };
+            let scheme = c.scheme.as_deref().unwrap_or("(plugin default)");
+            let _ = write!(
+                out,
+                "  {}  {}  {state}  scheme {scheme}  secrets {}",
+                c.id,
+                c.plugin,
+                c.secret.len(),
+            );
+            if c.retry != self.retry {
+                let _ = write!(out, "  retry {}", retry_summary(&c.retry));
+            }
+            out.push('\n');
+        }
+        out.truncate(out.trim_end().len());
+        out
+    }
+}
+
+fn retry_summary(r: &RetryConfig) -> String {
+    format!(
+        "{} attempts, backoff {}..{}, jitter {}, timeout {}",
+        r.max_attempts,
+        humantime::format_duration(r.initial_backoff),
+        humantime::format_duration(r.max_backoff),
+        r.jitter,
+        humantime::format_duration(r.timeout),
+    )
+}
+
+impl ServerConfig {
+    /// `workers`, with 0 replaced by four per CPU: a worker waits while its connector
+    /// awaits `http.fetch`, so a few per core keep the CPUs busy.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()) * 4,
+            n => n,
+        }
+    }
+}
+
+/// The built-in defaults ([`DEFAULT_CONFIG_TOML`]), no connectors.
+impl Default for Config {
+    fn default() -> Self {
+        Config::from_toml_str("", &HashMap::new()).expect("the built-in defaults are valid")
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Config::default().server
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Config::default().storage
+    }
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Config::default().plugins
+    }
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Config::default().retry
+    }
+}
+
+/// The defaults of a `[[connector]]` with no id or plugin yet (for tests and builders).
+impl Default for ConnectorConfig {
+    fn default() -> Self {
+        ConnectorConfig {
+            id: String::new(),
+            plugin: String::new(),
+            enabled: true,
+            paused: false,
+            secret: Vec::new(),
+            scheme: None,
+            hmac: None,
+            public_url: None,
+            tolerance: load::DEFAULT_TOLERANCE,
+            allowed_hosts: Vec::new(),
+            outbound_secret: None,
+            retry: RetryConfig::default(),
+            settings: BTreeMap::new(),
+        }
+    }
+}

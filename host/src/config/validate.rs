@@ -1,0 +1,255 @@
+//! The rules a loaded config must follow, checked before anything starts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::load::connector_label;
+use super::{Backend, Config, ConfigError, ConnectorConfig, RetryConfig, SCHEMES};
+
+/// Smallest memory cap worth having: one Wasm page.
+const MIN_MEMORY_BYTES: u64 = 64 * 1024;
+
+type Checked = Result<(), ConfigError>;
+
+fn fail(key: impl Into<String>, message: impl Into<String>) -> Checked {
+    Err(ConfigError::invalid(key, message))
+}
+
+pub(super) fn config(c: &Config) -> Checked {
+    let s = &c.server;
+    if s.max_body_bytes < 1 {
+        return fail("server.max_body_bytes", "must be at least 1");
+    }
+    if s.admin_token
+        .as_ref()
+        .is_some_and(|t| t.expose().is_empty())
+    {
+        return fail("server.admin_token", "must not be empty");
+    }
+
+    let st = &c.storage;
+    if st.retention_days < 1 {
+        return fail("storage.retention_days", "must be at least 1");
+    }
+    match st.backend {
+        Backend::Sled if st.path.as_os_str().is_empty() => {
+            return fail("storage.path", "must not be empty");
+        }
+        Backend::Nats if st.nats_url.as_deref().is_none_or(|u| u.trim().is_empty()) => {
+            return fail(
+                "storage.nats_url",
+                r#"is required when backend = "nats" (e.g. "nats://127.0.0.1:4222")"#,
+            );
+        }
+        _ => {}
+    }
+
+    let p = &c.plugins;
+    if p.dir.as_os_str().is_empty() {
+        return fail("plugins.dir", "must not be empty");
+    }
+    positive("plugins.deadline", p.deadline)?;
+    if p.max_memory_bytes < MIN_MEMORY_BYTES {
+        return fail(
+            "plugins.max_memory_bytes",
+            format!("must be at least {MIN_MEMORY_BYTES} (one Wasm page)"),
+        );
+    }
+
+    retry("retry", &c.retry)?;
+
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (index, connector) in c.connectors.iter().enumerate() {
+        let label = connector_label(index, Some(&connector.id));
+        if let Some(first) = seen.insert(&connector.id, index) {
+            return fail(
+                format!("{label}.id"),
+                format!(
+                    "duplicate id `{}` (also used by connector[{first}])",
+                    connector.id
+                ),
+            );
+        }
+        self::connector(&label, connector)?;
+    }
+    Ok(())
+}
+
+fn positive(key: &str, d: Duration) -> Checked {
+    if d.is_zero() {
+        return fail(key, "must be greater than 0");
+    }
+    Ok(())
+}
+
+fn retry(prefix: &str, r: &RetryConfig) -> Checked {
+    if r.max_attempts < 1 {
+        return fail(format!("{prefix}.max_attempts"), "must be at least 1");
+    }
+    // `contains` is false for NaN too.
+    if !(0.0..=1.0).contains(&r.jitter) {
+        return fail(format!("{prefix}.jitter"), "must be between 0 and 1");
+    }
+    positive(&format!("{prefix}.initial_backoff"), r.initial_backoff)?;
+    positive(&format!("{prefix}.max_backoff"), r.max_backoff)?;
+    if r.initial_backoff > r.max_backoff {
+        return fail(
+            format!("{prefix}.initial_backoff"),
+            format!(
+                "{} is longer than max_backoff ({})",
+                humantime::format_duration(r.initial_backoff),
+                humantime::format_duration(r.max_backoff),
+            ),
+        );
+    }
+    positive(&format!("{prefix}.timeout"), r.timeout)
+}
+
+fn connector(label: &str, c: &ConnectorConfig) -> Checked {
+    let key = |name: &str| format!("{label}.{name}");
+
+    if c.id.is_empty() {
+        return fail(key("id"), "must not be empty");
+    }
+    if !valid_id(&c.id) {
+        return fail(
+            key("id"),
+            "must be 1 to 64 of a-z, 0-9, `_` and `-`, starting with a letter or digit \
+             (it is the route /hooks/{id})",
+        );
+    }
+
+    let stem = c.plugin.strip_suffix(".wasm").unwrap_or_default();
+    if stem.is_empty() {
+        return fail(key("plugin"), "must be a file name ending in .wasm");
+    }
+    if c.plugin.contains(['/', '\\']) || c.plugin.contains("..") {
+        return fail(
+            key("plugin"),
+            "must be a file name inside plugins.dir, without `/`, `\\` or `..`",
+        );
+    }
+
+    for (i, secret) in c.secret.iter().enumerate() {
+        if secret.expose().is_empty() {
+            return fail(format!("{label}.secret[{i}]"), "must not be empty");
+        }
+    }
+    if c.outbound_secret
+        .as_ref()
+        .is_some_and(|s| s.expose().is_empty())
+    {
+        return fail(key("outbound_secret"), "must not be empty");
+    }
+
+    if let Some(scheme) = c.scheme.as_deref() {
+        if !SCHEMES.contains(&scheme) {
+            let known = SCHEMES.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>();
+            return fail(
+                key("scheme"),
+                format!("unknown scheme `{scheme}`; known: {}", known.join(", ")),
+            );
+        }
+        if scheme != "none" && c.secret.is_empty() {
+            return fail(key("secret"), format!("scheme `{scheme}` needs a secret"));
+        }
+        if scheme == "hmac-sha256" && c.hmac.is_none() {
+            return fail(
+                key("hmac"),
+                r#"is required for scheme "hmac-sha256": add [connector.hmac] with header = "…""#,
+            );
+        }
+        if scheme != "hmac-sha256" && c.hmac.is_some() {
+            return fail(
+                key("hmac"),
+                format!(r#"is only used by scheme "hmac-sha256", not `{scheme}`"#),
+            );
+        }
+        if scheme == "mandrill" && c.public_url.is_none() {
+            return fail(
+                key("public_url"),
+                r#"is required for scheme "mandrill": the webhook URL exactly as Mandrill has it"#,
+            );
+        }
+        if scheme != "mandrill" && c.public_url.is_some() {
+            return fail(
+                key("public_url"),
+                format!(r#"is only used by scheme "mandrill", not `{scheme}`"#),
+            );
+        }
+    }
+    if let Some(hmac) = &c.hmac
+        && !valid_header_name(&hmac.header)
+    {
+        return fail(
+            format!("{label}.hmac.header"),
+            "must be an HTTP header name, e.g. \"X-Signature\"",
+        );
+    }
+    if let Some(public_url) = &c.public_url {
+        let ok = url::Url::parse(public_url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+        if !ok {
+            return fail(key("public_url"), "must be an http:// or https:// URL");
+        }
+    }
+
+    positive(&key("tolerance"), c.tolerance)?;
+
+    for (i, host) in c.allowed_hosts.iter().enumerate() {
+        origin(host).map_err(|e| ConfigError::invalid(format!("{label}.allowed_hosts[{i}]"), e))?;
+    }
+
+    retry(&key("retry"), &c.retry)
+}
+
+/// `[a-z0-9][a-z0-9_-]{0,63}`
+fn valid_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    first_ok
+        && id.len() <= 64
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// An RFC 9110 token.
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
+}
+
+/// Checks an `allowed_hosts` entry and returns it normalised: `"*"`, or the ASCII origin
+/// `scheme://host[:port]` (lowercase, default port dropped), so matching is a string compare
+/// with `Url::origin().ascii_serialization()`.
+pub(super) fn origin(entry: &str) -> Result<String, String> {
+    if entry == "*" {
+        return Ok(entry.to_owned());
+    }
+    let example =
+        r#"an origin such as "https://api.example.com" or "http://127.0.0.1:9000", or "*""#;
+    let url = url::Url::parse(entry).map_err(|e| format!("`{entry}` is not {example} ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("`{entry}`: the scheme must be http or https"));
+    }
+    let Some(host) = url.host_str() else {
+        return Err(format!("`{entry}` has no host; expected {example}"));
+    };
+    if host.contains('*') {
+        return Err(format!(
+            r#"`{entry}`: wildcards inside a host are not supported; list each host, or use "*" for any"#
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("an origin must not contain a user name or password".to_owned());
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "`{entry}` must be an origin only, without a path, query or fragment"
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
+}

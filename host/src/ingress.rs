@@ -1,0 +1,234 @@
+//! Ingress: `POST|GET|HEAD /hooks/{connector}`.
+//!
+//! `POST` is read up to `server.max_body_bytes` (413 beyond), verified (401), deduped,
+//! stored, and answered 200 only once the store has made it durable (503 when it cannot).
+//! `GET`/`HEAD` answer 200 with an empty body: Mailchimp and Mandrill validate a URL so.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router, routing::get};
+use serde_json::json;
+use ulid::Ulid;
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::plugin::Connector;
+use crate::store::{
+    EventRecord, Inserted, NewEvent, Status, StoredRequest, Verification, is_secret_header,
+};
+use crate::verify;
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new().route("/hooks/{connector}", get(ping).head(ping).post(receive))
+}
+
+/// A request whose signature has been checked. Only [`Verified::check`] builds one, so
+/// nothing unverified can be stored as an event to dispatch.
+pub struct Verified {
+    request: StoredRequest,
+}
+
+impl Verified {
+    fn check(
+        verifier: &verify::Verifier,
+        headers: &HeaderMap,
+        request: StoredRequest,
+    ) -> Result<Verified, (StoredRequest, verify::VerifyError)> {
+        let checked = verifier.verify(
+            &verify::Request {
+                headers,
+                query: &request.query,
+                body: request.body.as_bytes(),
+            },
+            crate::time::now_s(),
+        );
+        match checked {
+            Ok(()) => Ok(Verified { request }),
+            Err(err) => Err((request, err)),
+        }
+    }
+}
+
+fn connector_for(app: &App, id: &str) -> Result<Arc<Connector>, ApiError> {
+    app.connectors
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(format!("no enabled connector `{id}`")))
+}
+
+async fn ping(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    connector_for(&app, &id)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+#[tracing::instrument(skip_all, fields(connector = %id))]
+async fn receive(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let connector = connector_for(&app, &id)?;
+    let limit = app.config.server.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("body larger than {limit} bytes"),
+        )
+    };
+    if let Some(length) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && length > limit as u64
+    {
+        return Err(too_large());
+    }
+    let body: Bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())?;
+    if let Some(reason) = connector.unavailable() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "connector_unavailable",
+            format!("connector `{id}` is not loaded: {reason}"),
+        ));
+    }
+    let Ok(verifier) = &connector.verifier else {
+        unreachable!("unavailable() covers a missing verifier")
+    };
+
+    let now = crate::time::now_ms();
+    let event_id = Ulid::new().to_string();
+    let request = StoredRequest {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        query: uri.query().unwrap_or_default().to_string(),
+        headers: headers
+            .iter()
+            .map(|(name, value)| {
+                let value = if is_secret_header(name.as_str()) {
+                    "****".to_string()
+                } else {
+                    String::from_utf8_lossy(value.as_bytes()).into_owned()
+                };
+                (name.as_str().to_string(), value)
+            })
+            .collect(),
+        body: body.to_vec().into(),
+    };
+    let mut record = EventRecord {
+        id: event_id.clone(),
+        connector: id.clone(),
+        received_at: now,
+        updated_at: now,
+        status: Status::Pending,
+        verification: Verification {
+            scheme: verifier.scheme.name().to_string(),
+            verified: true,
+            error: None,
+        },
+        dedupe_key: None,
+        duplicate_of: None,
+        next_attempt_at: None,
+        attempts: Vec::new(),
+        error: None,
+    };
+
+    let verified = match Verified::check(verifier, &headers, request) {
+        Ok(verified) => verified,
+        Err((mut request, err)) => {
+            // The token scheme carries its secret in the query: never store it.
+            if matches!(verifier.scheme, verify::Scheme::Token) {
+                request.query = redact_token(&request.query);
+            }
+            record.status = Status::Rejected;
+            record.verification.verified = false;
+            record.verification.error = Some(err.to_string());
+            // Logged, not awaited: a rejection promises the sender nothing.
+            if let Err(store_err) = app.storage.insert_event(NewEvent {
+                record,
+                request,
+                dedupe: None,
+            }) {
+                tracing::warn!("recording a rejected request failed: {store_err}");
+            }
+            return Err(ApiError::unauthorized(err.code(), err.to_string()));
+        }
+    };
+    let mut request = verified.request;
+
+    // The connector names the dedupe key. A broken dedupe-key export must not lose the
+    // event: it is stored without dedupe and the failure logged.
+    let dedupe = match &connector.plugin {
+        Ok(plugin) => {
+            let hook = crate::dispatch::webhook(&record, &request, 0);
+            match app
+                .runtime
+                .dedupe_key(plugin, connector.grants.clone(), &hook)
+                .await
+            {
+                Ok(key) => key,
+                Err(err) => {
+                    tracing::warn!("dedupe-key failed, storing without dedupe: {err}");
+                    None
+                }
+            }
+        }
+        Err(_) => None,
+    };
+    record.dedupe_key = dedupe.clone();
+    if matches!(verifier.scheme, verify::Scheme::Token) {
+        request.query = redact_token(&request.query);
+    }
+    let window = app.config.storage.dedupe_window.as_millis() as u64;
+    let inserted = app
+        .storage
+        .insert_event(NewEvent {
+            record,
+            request,
+            dedupe: dedupe.map(|key| (key, window)),
+        })
+        .map_err(ApiError::unavailable)?;
+    app.storage.sync().await.map_err(ApiError::unavailable)?;
+
+    let body = match inserted {
+        Inserted::Accepted { id } => {
+            let _ = app.dispatch_tx.try_send(id.clone());
+            json!({ "id": id, "status": "accepted" })
+        }
+        Inserted::Duplicate { first_id, .. } => json!({ "id": first_id, "status": "duplicate" }),
+    };
+    Ok((StatusCode::OK, Json(body)).into_response())
+}
+
+/// Replace the value of `token=` in a query string.
+fn redact_token(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some(("token", _)) => "token=****".to_string(),
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_token;
+
+    #[test]
+    fn token_is_redacted_from_queries() {
+        assert_eq!(redact_token("token=s3cret"), "token=****");
+        assert_eq!(redact_token("a=1&token=s3cret&b=2"), "a=1&token=****&b=2");
+        assert_eq!(redact_token("a=1"), "a=1");
+        assert_eq!(redact_token(""), "");
+    }
+}

@@ -1,0 +1,73 @@
+//! Switchyard: a webhook connector runtime.
+//!
+//! # Layout
+//! The modules follow the data path of one webhook:
+//!
+//! - [`ingress`]: `POST /hooks/{connector}`, body limit, the answers a sender sees;
+//! - [`verify`]: signature schemes (Stripe, Standard Webhooks, GitHub, HMAC, Mandrill, token);
+//! - [`store`]: the durable inbox, event log and outbox, with group commit;
+//! - [`dispatch`]: the worker pool that calls a connector's `handle`;
+//! - [`deliver`]: outbound requests with retries, backoff and idempotency keys.
+//!
+//! Shared infrastructure: [`plugin`] (the wasmtime engine, the WIT bindings per version,
+//! the host imports and the connector registry), [`config`], [`admin`] (the `/v1` API),
+//! [`outbound`] (allow-listed HTTP) and [`app`] (the state they share).
+
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod deliver;
+pub mod dispatch;
+pub mod error;
+pub mod ingress;
+pub mod outbound;
+pub mod plugin;
+pub mod secret;
+pub mod store;
+pub mod time;
+pub mod verify;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+pub use app::App;
+pub use config::Config;
+
+/// Every route of the host, over shared state (tests can drive it without a socket).
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .merge(ingress::routes())
+        .merge(admin::routes(app.clone()))
+        .layer(TraceLayer::new_for_http())
+        .with_state(app)
+}
+
+/// Run a host on `listener` until `shutdown` resolves: start the engine and connectors,
+/// resume pending work, serve, then stop background work within
+/// `server.shutdown_timeout`. Everything acknowledged is on disk, so what is cut short
+/// resumes at the next start.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let grace = config.server.shutdown_timeout;
+    let app = App::start(config).await?;
+    dispatch::start(&app)?;
+    deliver::resume(&app)?;
+    tracing::info!(addr = %listener.local_addr()?, "switchyard listening");
+    axum::serve(listener, router(app.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tracing::info!("shutting down");
+    app.shutdown.cancel();
+    app.tasks.close();
+    if tokio::time::timeout(grace, app.tasks.wait()).await.is_err() {
+        tracing::warn!("background work did not stop within {grace:?}");
+    }
+    Ok(())
+}

@@ -1,0 +1,309 @@
+//! The shared wasmtime engine: compiling, pre-instantiating and calling connectors.
+//!
+//! One [`Engine`] for the process (pooling allocator, epoch interruption), one
+//! [`Plugin`] (an `InstancePre`) per loaded `.wasm`, and a fresh `Store` per call with a
+//! wall-clock deadline and a memory cap, so one event cannot see or break another.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder,
+    UpdateDeadline,
+};
+
+use super::bindings::v0_1_0::{Connector, ConnectorPre};
+use super::bindings::{Delivery, Failure, Manifest, Webhook};
+use super::imports::{CallState, FetchRecord, Grants, LogLine};
+
+/// How often the epoch advances; the deadline is checked at this granularity.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Limits applied to every call.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Wall-clock limit for one export call, host imports included.
+    pub deadline: Duration,
+    /// Linear memory cap per instance.
+    pub max_memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline: Duration::from_secs(10),
+            max_memory_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The process-wide engine and linker.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<CallState>>,
+    limits: Limits,
+}
+
+/// A compiled, pre-instantiated connector.
+pub struct Plugin {
+    pre: ConnectorPre<CallState>,
+    pub manifest: Manifest,
+    /// `sha256:<hex>` of the `.wasm` bytes.
+    pub digest: String,
+    pub size: usize,
+}
+
+/// Why a `.wasm` could not be loaded. The text is shown to operators as `last_error`.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a WebAssembly component: {0}")]
+    NotAComponent(String),
+    #[error("component does not implement switchyard:connector/connector@0.1.0: {0}")]
+    WrongWorld(String),
+    #[error("manifest() failed: {0}")]
+    Manifest(String),
+}
+
+/// Why a call produced no result.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum CallError {
+    #[error("deadline of {0:?} exceeded")]
+    Deadline(Duration),
+    #[error("connector trapped: {0}")]
+    Trap(String),
+    #[error("could not instantiate connector: {0}")]
+    Instantiate(String),
+}
+
+/// The outcome of one `handle` call, with what the connector did along the way.
+#[derive(Debug)]
+pub struct HandleOutcome {
+    pub result: Result<Result<Vec<Delivery>, Failure>, CallError>,
+    pub logs: Vec<LogLine>,
+    pub fetches: Vec<FetchRecord>,
+    pub duration: Duration,
+}
+
+impl Runtime {
+    pub fn new(limits: Limits) -> anyhow::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        // Slots are virtual-memory reservations; the counts bound concurrent instances.
+        pool.total_component_instances(1_000)
+            .total_core_instances(2_000)
+            .total_memories(1_000)
+            .total_tables(2_000)
+            .total_stacks(1_000)
+            .max_memory_size(limits.max_memory_bytes);
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .wasm_component_model(true);
+        let engine = Engine::new(&config).map_err(|e| anyhow!("creating the wasm engine: {e:#}"))?;
+
+        let mut linker = Linker::<CallState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| anyhow!("linking WASI: {e:#}"))?;
+        Connector::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(|e| anyhow!("linking the switchyard imports: {e:#}"))?;
+
+        spawn_epoch_ticker(&engine);
+        Ok(Runtime {
+            engine,
+            linker: Arc::new(linker),
+            limits,
+        })
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Compile `bytes`, check the world, and call `manifest()`. CPU-heavy: call it off the
+    /// request path (e.g. in `spawn_blocking` or a loader task).
+    pub async fn load(&self, bytes: &[u8], grants: Arc<Grants>) -> Result<Plugin, LoadError> {
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        let component = {
+            let engine = self.engine.clone();
+            let bytes = bytes.to_vec();
+            tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+                .await
+                .map_err(|err| LoadError::NotAComponent(err.to_string()))?
+                .map_err(|err| LoadError::NotAComponent(first_line(&err)))?
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(ConnectorPre::new)
+            .map_err(|err| LoadError::WrongWorld(format!("{err:#}")))?;
+        let plugin = Plugin {
+            pre,
+            manifest: empty_manifest(),
+            digest,
+            size: bytes.len(),
+        };
+        let manifest = match self.call(&plugin, grants, Export::Manifest).await.0 {
+            Ok(Returned::Manifest(manifest)) => manifest,
+            Ok(_) => unreachable!("manifest() returns a manifest"),
+            Err(err) => return Err(LoadError::Manifest(err.to_string())),
+        };
+        Ok(Plugin { manifest, ..plugin })
+    }
+
+    /// The connector's dedupe key for a webhook.
+    pub async fn dedupe_key(
+        &self,
+        plugin: &Plugin,
+        grants: Arc<Grants>,
+        webhook: &Webhook,
+    ) -> Result<Option<String>, CallError> {
+        match self.call(plugin, grants, Export::DedupeKey(webhook)).await.0 {
+            Ok(Returned::DedupeKey(key)) => Ok(key),
+            Ok(_) => unreachable!("dedupe-key() returns a key"),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Run `handle` for one event.
+    pub async fn handle(
+        &self,
+        plugin: &Plugin,
+        grants: Arc<Grants>,
+        webhook: &Webhook,
+    ) -> HandleOutcome {
+        let started = Instant::now();
+        let (result, state) = self.call(plugin, grants, Export::Handle(webhook)).await;
+        let (logs, fetches) = state.map(|s| (s.logs, s.fetches)).unwrap_or_default();
+        HandleOutcome {
+            result: result.map(|returned| match returned {
+                Returned::Handle(result) => result,
+                _ => unreachable!("handle() returns deliveries or a failure"),
+            }),
+            logs,
+            fetches,
+            duration: started.elapsed(),
+        }
+    }
+
+    /// Instantiate `plugin` in a fresh store and run `f` under the deadline. Returns the
+    /// call's state too (logs, fetches) when the call ran to an end, trap included.
+    async fn call(
+        &self,
+        plugin: &Plugin,
+        grants: Arc<Grants>,
+        export: Export<'_>,
+    ) -> (Result<Returned, CallError>, Option<CallState>) {
+        let deadline = self.limits.deadline;
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.limits.max_memory_bytes)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(&self.engine, CallState::new(grants, limits));
+        store.limiter(|state| &mut state.limits);
+        // Yield to tokio at every tick so a spinning guest never starves other tasks, and
+        // trap once the wall-clock deadline has passed.
+        let started = Instant::now();
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if started.elapsed() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+
+        let work = async {
+            let bindings = plugin
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|err| CallError::Instantiate(format!("{err:#}")))?;
+            let returned = match export {
+                Export::Manifest => bindings
+                    .call_manifest(&mut store)
+                    .await
+                    .map(Returned::Manifest),
+                Export::DedupeKey(webhook) => bindings
+                    .call_dedupe_key(&mut store, webhook)
+                    .await
+                    .map(Returned::DedupeKey),
+                Export::Handle(webhook) => bindings
+                    .call_handle(&mut store, webhook)
+                    .await
+                    .map(Returned::Handle),
+            };
+            returned.map_err(|err| {
+                if started.elapsed() >= deadline {
+                    CallError::Deadline(deadline)
+                } else {
+                    CallError::Trap(trap_text(&err))
+                }
+            })
+        };
+        // The epoch callback interrupts a spinning guest; this timeout covers time spent
+        // awaiting host imports (a slow `http.fetch`).
+        let result = match tokio::time::timeout(deadline, work).await {
+            Ok(result) => result,
+            Err(_) => return (Err(CallError::Deadline(deadline)), None),
+        };
+        (result, Some(store.into_data()))
+    }
+}
+
+/// Which export a call runs.
+enum Export<'w> {
+    Manifest,
+    DedupeKey(&'w Webhook),
+    Handle(&'w Webhook),
+}
+
+/// What it returned.
+enum Returned {
+    Manifest(Manifest),
+    DedupeKey(Option<String>),
+    Handle(Result<Vec<Delivery>, Failure>),
+}
+
+fn empty_manifest() -> Manifest {
+    Manifest {
+        name: String::new(),
+        version: String::new(),
+        description: String::new(),
+        default_scheme: String::new(),
+        settings: Vec::new(),
+    }
+}
+
+fn first_line(err: &wasmtime::Error) -> String {
+    format!("{err:#}").lines().next().unwrap_or_default().to_string()
+}
+
+/// A trap's message plus its first cause, without the wasm backtrace noise.
+fn trap_text(err: &wasmtime::Error) -> String {
+    let text = format!("{err:#}");
+    let mut lines = text.lines();
+    let head = lines.next().unwrap_or_default().to_string();
+    match err.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("{trap}: {head}"),
+        None => head,
+    }
+}
+
+/// Advance the engine's epoch every [`EPOCH_TICK`] until the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("switchyard-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch thread");
+}

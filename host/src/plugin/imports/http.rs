@@ -1,0 +1,79 @@
+//! `http.fetch`: allow-listed outbound HTTP during a call, recorded with the attempt.
+
+use serde::{Deserialize, Serialize};
+
+use super::{CallState, MAX_FETCH_BODY_BYTES, MAX_FETCHES};
+use crate::outbound::{self, OutboundError, OutboundRequest};
+use crate::plugin::bindings::v0_1_0::switchyard::connector::http::{
+    Error, Host, Request, Response,
+};
+use crate::store::Body;
+
+pub use crate::outbound::AllowedHosts;
+
+/// One `http.fetch` call as it appears in the event log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FetchRecord {
+    pub at: u64,
+    pub duration_ms: u64,
+    pub request: OutboundRequest,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+}
+
+impl Host for CallState {
+    async fn fetch(&mut self, request: Request) -> Result<Response, Error> {
+        if self.fetches.len() >= MAX_FETCHES {
+            return Err(Error::Denied(format!(
+                "more than {MAX_FETCHES} fetches in one call"
+            )));
+        }
+        if request.body.len() > MAX_FETCH_BODY_BYTES {
+            return Err(Error::Denied(format!(
+                "request body larger than {MAX_FETCH_BODY_BYTES} bytes"
+            )));
+        }
+        let request = OutboundRequest {
+            method: request.method,
+            url: request.url,
+            headers: request.headers,
+            body: Body::from(request.body),
+        };
+        let grants = self.grants.clone();
+        let at = crate::time::now_ms();
+        let (result, took) = outbound::send(
+            &grants.http,
+            &grants.allowed_hosts,
+            &request,
+            &[],
+            grants.fetch_timeout,
+        )
+        .await;
+        // Authorization headers are secrets: keep their name, not their value, in the log.
+        let mut logged = request;
+        for (name, value) in &mut logged.headers {
+            if crate::store::is_secret_header(name) {
+                *value = "****".into();
+            }
+        }
+        self.fetches.push(FetchRecord {
+            at,
+            duration_ms: took.as_millis() as u64,
+            request: logged,
+            status: result.as_ref().ok().map(|r| r.status),
+            error: result.as_ref().err().map(|e| e.to_string()),
+        });
+        match result {
+            Ok(response) => Ok(Response {
+                status: response.status,
+                headers: response.headers,
+                body: response.body.to_vec(),
+            }),
+            Err(OutboundError::Denied(url)) => Err(Error::Denied(format!(
+                "{url} is not in this connector's allowed_hosts"
+            ))),
+            Err(OutboundError::Timeout(_)) => Err(Error::Timeout),
+            Err(OutboundError::Transport(text)) => Err(Error::Transport(text)),
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! `log.emit`: connector log lines, kept with the attempt and mirrored to tracing.
+
+use serde::{Deserialize, Serialize};
+
+use super::{CallState, MAX_LOG_LINE_BYTES, MAX_LOG_LINES};
+use crate::plugin::bindings::v0_1_0::switchyard::connector::log::{Host, Level};
+
+/// One line a connector logged during a call.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogLine {
+    pub at: u64,
+    pub level: String,
+    pub message: String,
+}
+
+impl Host for CallState {
+    async fn emit(&mut self, level: Level, message: String) {
+        let level = match level {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        tracing::debug!(connector = %self.grants.connector, level, "{message}");
+        if self.logs.len() >= MAX_LOG_LINES {
+            return;
+        }
+        let mut message = message;
+        if message.len() > MAX_LOG_LINE_BYTES {
+            let mut cut = MAX_LOG_LINE_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        self.logs.push(LogLine {
+            at: crate::time::now_ms(),
+            level: level.to_string(),
+            message,
+        });
+    }
+}

@@ -1,0 +1,10 @@
+//! `settings.get`: the operator's `[connector.settings]`.
+
+use super::CallState;
+use crate::plugin::bindings::v0_1_0::switchyard::connector::settings::Host;
+
+impl Host for CallState {
+    async fn get(&mut self, key: String) -> Option<String> {
+        self.grants.settings.get(&key).cloned()
+    }
+}

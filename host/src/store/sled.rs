@@ -1,0 +1,521 @@
+//! The embedded store on sled 0.34.
+//!
+//! Trees (keys are ULID event ids, which sort by time):
+//! - `requests`: id → [`StoredRequest`] (immutable, the large part);
+//! - `events`: id → [`EventRecord`] (status, attempts);
+//! - `pending`: id → `()`, the dispatch queue (events the connector must still see);
+//! - `dedupe`: `{connector}\0{key}` → `{event_id, at}`;
+//! - `outbox`: `{event_id}/{index:05}` → [`DeliveryRecord`];
+//! - `outbox_open`: the same keys for deliveries not yet final (the delivery queue);
+//! - `kv`: `{connector}\0{key}` → bytes.
+//!
+//! **Durability.** sled 0.34 hangs when several tasks call `flush_async` at once
+//! (spacejam/sled#1308), and its flush ends in `sync_file_range`, which neither flushes
+//! the drive cache nor the file size. So exactly one thread flushes, followed by an
+//! `fdatasync` of the log file, and every waiter that registered before the flush started
+//! is released by it: a group commit.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::mpsc as std_mpsc;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use tokio::sync::oneshot;
+
+use super::{
+    DeliveryRecord, EventRecord, Inserted, NewEvent, Result, Status, Storage, StoreError,
+    StoredRequest,
+};
+
+type Waiter = oneshot::Sender<Result<()>>;
+
+/// sled-backed [`Storage`].
+pub struct SledStore {
+    db: sled::Db,
+    requests: sled::Tree,
+    events: sled::Tree,
+    pending: sled::Tree,
+    dedupe: sled::Tree,
+    outbox: sled::Tree,
+    outbox_open: sled::Tree,
+    kv: sled::Tree,
+    /// Queue of group-commit waiters; `None` when durability is switched off (benchmarks).
+    flusher: Option<std_mpsc::Sender<Waiter>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DedupeEntry {
+    event_id: String,
+    at: u64,
+}
+
+impl SledStore {
+    /// Open (or create) the store at `path`. With `durable = false` no flush is awaited
+    /// before acknowledging: a crash may lose the last ~0.5 s of accepted events.
+    pub fn open(path: &Path, durable: bool) -> Result<Self> {
+        std::fs::create_dir_all(path)
+            .map_err(|err| StoreError(format!("creating {}: {err}", path.display())))?;
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(256 << 20)
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|err| StoreError(format!("opening {}: {err}", path.display())))?;
+        let flusher = if durable {
+            let log = File::open(path.join("db"))
+                .map_err(|err| StoreError(format!("opening the sled log: {err}")))?;
+            Some(spawn_flusher(db.clone(), log))
+        } else {
+            None
+        };
+        Ok(SledStore {
+            requests: db.open_tree("requests")?,
+            events: db.open_tree("events")?,
+            pending: db.open_tree("pending")?,
+            dedupe: db.open_tree("dedupe")?,
+            outbox: db.open_tree("outbox")?,
+            outbox_open: db.open_tree("outbox_open")?,
+            kv: db.open_tree("kv")?,
+            db,
+            flusher,
+        })
+    }
+
+    /// A delivery's key: sorts by event, then index.
+    fn delivery_key(event_id: &str, index: u32) -> String {
+        format!("{event_id}/{index:05}")
+    }
+
+    fn kv_key(connector: &str, key: &str) -> Vec<u8> {
+        let mut k = Vec::with_capacity(connector.len() + 1 + key.len());
+        k.extend_from_slice(connector.as_bytes());
+        k.push(0);
+        k.extend_from_slice(key.as_bytes());
+        k
+    }
+}
+
+/// The single flusher thread. It ends when the store (the last sender) is dropped.
+fn spawn_flusher(db: sled::Db, log: File) -> std_mpsc::Sender<Waiter> {
+    let (tx, rx) = std_mpsc::channel::<Waiter>();
+    std::thread::Builder::new()
+        .name("switchyard-flush".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut waiters = vec![first];
+                waiters.extend(rx.try_iter());
+                let result = db
+                    .flush()
+                    .map_err(StoreError::from)
+                    .and_then(|_| {
+                        log.sync_data()
+                            .map_err(|err| StoreError(format!("fdatasync: {err}")))
+                    })
+                    .map(|_| ());
+                if let Err(err) = &result {
+                    tracing::error!("group commit failed: {err}");
+                }
+                for waiter in waiters {
+                    let _ = waiter.send(result.clone());
+                }
+            }
+        })
+        .expect("spawning the flusher thread");
+    tx
+}
+
+fn abort(err: impl ToString) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(StoreError(err.to_string()))
+}
+
+fn tx_error(err: TransactionError<StoreError>) -> StoreError {
+    match err {
+        TransactionError::Abort(err) => err,
+        TransactionError::Storage(err) => err.into(),
+    }
+}
+
+impl Storage for SledStore {
+    fn insert_event(&self, event: NewEvent) -> Result<Inserted> {
+        let NewEvent {
+            mut record,
+            request,
+            dedupe,
+        } = event;
+        let request_bytes = serde_json::to_vec(&request)?;
+        let now = record.received_at;
+        let dedupe_key = dedupe
+            .as_ref()
+            .map(|(key, _)| Self::kv_key(&record.connector, key));
+
+        let result = (&self.requests, &self.events, &self.pending, &self.dedupe).transaction(
+            |(requests, events, pending, dedupe_tree)| {
+                let mut record = record.clone();
+                let mut first = None;
+                if let (Some(key), Some((_, window))) = (&dedupe_key, &dedupe) {
+                    if let Some(existing) = dedupe_tree.get(key)? {
+                        let entry: DedupeEntry =
+                            serde_json::from_slice(&existing).map_err(abort)?;
+                        // A dedupe entry whose event was removed (retention) does not count.
+                        if now.saturating_sub(entry.at) <= *window
+                            && events.get(entry.event_id.as_bytes())?.is_some()
+                        {
+                            first = Some(entry.event_id);
+                        }
+                    }
+                    if first.is_none() {
+                        let entry = DedupeEntry {
+                            event_id: record.id.clone(),
+                            at: now,
+                        };
+                        dedupe_tree.insert(
+                            key.as_slice(),
+                            serde_json::to_vec(&entry).map_err(abort)?,
+                        )?;
+                    }
+                }
+                if let Some(first_id) = &first {
+                    record.status = Status::Duplicate;
+                    record.duplicate_of = Some(first_id.clone());
+                }
+                requests.insert(record.id.as_bytes(), request_bytes.as_slice())?;
+                events.insert(
+                    record.id.as_bytes(),
+                    serde_json::to_vec(&record).map_err(abort)?,
+                )?;
+                if record.status == Status::Pending {
+                    pending.insert(record.id.as_bytes(), &[])?;
+                }
+                Ok(first)
+            },
+        );
+        let first = result.map_err(tx_error)?;
+        record.updated_at = now;
+        Ok(match first {
+            Some(first_id) => Inserted::Duplicate {
+                id: record.id,
+                first_id,
+            },
+            None => Inserted::Accepted { id: record.id },
+        })
+    }
+
+    fn sync(&self) -> BoxFuture<'static, Result<()>> {
+        let Some(flusher) = &self.flusher else {
+            return futures::future::ready(Ok(())).boxed();
+        };
+        let (tx, rx) = oneshot::channel();
+        if flusher.send(tx).is_err() {
+            return futures::future::ready(Err(StoreError("flusher has stopped".into()))).boxed();
+        }
+        async move {
+            rx.await
+                .unwrap_or_else(|_| Err(StoreError("flusher has stopped".into())))
+        }
+        .boxed()
+    }
+
+    fn event(&self, id: &str) -> Result<Option<EventRecord>> {
+        match self.events.get(id.as_bytes())? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn request(&self, id: &str) -> Result<Option<StoredRequest>> {
+        match self.requests.get(id.as_bytes())? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn update_event(
+        &self,
+        id: &str,
+        update: &mut dyn FnMut(&mut EventRecord),
+    ) -> Result<Option<EventRecord>> {
+        // compare-and-swap loop: concurrent delivery tasks update the same record.
+        loop {
+            let Some(current) = self.events.get(id.as_bytes())? else {
+                return Ok(None);
+            };
+            let mut record: EventRecord = serde_json::from_slice(&current)?;
+            update(&mut record);
+            record.updated_at = crate::time::now_ms();
+            let new = serde_json::to_vec(&record)?;
+            match self
+                .events
+                .compare_and_swap(id.as_bytes(), Some(current), Some(new))?
+            {
+                Ok(()) => return Ok(Some(record)),
+                Err(_) => continue,
+            }
+        }
+    }
+
+    fn pending_events(&self) -> Result<Vec<String>> {
+        self.pending
+            .iter()
+            .keys()
+            .map(|key| Ok(String::from_utf8_lossy(&key?).into_owned()))
+            .collect()
+    }
+
+    fn finish_dispatch(
+        &self,
+        record: &EventRecord,
+        deliveries: &[DeliveryRecord],
+        keep_pending: bool,
+    ) -> Result<()> {
+        let record_bytes = serde_json::to_vec(record)?;
+        let rows = deliveries
+            .iter()
+            .map(|d| Ok((Self::delivery_key(&d.event_id, d.index), serde_json::to_vec(d)?)))
+            .collect::<Result<Vec<_>>>()?;
+        (&self.events, &self.pending, &self.outbox, &self.outbox_open)
+            .transaction(|(events, pending, outbox, open)| {
+                events.insert(record.id.as_bytes(), record_bytes.as_slice())?;
+                if !keep_pending {
+                    pending.remove(record.id.as_bytes())?;
+                }
+                for (key, bytes) in &rows {
+                    outbox.insert(key.as_bytes(), bytes.as_slice())?;
+                    open.insert(key.as_bytes(), &[])?;
+                }
+                Ok::<_, ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(tx_error)
+    }
+
+    fn deliveries(&self, event_id: &str) -> Result<Vec<DeliveryRecord>> {
+        let prefix = format!("{event_id}/");
+        self.outbox
+            .scan_prefix(prefix.as_bytes())
+            .values()
+            .map(|value| Ok(serde_json::from_slice(&value?)?))
+            .collect()
+    }
+
+    fn open_deliveries(&self) -> Result<Vec<DeliveryRecord>> {
+        let mut rows = Vec::new();
+        for key in self.outbox_open.iter().keys() {
+            let key = key?;
+            if let Some(bytes) = self.outbox.get(&key)? {
+                rows.push(serde_json::from_slice(&bytes)?);
+            }
+        }
+        Ok(rows)
+    }
+
+    fn put_delivery(&self, delivery: &DeliveryRecord) -> Result<()> {
+        let key = Self::delivery_key(&delivery.event_id, delivery.index);
+        let bytes = serde_json::to_vec(delivery)?;
+        let open = !delivery.status.is_final();
+        (&self.outbox, &self.outbox_open)
+            .transaction(|(outbox, open_tree)| {
+                outbox.insert(key.as_bytes(), bytes.as_slice())?;
+                if open {
+                    open_tree.insert(key.as_bytes(), &[])?;
+                } else {
+                    open_tree.remove(key.as_bytes())?;
+                }
+                Ok::<_, ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(tx_error)
+    }
+
+    fn kv_get(&self, connector: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .kv
+            .get(Self::kv_key(connector, key))?
+            .map(|v| v.to_vec()))
+    }
+
+    fn kv_set(&self, connector: &str, key: &str, value: &[u8]) -> Result<()> {
+        self.kv.insert(Self::kv_key(connector, key), value)?;
+        Ok(())
+    }
+
+    fn kv_delete(&self, connector: &str, key: &str) -> Result<()> {
+        self.kv.remove(Self::kv_key(connector, key))?;
+        Ok(())
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        // Best effort: a clean shutdown leaves nothing for recovery to replay.
+        let _ = self.db.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbound::OutboundRequest;
+    use crate::store::{DeliveryStatus, Verification};
+
+    fn record(id: &str, at: u64) -> EventRecord {
+        EventRecord {
+            id: id.into(),
+            connector: "stripe".into(),
+            received_at: at,
+            updated_at: at,
+            status: Status::Pending,
+            verification: Verification {
+                scheme: "stripe".into(),
+                verified: true,
+                error: None,
+            },
+            dedupe_key: Some("evt_1".into()),
+            duplicate_of: None,
+            next_attempt_at: None,
+            attempts: Vec::new(),
+            error: None,
+        }
+    }
+
+    fn request(body: &[u8]) -> StoredRequest {
+        StoredRequest {
+            method: "POST".into(),
+            path: "/hooks/stripe".into(),
+            query: String::new(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.into(),
+        }
+    }
+
+    fn new_event(id: &str, at: u64, key: Option<&str>) -> NewEvent {
+        NewEvent {
+            record: record(id, at),
+            request: request(b"{}"),
+            dedupe: key.map(|k| (k.to_string(), 1_000)),
+        }
+    }
+
+    #[tokio::test]
+    async fn accepted_events_are_durable_and_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path(), true).unwrap();
+            let inserted = store.insert_event(new_event("01A", 10, Some("evt_1"))).unwrap();
+            assert_eq!(inserted, Inserted::Accepted { id: "01A".into() });
+            store.sync().await.unwrap();
+        }
+        // Reopened: the record, the raw request and the queue entry are all there.
+        let store = SledStore::open(dir.path(), true).unwrap();
+        assert_eq!(store.event("01A").unwrap().unwrap().status, Status::Pending);
+        assert_eq!(store.request("01A").unwrap().unwrap().body.as_bytes(), b"{}");
+        assert_eq!(store.pending_events().unwrap(), vec!["01A".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn many_concurrent_waiters_share_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(SledStore::open(dir.path(), true).unwrap());
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .insert_event(new_event(&format!("{i:04}"), 10, None))
+                    .unwrap();
+                store.sync().await
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(store.pending_events().unwrap().len(), 200);
+    }
+
+    #[test]
+    fn a_repeat_within_the_window_is_a_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), false).unwrap();
+        store.insert_event(new_event("01A", 10, Some("evt_1"))).unwrap();
+        let again = store.insert_event(new_event("01B", 500, Some("evt_1"))).unwrap();
+        assert_eq!(
+            again,
+            Inserted::Duplicate {
+                id: "01B".into(),
+                first_id: "01A".into()
+            }
+        );
+        let dup = store.event("01B").unwrap().unwrap();
+        assert_eq!(dup.status, Status::Duplicate);
+        assert_eq!(dup.duplicate_of.as_deref(), Some("01A"));
+        assert_eq!(store.pending_events().unwrap(), vec!["01A".to_string()]);
+        // Another key is not a duplicate; nor is the same key after the window.
+        assert!(matches!(
+            store.insert_event(new_event("01C", 600, Some("evt_2"))).unwrap(),
+            Inserted::Accepted { .. }
+        ));
+        assert!(matches!(
+            store.insert_event(new_event("01D", 5_000, Some("evt_1"))).unwrap(),
+            Inserted::Accepted { .. }
+        ));
+    }
+
+    #[test]
+    fn finishing_a_dispatch_moves_the_event_to_the_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), false).unwrap();
+        store.insert_event(new_event("01A", 10, None)).unwrap();
+        let mut rec = store.event("01A").unwrap().unwrap();
+        rec.status = Status::Pending;
+        let delivery = DeliveryRecord {
+            event_id: "01A".into(),
+            index: 0,
+            idempotency_key: "01A-0".into(),
+            request: OutboundRequest {
+                method: "POST".into(),
+                url: "http://127.0.0.1:9/x".into(),
+                headers: vec![],
+                body: b"{}".as_slice().into(),
+            },
+            status: DeliveryStatus::Pending,
+            next_attempt_at: None,
+            attempts: vec![],
+        };
+        store
+            .finish_dispatch(&rec, std::slice::from_ref(&delivery), false)
+            .unwrap();
+        assert!(store.pending_events().unwrap().is_empty());
+        assert_eq!(store.open_deliveries().unwrap(), vec![delivery.clone()]);
+
+        let mut done = delivery;
+        done.status = DeliveryStatus::Succeeded;
+        store.put_delivery(&done).unwrap();
+        assert!(store.open_deliveries().unwrap().is_empty());
+        assert_eq!(store.deliveries("01A").unwrap(), vec![done]);
+    }
+
+    #[test]
+    fn kv_is_namespaced_per_connector() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), false).unwrap();
+        store.kv_set("a", "k", b"1").unwrap();
+        store.kv_set("b", "k", b"2").unwrap();
+        assert_eq!(store.kv_get("a", "k").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(store.kv_get("b", "k").unwrap(), Some(b"2".to_vec()));
+        store.kv_delete("a", "k").unwrap();
+        assert_eq!(store.kv_get("a", "k").unwrap(), None);
+        assert_eq!(store.kv_get("b", "k").unwrap(), Some(b"2".to_vec()));
+    }
+
+    #[test]
+    fn bodies_round_trip_as_text_or_base64() {
+        let text = serde_json::to_string(&crate::store::Body::from(b"hi".as_slice())).unwrap();
+        assert_eq!(text, "\"hi\"");
+        let raw = crate::store::Body::from(vec![0xff, 0x00]);
+        let json = serde_json::to_string(&raw).unwrap();
+        assert_eq!(json, r#"{"base64":"/wA="}"#);
+        let back: crate::store::Body = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, raw);
+    }
+}

@@ -1,0 +1,365 @@
+//! Helpers for the integration tests: a running host on `127.0.0.1:0` over a temp data
+//! dir, a [`Receiver`] that records what was delivered and answers with a programmable
+//! status, signing helpers, and bounded polling instead of sleeps.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::routing::any;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use switchyard::Config;
+use switchyard::secret::Secret;
+use switchyard::verify::{self, Scheme};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const STRIPE_SECRET: &str = "whsec_test_secret";
+
+/// Root of the repository.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A built connector from `dist/plugins/` (`make plugins` builds them; `make test` runs it first).
+pub fn plugin(name: &str) -> PathBuf {
+    let path = repo_root().join("dist/plugins").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `make plugins` (or `make test`) first",
+        path.display()
+    );
+    path
+}
+
+/// A plugins dir and a data dir for one host, removed at the end of the test.
+pub struct Dirs {
+    pub root: tempfile::TempDir,
+}
+
+impl Dirs {
+    /// Fresh dirs; `plugins` are copied from `dist/plugins/` into the plugins dir.
+    pub fn new(plugins: &[&str]) -> Dirs {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(root.path().join("plugins")).unwrap();
+        for name in plugins {
+            std::fs::copy(plugin(name), root.path().join("plugins").join(name)).unwrap();
+        }
+        Dirs { root }
+    }
+    pub fn plugins(&self) -> PathBuf {
+        self.root.path().join("plugins")
+    }
+    pub fn data(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+    /// The `[server]`, `[storage]` and `[plugins]` sections pointing at these dirs.
+    pub fn base_config(&self) -> String {
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+admin_token = "{ADMIN_TOKEN}"
+
+[storage]
+path = "{}"
+
+[plugins]
+dir = "{}"
+watch = false
+"#,
+            self.data().display(),
+            self.plugins().display()
+        )
+    }
+}
+
+/// A host running in this process.
+pub struct Host {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Host {
+    /// Start a host with this config (TOML text) on a free port; waits until it answers.
+    pub async fn start(config_toml: &str) -> Host {
+        let config = Config::from_toml_str(config_toml, &std::collections::HashMap::new())
+            .unwrap_or_else(|err| panic!("test config is invalid: {err}"));
+        Host::start_with(config).await
+    }
+
+    pub async fn start_with(config: Config) -> Host {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(switchyard::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        let host = Host {
+            addr,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        };
+        let url = host.url("/v1/health");
+        let client = host.http.clone();
+        wait_for("the host to answer /v1/health", Duration::from_secs(60), || {
+            let client = client.clone();
+            let url = url.clone();
+            async move { client.get(&url).send().await.is_ok() }
+        })
+        .await;
+        host
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POST a body with extra headers to `/hooks/{connector}`.
+    pub async fn post_hook(
+        &self,
+        connector: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(self.url(&format!("/hooks/{connector}")))
+            .body(body.to_vec());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send().await.expect("POST /hooks")
+    }
+
+    /// GET an admin route with the admin token.
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("admin GET")
+    }
+
+    /// The whole record of one event.
+    pub async fn event(&self, id: &str) -> serde_json::Value {
+        let response = self.admin_get(&format!("/v1/events/{id}")).await;
+        assert_eq!(response.status(), 200, "GET /v1/events/{id}");
+        response.json().await.unwrap()
+    }
+
+    /// Wait until event `id` has `status`; returns the record.
+    pub async fn wait_for_status(&self, id: &str, status: &str) -> serde_json::Value {
+        let mut last = serde_json::Value::Null;
+        for _ in 0..600 {
+            last = self.event(id).await;
+            if last["status"] == status {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("event {id} never reached status {status}; last record: {last:#}");
+    }
+
+    /// Stop the host and wait until it has released its store.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("host task").expect("host run");
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub status: u16,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    received: Vec<Received>,
+    /// Statuses to answer with, in order; when empty, 200.
+    script: VecDeque<(u16, Vec<(String, String)>)>,
+}
+
+/// A downstream that records every request and answers as scripted.
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<ReceiverState>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let state = Arc::new(Mutex::new(ReceiverState::default()));
+        let app = axum::Router::new()
+            .fallback(any(receive))
+            .with_state(state.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver { addr, state }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Answer the next requests with these statuses (then 200 again).
+    pub fn respond_with(&self, statuses: &[u16]) {
+        let mut state = self.state.lock().unwrap();
+        state
+            .script
+            .extend(statuses.iter().map(|s| (*s, Vec::new())));
+    }
+
+    /// Answer the next request with a status and headers (e.g. `Retry-After`).
+    pub fn respond_once(&self, status: u16, headers: &[(&str, &str)]) {
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.state.lock().unwrap().script.push_back((status, headers));
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    /// Requests answered with a 2xx.
+    pub fn delivered(&self) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .collect()
+    }
+
+    /// Wait until at least `n` requests got a 2xx.
+    pub async fn wait_delivered(&self, n: usize) -> Vec<Received> {
+        let this = self.clone();
+        wait_for(
+            &format!("{n} deliveries"),
+            Duration::from_secs(30),
+            move || {
+                let this = this.clone();
+                async move { this.delivered().len() >= n }
+            },
+        )
+        .await;
+        self.delivered()
+    }
+}
+
+async fn receive(
+    State(state): State<Arc<Mutex<ReceiverState>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, HeaderMap, &'static str) {
+    let mut state = state.lock().unwrap();
+    let (status, extra) = state.script.pop_front().unwrap_or((200, Vec::new()));
+    state.received.push(Received {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        headers,
+        body,
+        status,
+    });
+    let mut out = HeaderMap::new();
+    for (k, v) in extra {
+        out.insert(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    (StatusCode::from_u16(status).unwrap(), out, "")
+}
+
+/// Poll `check` every 20 ms until it is true; panic with `what` after `limit`.
+pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+/// A Stripe event as Stripe sends it (trimmed to the fields connectors use).
+pub fn stripe_event(id: &str, kind: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": id,
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": 1_700_000_000,
+        "data": { "object": { "id": "in_123", "object": "invoice", "amount_paid": 2000 } },
+        "livemode": false,
+        "pending_webhooks": 1,
+        "request": { "id": null, "idempotency_key": null },
+        "type": kind,
+    }))
+    .unwrap()
+}
+
+/// Headers that sign `body` for the Stripe scheme at `timestamp`.
+pub fn stripe_headers(secret: &str, body: &[u8], timestamp: i64) -> Vec<(String, String)> {
+    let mut headers = verify::sign(&Scheme::Stripe, &Secret::new(secret), body, timestamp, "")
+        .expect("sign");
+    headers.push(("content-type".into(), "application/json".into()));
+    headers
+}
+
+/// Now, unix seconds.
+pub fn now() -> i64 {
+    switchyard::time::now_s()
+}
+
+/// A unique Stripe event id.
+pub fn evt_id() -> String {
+    format!("evt_{}", ulid::Ulid::new())
+}

@@ -1,0 +1,378 @@
+//! The walking skeleton end to end: a Stripe-signed event through the real host, the real
+//! `stripe.wasm`, a sled store in a temp dir, and a receiver on 127.0.0.1.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use switchyard_tests::*;
+
+fn stripe_connector(receiver: &Receiver, extra: &str) -> String {
+    format!(
+        r#"
+[[connector]]
+id = "stripe"
+plugin = "stripe.wasm"
+secret = "{STRIPE_SECRET}"
+allowed_hosts = ["{origin}"]
+{extra}
+[connector.retry]
+initial_backoff = "50ms"
+max_backoff = "200ms"
+max_attempts = 5
+[connector.settings]
+forward_url = "{origin}/billing"
+"#,
+        origin = receiver.origin()
+    )
+}
+
+async fn send_stripe(host: &Host, body: &[u8]) -> reqwest::Response {
+    host.post_hook("stripe", &stripe_headers(STRIPE_SECRET, body, now()), body)
+        .await
+}
+
+#[tokio::test]
+async fn a_valid_event_is_stored_and_forwarded_once_with_an_idempotency_key() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let host = Host::start(&(dirs.base_config() + &stripe_connector(&receiver, ""))).await;
+
+    let id = evt_id();
+    let body = stripe_event(&id, "invoice.paid");
+    let response = send_stripe(&host, &body).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["status"], "accepted");
+    let event_id = answer["id"].as_str().unwrap().to_string();
+
+    let delivered = receiver.wait_delivered(1).await;
+    assert_eq!(delivered[0].path, "/billing");
+    assert_eq!(delivered[0].body.as_ref(), body.as_slice(), "forwarded unchanged");
+    assert_eq!(delivered[0].header("x-stripe-event-id"), Some(id.as_str()));
+    let key = delivered[0].header("idempotency-key").expect("Idempotency-Key");
+    assert!(key.starts_with(&event_id), "key {key} derives from the event id");
+
+    let record = host.wait_for_status(&event_id, "succeeded").await;
+    assert_eq!(record["connector"], "stripe");
+    assert_eq!(record["dedupe_key"], id);
+    assert_eq!(record["verification"]["verified"], true);
+    assert_eq!(record["request"]["body"], String::from_utf8(body).unwrap());
+    let attempt = &record["attempts"][0];
+    assert_eq!(attempt["outcome"], "deliveries");
+    assert!(attempt["plugin_digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(record["deliveries"][0]["status"], "succeeded");
+    assert_eq!(record["deliveries"][0]["attempts"][0]["response"]["status"], 200);
+
+    // Nothing else arrives later.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 1);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn bad_signatures_get_401_and_nothing_is_forwarded() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let host = Host::start(&(dirs.base_config() + &stripe_connector(&receiver, ""))).await;
+    let body = stripe_event(&evt_id(), "invoice.paid");
+
+    let cases: Vec<(&str, Vec<(String, String)>, &str)> = vec![
+        (
+            "wrong secret",
+            stripe_headers("whsec_wrong", &body, now()),
+            "signature_mismatch",
+        ),
+        (
+            "stale timestamp",
+            stripe_headers(STRIPE_SECRET, &body, now() - 3600),
+            "timestamp_out_of_tolerance",
+        ),
+        ("missing header", vec![], "missing_signature"),
+        (
+            "no t",
+            vec![("stripe-signature".into(), "v1=abcd".into())],
+            "malformed_signature",
+        ),
+        (
+            "no v1",
+            vec![("stripe-signature".into(), format!("t={}", now()))],
+            "malformed_signature",
+        ),
+        (
+            "non-hex v1",
+            vec![("stripe-signature".into(), format!("t={},v1=zzzz", now()))],
+            "",
+        ),
+        (
+            "huge header",
+            vec![(
+                "stripe-signature".into(),
+                format!("t={},v1={}", now(), "a".repeat(20_000)),
+            )],
+            "",
+        ),
+    ];
+    for (what, headers, code) in cases {
+        let response = host.post_hook("stripe", &headers, &body).await;
+        assert_eq!(response.status(), 401, "{what}");
+        let error: Value = response.json().await.unwrap();
+        assert!(error["error"]["message"].is_string(), "{what}: {error}");
+        if !code.is_empty() {
+            assert_eq!(error["error"]["code"], code, "{what}");
+        }
+        let text = error.to_string();
+        assert!(!text.contains(STRIPE_SECRET), "{what}: error leaks the secret");
+    }
+
+    // A valid event afterwards is the only thing delivered.
+    let ok = stripe_event(&evt_id(), "invoice.paid");
+    assert_eq!(send_stripe(&host, &ok).await.status(), 200);
+    let delivered = receiver.wait_delivered(1).await;
+    assert_eq!(delivered[0].body.as_ref(), ok.as_slice());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 1, "rejected requests were never dispatched");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_repeat_is_a_duplicate_and_not_forwarded_again() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let host = Host::start(&(dirs.base_config() + &stripe_connector(&receiver, ""))).await;
+    let body = stripe_event(&evt_id(), "invoice.paid");
+
+    let first: Value = send_stripe(&host, &body).await.json().await.unwrap();
+    assert_eq!(first["status"], "accepted");
+    // Stripe re-sends with a fresh timestamp and signature: still the same event.
+    let again = send_stripe(&host, &body).await;
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["status"], "duplicate");
+    assert_eq!(again["id"], first["id"], "a duplicate names the first event");
+
+    receiver.wait_delivered(1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 1);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_503_from_the_receiver_is_retried_until_delivered() {
+    let receiver = Receiver::start().await;
+    receiver.respond_with(&[503]);
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let host = Host::start(&(dirs.base_config() + &stripe_connector(&receiver, ""))).await;
+    let body = stripe_event(&evt_id(), "customer.created");
+    let answer: Value = send_stripe(&host, &body).await.json().await.unwrap();
+    let event_id = answer["id"].as_str().unwrap();
+
+    receiver.wait_delivered(1).await;
+    let all = receiver.received();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].status, 503);
+    assert_eq!(
+        all[0].header("idempotency-key"),
+        all[1].header("idempotency-key"),
+        "the key is stable across retries"
+    );
+    let record = host.wait_for_status(event_id, "succeeded").await;
+    let attempts = record["deliveries"][0]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["response"]["status"], 503);
+    assert_eq!(attempts[1]["response"]["status"], 200);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_host_keeps_its_records_and_finishes_pending_work() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["stripe.wasm"]);
+
+    // First life: the connector is paused, so events are stored but not dispatched.
+    let paused = dirs.base_config() + &stripe_connector(&receiver, "paused = true");
+    let host = Host::start(&paused).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let answer: Value = send_stripe(&host, &stripe_event(&evt_id(), "invoice.paid"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["status"], "accepted");
+        ids.push(answer["id"].as_str().unwrap().to_string());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(receiver.received().is_empty(), "paused: nothing dispatched");
+    host.stop().await;
+
+    // Second life, same data dir, resumed.
+    let host = Host::start(&(dirs.base_config() + &stripe_connector(&receiver, ""))).await;
+    receiver.wait_delivered(5).await;
+    for id in &ids {
+        let record = host.wait_for_status(id, "succeeded").await;
+        assert_eq!(record["request"]["method"], "POST");
+    }
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn an_open_delivery_resumes_after_a_restart() {
+    let receiver = Receiver::start().await;
+    receiver.respond_with(&[503]);
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let config = dirs.base_config()
+        + &stripe_connector(&receiver, "").replace(
+            "initial_backoff = \"50ms\"\nmax_backoff = \"200ms\"",
+            "initial_backoff = \"1s\"\nmax_backoff = \"1s\"\njitter = 0.0",
+        );
+    let host = Host::start(&config).await;
+    let answer: Value = send_stripe(&host, &stripe_event(&evt_id(), "invoice.paid"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let event_id = answer["id"].as_str().unwrap().to_string();
+    let r = receiver.clone();
+    wait_for("the first (failing) try", Duration::from_secs(10), move || {
+        let r = r.clone();
+        async move { !r.received().is_empty() }
+    })
+    .await;
+    host.wait_for_status(&event_id, "retrying").await;
+    host.stop().await;
+
+    let host = Host::start(&config).await;
+    receiver.wait_delivered(1).await;
+    let record = host.wait_for_status(&event_id, "succeeded").await;
+    assert_eq!(record["deliveries"][0]["attempts"].as_array().unwrap().len(), 2);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn routes_answer_with_the_documented_statuses() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let config = dirs.base_config().replace(
+        "[storage]",
+        "max_body_bytes = 1024\n\n[storage]",
+    ) + &stripe_connector(&receiver, "");
+    let host = Host::start(&config).await;
+
+    // Validation pings.
+    let get = host.http.get(host.url("/hooks/stripe")).send().await.unwrap();
+    assert_eq!(get.status(), 200);
+    assert!(get.bytes().await.unwrap().is_empty());
+    let head = host.http.head(host.url("/hooks/stripe")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+
+    // Unknown connector.
+    let unknown = host.post_hook("nope", &[], b"{}").await;
+    assert_eq!(unknown.status(), 404);
+    let error: Value = unknown.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "not_found");
+
+    // Too large, with and without a Content-Length.
+    let big = vec![b'x'; 4096];
+    let too_big = host.post_hook("stripe", &stripe_headers(STRIPE_SECRET, &big, now()), &big).await;
+    assert_eq!(too_big.status(), 413);
+    let error: Value = too_big.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "body_too_large");
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(vec![b'y'; 800]), Ok(vec![b'y'; 800])];
+    let streamed = host
+        .http
+        .post(host.url("/hooks/stripe"))
+        .body(reqwest::Body::wrap_stream(futures_stream(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), 413);
+
+    // Admin API needs the token; health does not.
+    assert_eq!(host.http.get(host.url("/v1/health")).send().await.unwrap().status(), 200);
+    let no_token = host.http.get(host.url("/v1/events/x")).send().await.unwrap();
+    assert_eq!(no_token.status(), 401);
+    let wrong = host
+        .http
+        .get(host.url("/v1/events/x"))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(host.admin_get("/v1/events/x").await.status(), 404);
+    host.stop().await;
+}
+
+fn futures_stream(
+    chunks: Vec<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures::stream::iter(chunks)
+}
+
+#[tokio::test]
+async fn malformed_and_non_utf8_bodies_are_kept_and_rejected_by_the_connector() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let host = Host::start(&(dirs.base_config() + &stripe_connector(&receiver, ""))).await;
+
+    for body in [b"{not json".to_vec(), vec![0xff, 0xfe, 0x00, 0x80]] {
+        let response = send_stripe(&host, &body).await;
+        assert_eq!(response.status(), 200, "signed and stored, even if unusable");
+        let answer: Value = response.json().await.unwrap();
+        let record = host.wait_for_status(answer["id"].as_str().unwrap(), "dead").await;
+        assert_eq!(record["attempts"][0]["outcome"], "reject");
+        assert!(
+            record["attempts"][0]["message"].as_str().unwrap().contains("JSON"),
+            "clear message: {record:#}"
+        );
+        if body[0] == 0xff {
+            assert!(record["request"]["body"]["base64"].is_string(), "raw bytes kept");
+        }
+    }
+    assert!(receiver.received().is_empty());
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_or_corrupt_plugin_fails_alone() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    std::fs::write(dirs.plugins().join("corrupt.wasm"), b"\0asm garbage").unwrap();
+    let config = dirs.base_config()
+        + &stripe_connector(&receiver, "")
+        + &format!(
+            r#"
+[[connector]]
+id = "broken"
+plugin = "corrupt.wasm"
+secret = "{STRIPE_SECRET}"
+scheme = "stripe"
+
+[[connector]]
+id = "missing"
+plugin = "missing.wasm"
+secret = "{STRIPE_SECRET}"
+scheme = "stripe"
+"#
+        );
+    let host = Host::start(&config).await;
+
+    for id in ["broken", "missing"] {
+        let body = stripe_event(&evt_id(), "invoice.paid");
+        let response = host
+            .post_hook(id, &stripe_headers(STRIPE_SECRET, &body, now()), &body)
+            .await;
+        assert_eq!(response.status(), 503, "{id}: never 200-and-drop");
+        let info: Value = host.admin_get(&format!("/v1/connectors/{id}")).await.json().await.unwrap();
+        assert!(info["last_error"].is_string(), "{id}: {info}");
+    }
+    let info: Value = host.admin_get("/v1/connectors/missing").await.json().await.unwrap();
+    assert!(info["last_error"].as_str().unwrap().contains("missing.wasm"));
+    let info: Value = host.admin_get("/v1/connectors/broken").await.json().await.unwrap();
+    assert!(info["last_error"].as_str().unwrap().contains("not a WebAssembly component"));
+
+    // The healthy connector serves.
+    assert_eq!(send_stripe(&host, &stripe_event(&evt_id(), "invoice.paid")).await.status(), 200);
+    receiver.wait_delivered(1).await;
+    host.stop().await;
+}
