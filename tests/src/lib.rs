@@ -115,11 +115,15 @@ impl Host {
         };
         let url = host.url("/v1/health");
         let client = host.http.clone();
-        wait_for("the host to answer /v1/health", Duration::from_secs(60), || {
-            let client = client.clone();
-            let url = url.clone();
-            async move { client.get(&url).send().await.is_ok() }
-        })
+        wait_for(
+            "the host to answer /v1/health",
+            Duration::from_secs(60),
+            || {
+                let client = client.clone();
+                let url = url.clone();
+                async move { client.get(&url).send().await.is_ok() }
+            },
+        )
         .await;
         host
     }
@@ -257,7 +261,11 @@ impl Receiver {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        self.state.lock().unwrap().script.push_back((status, headers));
+        self.state
+            .lock()
+            .unwrap()
+            .script
+            .push_back((status, headers));
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -348,8 +356,8 @@ pub fn stripe_event(id: &str, kind: &str) -> Vec<u8> {
 
 /// Headers that sign `body` for the Stripe scheme at `timestamp`.
 pub fn stripe_headers(secret: &str, body: &[u8], timestamp: i64) -> Vec<(String, String)> {
-    let mut headers = verify::sign(&Scheme::Stripe, &Secret::new(secret), body, timestamp, "")
-        .expect("sign");
+    let mut headers =
+        verify::sign(&Scheme::Stripe, &Secret::new(secret), body, timestamp, "").expect("sign");
     headers.push(("content-type".into(), "application/json".into()));
     headers
 }

@@ -47,10 +47,19 @@ async fn a_valid_event_is_stored_and_forwarded_once_with_an_idempotency_key() {
 
     let delivered = receiver.wait_delivered(1).await;
     assert_eq!(delivered[0].path, "/billing");
-    assert_eq!(delivered[0].body.as_ref(), body.as_slice(), "forwarded unchanged");
+    assert_eq!(
+        delivered[0].body.as_ref(),
+        body.as_slice(),
+        "forwarded unchanged"
+    );
     assert_eq!(delivered[0].header("x-stripe-event-id"), Some(id.as_str()));
-    let key = delivered[0].header("idempotency-key").expect("Idempotency-Key");
-    assert!(key.starts_with(&event_id), "key {key} derives from the event id");
+    let key = delivered[0]
+        .header("idempotency-key")
+        .expect("Idempotency-Key");
+    assert!(
+        key.starts_with(&event_id),
+        "key {key} derives from the event id"
+    );
 
     let record = host.wait_for_status(&event_id, "succeeded").await;
     assert_eq!(record["connector"], "stripe");
@@ -59,9 +68,17 @@ async fn a_valid_event_is_stored_and_forwarded_once_with_an_idempotency_key() {
     assert_eq!(record["request"]["body"], String::from_utf8(body).unwrap());
     let attempt = &record["attempts"][0];
     assert_eq!(attempt["outcome"], "deliveries");
-    assert!(attempt["plugin_digest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(
+        attempt["plugin_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
     assert_eq!(record["deliveries"][0]["status"], "succeeded");
-    assert_eq!(record["deliveries"][0]["attempts"][0]["response"]["status"], 200);
+    assert_eq!(
+        record["deliveries"][0]["attempts"][0]["response"]["status"],
+        200
+    );
 
     // Nothing else arrives later.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -121,7 +138,10 @@ async fn bad_signatures_get_401_and_nothing_is_forwarded() {
             assert_eq!(error["error"]["code"], code, "{what}");
         }
         let text = error.to_string();
-        assert!(!text.contains(STRIPE_SECRET), "{what}: error leaks the secret");
+        assert!(
+            !text.contains(STRIPE_SECRET),
+            "{what}: error leaks the secret"
+        );
     }
 
     // A valid event afterwards is the only thing delivered.
@@ -130,7 +150,11 @@ async fn bad_signatures_get_401_and_nothing_is_forwarded() {
     let delivered = receiver.wait_delivered(1).await;
     assert_eq!(delivered[0].body.as_ref(), ok.as_slice());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(receiver.received().len(), 1, "rejected requests were never dispatched");
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "rejected requests were never dispatched"
+    );
     host.stop().await;
 }
 
@@ -148,7 +172,10 @@ async fn a_repeat_is_a_duplicate_and_not_forwarded_again() {
     assert_eq!(again.status(), 200);
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["status"], "duplicate");
-    assert_eq!(again["id"], first["id"], "a duplicate names the first event");
+    assert_eq!(
+        again["id"], first["id"],
+        "a duplicate names the first event"
+    );
 
     receiver.wait_delivered(1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -233,10 +260,14 @@ async fn an_open_delivery_resumes_after_a_restart() {
         .unwrap();
     let event_id = answer["id"].as_str().unwrap().to_string();
     let r = receiver.clone();
-    wait_for("the first (failing) try", Duration::from_secs(10), move || {
-        let r = r.clone();
-        async move { !r.received().is_empty() }
-    })
+    wait_for(
+        "the first (failing) try",
+        Duration::from_secs(10),
+        move || {
+            let r = r.clone();
+            async move { !r.received().is_empty() }
+        },
+    )
     .await;
     host.wait_for_status(&event_id, "retrying").await;
     host.stop().await;
@@ -244,7 +275,13 @@ async fn an_open_delivery_resumes_after_a_restart() {
     let host = Host::start(&config).await;
     receiver.wait_delivered(1).await;
     let record = host.wait_for_status(&event_id, "succeeded").await;
-    assert_eq!(record["deliveries"][0]["attempts"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        record["deliveries"][0]["attempts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     host.stop().await;
 }
 
@@ -252,17 +289,27 @@ async fn an_open_delivery_resumes_after_a_restart() {
 async fn routes_answer_with_the_documented_statuses() {
     let receiver = Receiver::start().await;
     let dirs = Dirs::new(&["stripe.wasm"]);
-    let config = dirs.base_config().replace(
-        "[storage]",
-        "max_body_bytes = 1024\n\n[storage]",
-    ) + &stripe_connector(&receiver, "");
+    let config = dirs
+        .base_config()
+        .replace("[storage]", "max_body_bytes = 1024\n\n[storage]")
+        + &stripe_connector(&receiver, "");
     let host = Host::start(&config).await;
 
     // Validation pings.
-    let get = host.http.get(host.url("/hooks/stripe")).send().await.unwrap();
+    let get = host
+        .http
+        .get(host.url("/hooks/stripe"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(get.status(), 200);
     assert!(get.bytes().await.unwrap().is_empty());
-    let head = host.http.head(host.url("/hooks/stripe")).send().await.unwrap();
+    let head = host
+        .http
+        .head(host.url("/hooks/stripe"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.status(), 200);
 
     // Unknown connector.
@@ -273,11 +320,14 @@ async fn routes_answer_with_the_documented_statuses() {
 
     // Too large, with and without a Content-Length.
     let big = vec![b'x'; 4096];
-    let too_big = host.post_hook("stripe", &stripe_headers(STRIPE_SECRET, &big, now()), &big).await;
+    let too_big = host
+        .post_hook("stripe", &stripe_headers(STRIPE_SECRET, &big, now()), &big)
+        .await;
     assert_eq!(too_big.status(), 413);
     let error: Value = too_big.json().await.unwrap();
     assert_eq!(error["error"]["code"], "body_too_large");
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(vec![b'y'; 800]), Ok(vec![b'y'; 800])];
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        vec![Ok(vec![b'y'; 800]), Ok(vec![b'y'; 800])];
     let streamed = host
         .http
         .post(host.url("/hooks/stripe"))
@@ -288,8 +338,21 @@ async fn routes_answer_with_the_documented_statuses() {
     assert_eq!(streamed.status(), 413);
 
     // Admin API needs the token; health does not.
-    assert_eq!(host.http.get(host.url("/v1/health")).send().await.unwrap().status(), 200);
-    let no_token = host.http.get(host.url("/v1/events/x")).send().await.unwrap();
+    assert_eq!(
+        host.http
+            .get(host.url("/v1/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let no_token = host
+        .http
+        .get(host.url("/v1/events/x"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(no_token.status(), 401);
     let wrong = host
         .http
@@ -317,16 +380,28 @@ async fn malformed_and_non_utf8_bodies_are_kept_and_rejected_by_the_connector() 
 
     for body in [b"{not json".to_vec(), vec![0xff, 0xfe, 0x00, 0x80]] {
         let response = send_stripe(&host, &body).await;
-        assert_eq!(response.status(), 200, "signed and stored, even if unusable");
+        assert_eq!(
+            response.status(),
+            200,
+            "signed and stored, even if unusable"
+        );
         let answer: Value = response.json().await.unwrap();
-        let record = host.wait_for_status(answer["id"].as_str().unwrap(), "dead").await;
+        let record = host
+            .wait_for_status(answer["id"].as_str().unwrap(), "dead")
+            .await;
         assert_eq!(record["attempts"][0]["outcome"], "reject");
         assert!(
-            record["attempts"][0]["message"].as_str().unwrap().contains("JSON"),
+            record["attempts"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("JSON"),
             "clear message: {record:#}"
         );
         if body[0] == 0xff {
-            assert!(record["request"]["body"]["base64"].is_string(), "raw bytes kept");
+            assert!(
+                record["request"]["body"]["base64"].is_string(),
+                "raw bytes kept"
+            );
         }
     }
     assert!(receiver.received().is_empty());
@@ -363,16 +438,46 @@ scheme = "stripe"
             .post_hook(id, &stripe_headers(STRIPE_SECRET, &body, now()), &body)
             .await;
         assert_eq!(response.status(), 503, "{id}: never 200-and-drop");
-        let info: Value = host.admin_get(&format!("/v1/connectors/{id}")).await.json().await.unwrap();
+        let info: Value = host
+            .admin_get(&format!("/v1/connectors/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
         assert!(info["last_error"].is_string(), "{id}: {info}");
     }
-    let info: Value = host.admin_get("/v1/connectors/missing").await.json().await.unwrap();
-    assert!(info["last_error"].as_str().unwrap().contains("missing.wasm"));
-    let info: Value = host.admin_get("/v1/connectors/broken").await.json().await.unwrap();
-    assert!(info["last_error"].as_str().unwrap().contains("not a WebAssembly component"));
+    let info: Value = host
+        .admin_get("/v1/connectors/missing")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        info["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("missing.wasm")
+    );
+    let info: Value = host
+        .admin_get("/v1/connectors/broken")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        info["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not a WebAssembly component")
+    );
 
     // The healthy connector serves.
-    assert_eq!(send_stripe(&host, &stripe_event(&evt_id(), "invoice.paid")).await.status(), 200);
+    assert_eq!(
+        send_stripe(&host, &stripe_event(&evt_id(), "invoice.paid"))
+            .await
+            .status(),
+        200
+    );
     receiver.wait_delivered(1).await;
     host.stop().await;
 }

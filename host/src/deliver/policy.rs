@@ -45,12 +45,7 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 /// `initial_backoff × 2^(attempt-1)`, capped at `max_backoff`, then spread by ±`jitter`
 /// using `unit` ∈ [0, 1) as the random draw. A `Retry-After` hint raises the delay, but
 /// never above `max_backoff`.
-pub fn backoff(
-    policy: &RetryConfig,
-    attempt: u32,
-    hint: Option<Duration>,
-    unit: f64,
-) -> Duration {
+pub fn backoff(policy: &RetryConfig, attempt: u32, hint: Option<Duration>, unit: f64) -> Duration {
     let exp = attempt.saturating_sub(1).min(62);
     let base = policy
         .initial_backoff
@@ -58,7 +53,9 @@ pub fn backoff(
         .unwrap_or(policy.max_backoff)
         .min(policy.max_backoff);
     let spread = (unit.clamp(0.0, 1.0) * 2.0 - 1.0) * policy.jitter.clamp(0.0, 1.0);
-    let jittered = base.mul_f64((1.0 + spread).max(0.0)).min(policy.max_backoff);
+    let jittered = base
+        .mul_f64((1.0 + spread).max(0.0))
+        .min(policy.max_backoff);
     match hint {
         Some(hint) => jittered.max(hint.min(policy.max_backoff)),
         None => jittered,
@@ -93,7 +90,10 @@ mod tests {
     #[test]
     fn jitter_stays_within_bounds() {
         let p = policy();
-        assert_eq!(backoff(&p, 3, None, 0.0), Duration::from_secs(8).mul_f64(0.8));
+        assert_eq!(
+            backoff(&p, 3, None, 0.0),
+            Duration::from_secs(8).mul_f64(0.8)
+        );
         let high = backoff(&p, 3, None, 0.999_999);
         assert!(high > Duration::from_secs(9) && high <= Duration::from_secs(8).mul_f64(1.2));
         // Jitter never pushes past the cap.

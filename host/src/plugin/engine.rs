@@ -103,7 +103,8 @@ impl Runtime {
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .wasm_component_model(true);
-        let engine = Engine::new(&config).map_err(|e| anyhow!("creating the wasm engine: {e:#}"))?;
+        let engine =
+            Engine::new(&config).map_err(|e| anyhow!("creating the wasm engine: {e:#}"))?;
 
         let mut linker = Linker::<CallState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
@@ -161,7 +162,11 @@ impl Runtime {
         grants: Arc<Grants>,
         webhook: &Webhook,
     ) -> Result<Option<String>, CallError> {
-        match self.call(plugin, grants, Export::DedupeKey(webhook)).await.0 {
+        match self
+            .call(plugin, grants, Export::DedupeKey(webhook))
+            .await
+            .0
+        {
             Ok(Returned::DedupeKey(key)) => Ok(key),
             Ok(_) => unreachable!("dedupe-key() returns a key"),
             Err(err) => Err(err),
@@ -279,7 +284,11 @@ fn empty_manifest() -> Manifest {
 }
 
 fn first_line(err: &wasmtime::Error) -> String {
-    format!("{err:#}").lines().next().unwrap_or_default().to_string()
+    format!("{err:#}")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// A trap's message plus its first cause, without the wasm backtrace noise.

@@ -102,7 +102,10 @@ pub async fn load_connector(
             "connector loaded"
         );
     }
-    let declared = plugin.as_ref().ok().map(|p| p.manifest.default_scheme.clone());
+    let declared = plugin
+        .as_ref()
+        .ok()
+        .map(|p| p.manifest.default_scheme.clone());
     let verifier = build_verifier(config, declared.as_deref());
     if let Err(err) = &verifier {
         tracing::error!(connector = %config.id, "{err}");

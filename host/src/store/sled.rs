@@ -43,8 +43,25 @@ pub struct SledStore {
     outbox: sled::Tree,
     outbox_open: sled::Tree,
     kv: sled::Tree,
-    /// Queue of group-commit waiters; `None` when durability is switched off (benchmarks).
-    flusher: Option<std_mpsc::Sender<Waiter>>,
+    /// The group-commit flusher; `None` when durability is switched off (benchmarks).
+    flusher: Option<Flusher>,
+}
+
+/// The flusher thread and its queue of waiters.
+struct Flusher {
+    tx: Option<std_mpsc::Sender<Waiter>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread; joining it releases its handle on the db, so
+        // the same path can be opened again at once (a restart in the same process).
+        self.tx.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -100,9 +117,9 @@ impl SledStore {
 }
 
 /// The single flusher thread. It ends when the store (the last sender) is dropped.
-fn spawn_flusher(db: sled::Db, log: File) -> std_mpsc::Sender<Waiter> {
+fn spawn_flusher(db: sled::Db, log: File) -> Flusher {
     let (tx, rx) = std_mpsc::channel::<Waiter>();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("switchyard-flush".into())
         .spawn(move || {
             while let Ok(first) = rx.recv() {
@@ -125,7 +142,10 @@ fn spawn_flusher(db: sled::Db, log: File) -> std_mpsc::Sender<Waiter> {
             }
         })
         .expect("spawning the flusher thread");
-    tx
+    Flusher {
+        tx: Some(tx),
+        thread: Some(thread),
+    }
 }
 
 fn abort(err: impl ToString) -> ConflictableTransactionError<StoreError> {
@@ -172,10 +192,8 @@ impl Storage for SledStore {
                             event_id: record.id.clone(),
                             at: now,
                         };
-                        dedupe_tree.insert(
-                            key.as_slice(),
-                            serde_json::to_vec(&entry).map_err(abort)?,
-                        )?;
+                        dedupe_tree
+                            .insert(key.as_slice(), serde_json::to_vec(&entry).map_err(abort)?)?;
                     }
                 }
                 if let Some(first_id) = &first {
@@ -205,7 +223,7 @@ impl Storage for SledStore {
     }
 
     fn sync(&self) -> BoxFuture<'static, Result<()>> {
-        let Some(flusher) = &self.flusher else {
+        let Some(flusher) = self.flusher.as_ref().and_then(|f| f.tx.as_ref()) else {
             return futures::future::ready(Ok(())).boxed();
         };
         let (tx, rx) = oneshot::channel();
@@ -274,7 +292,12 @@ impl Storage for SledStore {
         let record_bytes = serde_json::to_vec(record)?;
         let rows = deliveries
             .iter()
-            .map(|d| Ok((Self::delivery_key(&d.event_id, d.index), serde_json::to_vec(d)?)))
+            .map(|d| {
+                Ok((
+                    Self::delivery_key(&d.event_id, d.index),
+                    serde_json::to_vec(d)?,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
         (&self.events, &self.pending, &self.outbox, &self.outbox_open)
             .transaction(|(events, pending, outbox, open)| {
@@ -349,6 +372,7 @@ impl Storage for SledStore {
 impl Drop for SledStore {
     fn drop(&mut self) {
         // Best effort: a clean shutdown leaves nothing for recovery to replay.
+        self.flusher.take();
         let _ = self.db.flush();
     }
 }
@@ -402,14 +426,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = SledStore::open(dir.path(), true).unwrap();
-            let inserted = store.insert_event(new_event("01A", 10, Some("evt_1"))).unwrap();
+            let inserted = store
+                .insert_event(new_event("01A", 10, Some("evt_1")))
+                .unwrap();
             assert_eq!(inserted, Inserted::Accepted { id: "01A".into() });
             store.sync().await.unwrap();
         }
         // Reopened: the record, the raw request and the queue entry are all there.
         let store = SledStore::open(dir.path(), true).unwrap();
         assert_eq!(store.event("01A").unwrap().unwrap().status, Status::Pending);
-        assert_eq!(store.request("01A").unwrap().unwrap().body.as_bytes(), b"{}");
+        assert_eq!(
+            store.request("01A").unwrap().unwrap().body.as_bytes(),
+            b"{}"
+        );
         assert_eq!(store.pending_events().unwrap(), vec!["01A".to_string()]);
     }
 
@@ -437,8 +466,12 @@ mod tests {
     fn a_repeat_within_the_window_is_a_duplicate() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path(), false).unwrap();
-        store.insert_event(new_event("01A", 10, Some("evt_1"))).unwrap();
-        let again = store.insert_event(new_event("01B", 500, Some("evt_1"))).unwrap();
+        store
+            .insert_event(new_event("01A", 10, Some("evt_1")))
+            .unwrap();
+        let again = store
+            .insert_event(new_event("01B", 500, Some("evt_1")))
+            .unwrap();
         assert_eq!(
             again,
             Inserted::Duplicate {
@@ -452,11 +485,15 @@ mod tests {
         assert_eq!(store.pending_events().unwrap(), vec!["01A".to_string()]);
         // Another key is not a duplicate; nor is the same key after the window.
         assert!(matches!(
-            store.insert_event(new_event("01C", 600, Some("evt_2"))).unwrap(),
+            store
+                .insert_event(new_event("01C", 600, Some("evt_2")))
+                .unwrap(),
             Inserted::Accepted { .. }
         ));
         assert!(matches!(
-            store.insert_event(new_event("01D", 5_000, Some("evt_1"))).unwrap(),
+            store
+                .insert_event(new_event("01D", 5_000, Some("evt_1")))
+                .unwrap(),
             Inserted::Accepted { .. }
         ));
     }
