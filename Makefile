@@ -3,9 +3,11 @@ CARGO       ?= cargo
 WASM_TARGET := wasm32-wasip2
 # Connector crates under plugins/: each builds to dist/plugins/<name>.wasm.
 PLUGINS     := stripe
+# Test connectors under tests/connectors/: built into dist/test-plugins/ for the test suite.
+TEST_PLUGINS := hostile
 CONFIG      ?= examples/switchyard.toml
 
-.PHONY: all wasm-target plugins build run test lint fmt clean
+.PHONY: all wasm-target plugins test-plugins build run test lint fmt clean
 
 all: build
 
@@ -23,6 +25,15 @@ plugins: wasm-target
 		echo "built dist/plugins/$$p.wasm"; \
 	done
 
+test-plugins: wasm-target
+	$(CARGO) build --profile wasm --target $(WASM_TARGET) $(foreach p,$(TEST_PLUGINS),-p switchyard-test-$(p))
+	@mkdir -p dist/test-plugins
+	@for p in $(TEST_PLUGINS); do \
+		lib=$$(echo $$p | tr - _); \
+		cp target/$(WASM_TARGET)/wasm/$$lib.wasm dist/test-plugins/$$p.wasm && \
+		echo "built dist/test-plugins/$$p.wasm"; \
+	done
+
 build: plugins
 	$(CARGO) build -p switchyard
 
@@ -33,7 +44,7 @@ run: build
 	STRIPE_WEBHOOK_SECRET=$${STRIPE_WEBHOOK_SECRET:-whsec_dev_only_secret} \
 	./target/debug/switchyard serve --config $(CONFIG)
 
-test: plugins
+test: plugins test-plugins
 	$(CARGO) test --workspace
 
 lint: wasm-target

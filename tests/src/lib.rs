@@ -31,12 +31,18 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A built connector from `dist/plugins/` (`make plugins` builds them; `make test` runs it first).
+/// A built connector from `dist/plugins/` or `dist/test-plugins/` (`make plugins` and
+/// `make test-plugins` build them; `make test` runs both first).
 pub fn plugin(name: &str) -> PathBuf {
-    let path = repo_root().join("dist/plugins").join(name);
+    let shipped = repo_root().join("dist/plugins").join(name);
+    let path = if shipped.exists() {
+        shipped
+    } else {
+        repo_root().join("dist/test-plugins").join(name)
+    };
     assert!(
         path.exists(),
-        "{} is missing: run `make plugins` (or `make test`) first",
+        "{} is missing: run `make plugins test-plugins` (or `make test`) first",
         path.display()
     );
     path
@@ -65,6 +71,11 @@ impl Dirs {
     }
     /// The `[server]`, `[storage]` and `[plugins]` sections pointing at these dirs.
     pub fn base_config(&self) -> String {
+        self.base_config_with("")
+    }
+
+    /// [`Dirs::base_config`] with more keys in `[plugins]` (e.g. `deadline = "300ms"`).
+    pub fn base_config_with(&self, plugins_extra: &str) -> String {
         format!(
             r#"
 [server]
@@ -77,6 +88,7 @@ path = "{}"
 [plugins]
 dir = "{}"
 watch = false
+{plugins_extra}
 "#,
             self.data().display(),
             self.plugins().display()

@@ -291,14 +291,14 @@ fn first_line(err: &wasmtime::Error) -> String {
         .to_string()
 }
 
-/// A trap's message plus its first cause, without the wasm backtrace noise.
+/// What went wrong in the guest, in one line: the trap code (or host error) at the root of
+/// the chain, without wasmtime's multi-line backtrace.
 fn trap_text(err: &wasmtime::Error) -> String {
-    let text = format!("{err:#}");
-    let mut lines = text.lines();
-    let head = lines.next().unwrap_or_default().to_string();
+    let root = err.root_cause().to_string();
+    let root = root.lines().next().unwrap_or_default().trim().to_string();
     match err.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => format!("{trap}: {head}"),
-        None => head,
+        Some(trap) if !root.contains(&trap.to_string()) => format!("{trap}: {root}"),
+        _ => root,
     }
 }
 

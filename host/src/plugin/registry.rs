@@ -126,6 +126,14 @@ pub fn build_verifier(
 ) -> Result<Verifier, String> {
     let name = match (config.scheme.as_deref(), declared) {
         (Some(name), _) => name,
+        // Unsigned webhooks only when the operator says so, never by a plugin's default.
+        (None, Some("none")) => {
+            return Err(format!(
+                "connector `{}` declares no signature scheme; set scheme = \"none\" in its \
+                 config to accept unsigned webhooks",
+                config.id
+            ));
+        }
         (None, Some(name)) if !name.is_empty() => name,
         (None, _) => {
             return Err(format!(

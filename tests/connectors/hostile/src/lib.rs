@@ -1,0 +1,116 @@
+//! A test connector that misbehaves on request. Each event body is JSON
+//! `{"do": "...", ...}`:
+//!
+//! - `ok`: one delivery of the body to `settings.forward_url` (or to `"url"` if given);
+//! - `spin`: loops forever (the host's deadline must stop it);
+//! - `alloc`: grows memory without bound (the memory cap must stop it);
+//! - `trap`: panics;
+//! - `retry` / `reject`: returns that failure with `"message"`;
+//! - `fetch`: fetches `"url"` and delivers what happened to `forward_url`;
+//! - `count`: increments a kv counter and delivers its value;
+//! - `many`: `"n"` deliveries to `forward_url`, each with `{"n": i}`.
+//!
+//! `dedupe_key` returns `"key"` when present; `"dedupe": "spin"` makes it loop forever.
+//! Settings: `forward_url`; `tag` (added as header `x-build-tag` to every delivery).
+
+use serde_json::{Value, json};
+use switchyard_sdk::{Connector, Ctx, Delivery, Failure, Manifest, Request, Webhook};
+
+pub struct Hostile;
+
+switchyard_sdk::export!(Hostile);
+
+fn body(webhook: &Webhook) -> Value {
+    serde_json::from_slice(&webhook.body).unwrap_or(Value::Null)
+}
+
+impl Connector for Hostile {
+    fn manifest() -> Manifest {
+        Manifest::new("hostile", env!("CARGO_PKG_VERSION"))
+            .description("misbehaves on request, for tests")
+            .default_scheme("none")
+            .optional_setting("forward_url", "where `ok` events go")
+            .optional_setting("tag", "x-build-tag header on deliveries")
+    }
+
+    fn dedupe_key(webhook: &Webhook) -> Option<String> {
+        let body = body(webhook);
+        if body["dedupe"] == "spin" {
+            spin();
+        }
+        body["key"].as_str().map(str::to_string)
+    }
+
+    fn handle(ctx: &Ctx, webhook: &Webhook) -> Result<Vec<Delivery>, Failure> {
+        let body = body(webhook);
+        let forward = || ctx.require_setting("forward_url");
+        let tagged = |delivery: Delivery| match ctx.setting("tag") {
+            Some(tag) => delivery.header("x-build-tag", tag),
+            None => delivery,
+        };
+        let message = body["message"].as_str().unwrap_or("asked to").to_string();
+        match body["do"].as_str().unwrap_or("ok") {
+            "ok" => {
+                let url = match body["url"].as_str() {
+                    Some(url) => url.to_string(),
+                    None => forward()?,
+                };
+                Ok(vec![tagged(
+                    Delivery::post(url)
+                        .json(&body)
+                        .header("x-attempt", webhook.attempt.to_string()),
+                )])
+            }
+            "spin" => spin(),
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    if hoard.len() == usize::MAX {
+                        return Ok(vec![]);
+                    }
+                }
+            }
+            "trap" => panic!("asked to trap"),
+            "retry" => Err(Failure::retry(message)),
+            "reject" => Err(Failure::reject(message)),
+            "fetch" => {
+                let url = body["url"].as_str().unwrap_or_default();
+                let outcome = match ctx.fetch(Request::get(url)) {
+                    Ok(response) => json!({ "status": response.status }),
+                    Err(err) => json!({ "error": err.to_string() }),
+                };
+                Ok(vec![tagged(Delivery::post(forward()?).json(&outcome))])
+            }
+            "count" => {
+                let kv = ctx.kv();
+                let n = kv
+                    .get("count")
+                    .and_then(|v| String::from_utf8(v).ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    + 1;
+                kv.set("count", n.to_string().as_bytes())?;
+                Ok(vec![tagged(
+                    Delivery::post(forward()?).json(&json!({ "count": n })),
+                )])
+            }
+            "many" => {
+                let n = body["n"].as_u64().unwrap_or(1);
+                let url = forward()?;
+                Ok((0..n)
+                    .map(|i| tagged(Delivery::post(url.clone()).json(&json!({ "n": i }))))
+                    .collect())
+            }
+            other => Err(Failure::reject(format!("unknown instruction {other:?}"))),
+        }
+    }
+}
+
+/// Loop forever without the optimiser removing the loop.
+fn spin() -> ! {
+    let mut x: u64 = 0;
+    loop {
+        x = std::hint::black_box(x.wrapping_add(1));
+    }
+}

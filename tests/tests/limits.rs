@@ -1,0 +1,240 @@
+//! What a connector cannot do: run past its deadline, grow past its memory cap, take the
+//! host down by trapping, reach hosts it was not granted, or skip the host's retry rules.
+//! Uses the `hostile` test connector, which misbehaves on request.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchyard_tests::*;
+
+fn config(dirs: &Dirs, receiver: &Receiver, extra: &str) -> String {
+    dirs.base_config_with("deadline = \"300ms\"\nmax_memory_bytes = 33554432")
+        + &format!(
+            r#"
+[[connector]]
+id = "hostile"
+plugin = "hostile.wasm"
+scheme = "none"
+allowed_hosts = ["{origin}"]
+{extra}
+[connector.retry]
+initial_backoff = "20ms"
+max_backoff = "50ms"
+max_attempts = 3
+[connector.settings]
+forward_url = "{origin}/in"
+"#,
+            origin = receiver.origin()
+        )
+}
+
+async fn send(host: &Host, body: Value) -> String {
+    let response = host
+        .post_hook("hostile", &[], body.to_string().as_bytes())
+        .await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    answer["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_spinning_connector_hits_its_deadline_and_the_host_keeps_serving() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["hostile.wasm"]);
+    let host = Host::start(&config(&dirs, &receiver, "")).await;
+
+    let spinning = send(&host, json!({"do": "spin"})).await;
+    let fine = send(&host, json!({"do": "ok", "n": 1})).await;
+    receiver.wait_delivered(1).await;
+    host.wait_for_status(&fine, "succeeded").await;
+
+    let record = host.wait_for_status(&spinning, "dead").await;
+    let attempts = record["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "retried up to max_attempts: {record:#}");
+    for attempt in attempts {
+        assert_eq!(attempt["outcome"], "deadline");
+    }
+    assert!(
+        record["error"]
+            .as_str()
+            .unwrap()
+            .contains("gave up after 3 attempts")
+    );
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_connector_that_eats_memory_traps_at_the_cap() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["hostile.wasm"]);
+    let host = Host::start(&config(&dirs, &receiver, "")).await;
+    let id = send(&host, json!({"do": "alloc"})).await;
+    let record = host.wait_for_status(&id, "dead").await;
+    assert_eq!(record["attempts"][0]["outcome"], "trap", "{record:#}");
+    let message = record["attempts"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("growing memory"),
+        "the memory cap stopped it: {message}"
+    );
+    // The host is fine afterwards.
+    send(&host, json!({"do": "ok"})).await;
+    receiver.wait_delivered(1).await;
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn traps_and_retries_are_retried_then_dead_and_reject_is_dead_at_once() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["hostile.wasm"]);
+    let host = Host::start(&config(&dirs, &receiver, "")).await;
+
+    let trap = send(&host, json!({"do": "trap"})).await;
+    let retry = send(&host, json!({"do": "retry", "message": "backend busy"})).await;
+    let reject = send(
+        &host,
+        json!({"do": "reject", "message": "unknown customer"}),
+    )
+    .await;
+
+    let record = host.wait_for_status(&trap, "dead").await;
+    assert_eq!(record["attempts"].as_array().unwrap().len(), 3);
+    assert_eq!(record["attempts"][0]["outcome"], "trap");
+    assert!(
+        record["attempts"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("trapped")
+    );
+
+    let record = host.wait_for_status(&retry, "dead").await;
+    assert_eq!(record["attempts"].as_array().unwrap().len(), 3);
+    assert_eq!(record["attempts"][2]["outcome"], "retry");
+    assert_eq!(record["attempts"][2]["message"], "backend busy");
+
+    let record = host.wait_for_status(&reject, "dead").await;
+    assert_eq!(record["attempts"].as_array().unwrap().len(), 1);
+    assert!(
+        record["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown customer")
+    );
+    assert!(receiver.received().is_empty());
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn fetch_and_deliveries_reach_only_allowed_hosts() {
+    let receiver = Receiver::start().await;
+    let elsewhere = Receiver::start().await;
+    let dirs = Dirs::new(&["hostile.wasm"]);
+    let host = Host::start(&config(&dirs, &receiver, "")).await;
+
+    // http.fetch to a host that is not granted: denied, and the target never sees it.
+    send(
+        &host,
+        json!({"do": "fetch", "url": format!("{}/secret", elsewhere.origin())}),
+    )
+    .await;
+    // Allowed fetch works.
+    send(
+        &host,
+        json!({"do": "fetch", "url": format!("{}/ok", receiver.origin())}),
+    )
+    .await;
+    let delivered = receiver.wait_delivered(3).await;
+    let outcomes: Vec<Value> = delivered
+        .iter()
+        .filter(|r| r.path == "/in")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert!(
+        outcomes.iter().any(|o| o["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("allowed_hosts"))),
+        "{outcomes:?}"
+    );
+    assert!(outcomes.iter().any(|o| o["status"] == 200), "{outcomes:?}");
+
+    // A delivery to a host that is not granted is dead, and never sent.
+    let id = send(
+        &host,
+        json!({"do": "ok", "url": format!("{}/steal", elsewhere.origin())}),
+    )
+    .await;
+    let record = host.wait_for_status(&id, "dead").await;
+    assert!(
+        record["deliveries"][0]["attempts"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("allowed_hosts"),
+        "{record:#}"
+    );
+    assert!(elsewhere.received().is_empty());
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_spinning_dedupe_key_cannot_hang_ingress() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["hostile.wasm"]);
+    let host = Host::start(&config(&dirs, &receiver, "")).await;
+    // The dedupe-key export loops: the deadline stops it and the event is stored without
+    // dedupe rather than lost.
+    let id = send(&host, json!({"do": "ok", "dedupe": "spin"})).await;
+    receiver.wait_delivered(1).await;
+    let record = host.wait_for_status(&id, "succeeded").await;
+    assert!(record.get("dedupe_key").is_none());
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn kv_state_persists_across_events_and_restarts() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["hostile.wasm"]);
+    let config = config(&dirs, &receiver, "");
+    let host = Host::start(&config).await;
+    send(&host, json!({"do": "count"})).await;
+    receiver.wait_delivered(1).await;
+    send(&host, json!({"do": "count"})).await;
+    receiver.wait_delivered(2).await;
+    host.stop().await;
+    let host = Host::start(&config).await;
+    send(&host, json!({"do": "count"})).await;
+    let delivered = receiver.wait_delivered(3).await;
+    let counts: Vec<u64> = delivered
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["count"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(counts, vec![1, 2, 3]);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_plugin_declaring_no_scheme_needs_the_operator_to_say_none() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["hostile.wasm"]);
+    let host = Host::start(&config(&dirs, &receiver, "").replace("scheme = \"none\"\n", "")).await;
+    let response = host.post_hook("hostile", &[], b"{}").await;
+    assert_eq!(response.status(), 503);
+    let info: Value = host
+        .admin_get("/v1/connectors/hostile")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        info["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("scheme = \"none\""),
+        "{info}"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(receiver.received().is_empty());
+    host.stop().await;
+}
