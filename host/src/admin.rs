@@ -4,23 +4,27 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use crate::app::App;
 use crate::error::ApiError;
+use crate::store::{EventQuery, ReplayError, Status, StoreError};
 
 pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
     let authed = Router::new()
         .route("/v1/connectors", get(list_connectors))
         .route("/v1/connectors/{id}", get(show_connector))
+        .route("/v1/events", get(list_events))
         .route("/v1/events/{id}", get(show_event))
+        .route("/v1/events/{id}/replay", post(replay_event))
+        .route("/v1/replay", post(replay_many))
         .route_layer(middleware::from_fn_with_state(app, require_token));
     Router::new().route("/v1/health", get(health)).merge(authed)
 }
@@ -117,4 +121,146 @@ async fn show_event(
     body["request"] = serde_json::to_value(&request).unwrap_or_default();
     body["deliveries"] = serde_json::to_value(&deliveries).unwrap_or_default();
     Ok(Json(body))
+}
+
+fn storage_error(err: StoreError) -> ApiError {
+    tracing::error!("admin API: {err}");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "storage_error",
+        "could not read the event log",
+    )
+}
+
+/// Query parameters of `GET /v1/events` (and the body of `POST /v1/replay`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventFilter {
+    connector: Option<String>,
+    status: Option<String>,
+    /// RFC 3339 (`2026-11-29T10:00:00Z`) or unix seconds.
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// Largest page.
+const MAX_LIMIT: usize = 1000;
+
+impl EventFilter {
+    fn query(&self) -> Result<EventQuery, ApiError> {
+        let bad = |what: &str, value: &str| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("{what}: cannot parse {value:?}"),
+            )
+        };
+        let status = match self.status.as_deref() {
+            None => None,
+            Some(s) => Some(
+                serde_json::from_value::<Status>(Value::String(s.to_string())).map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_query",
+                        format!(
+                            "status must be one of pending, retrying, succeeded, dead, duplicate, rejected; not {s:?}"
+                        ),
+                    )
+                })?,
+            ),
+        };
+        let time = |what: &str, value: &Option<String>| -> Result<Option<u64>, ApiError> {
+            match value.as_deref() {
+                None => Ok(None),
+                Some(v) => parse_time(v).map(Some).ok_or_else(|| bad(what, v)),
+            }
+        };
+        Ok(EventQuery {
+            connector: self.connector.clone(),
+            status,
+            since: time("since", &self.since)?,
+            until: time("until", &self.until)?,
+            limit: self.limit.unwrap_or(100).clamp(1, MAX_LIMIT),
+            cursor: self.cursor.clone(),
+        })
+    }
+}
+
+/// RFC 3339 or unix seconds → unix ms.
+fn parse_time(value: &str) -> Option<u64> {
+    if let Ok(seconds) = value.parse::<u64>() {
+        return seconds.checked_mul(1000);
+    }
+    let at = humantime::parse_rfc3339_weak(value).ok()?;
+    at.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_millis() as u64)
+}
+
+/// `GET /v1/events`: newest first, cursor-paginated. Records without request bodies
+/// (`GET /v1/events/{id}` has the whole record).
+async fn list_events(
+    State(app): State<Arc<App>>,
+    Query(filter): Query<EventFilter>,
+) -> Result<Json<Value>, ApiError> {
+    let query = filter.query()?;
+    let (page, next) = app.storage.list_events(&query).map_err(storage_error)?;
+    Ok(Json(json!({ "data": page, "next_cursor": next })))
+}
+
+fn replay_error(err: ReplayError) -> ApiError {
+    match err {
+        ReplayError::NotFound(_) => ApiError::not_found(err.to_string()),
+        ReplayError::NotReplayable(..) => {
+            ApiError::new(StatusCode::CONFLICT, "not_replayable", err.to_string())
+        }
+        ReplayError::Store(err) => storage_error(err),
+    }
+}
+
+/// `POST /v1/events/{id}/replay` → 202: the event goes back to its connector.
+async fn replay_event(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let record = app.storage.replay(&id).map_err(replay_error)?;
+    app.storage.sync().await.map_err(ApiError::unavailable)?;
+    let _ = app.dispatch_tx.try_send(record.id.clone());
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": record.id, "status": record.status })),
+    ))
+}
+
+/// `POST /v1/replay` with `{"connector","status","since","until"}` → 202 and the count.
+/// Only `succeeded` and `dead` events are replayed; others matching the filter are skipped.
+async fn replay_many(
+    State(app): State<Arc<App>>,
+    Json(filter): Json<EventFilter>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let mut query = filter.query()?;
+    query.limit = MAX_LIMIT;
+    query.cursor = None;
+    let mut ids = Vec::new();
+    loop {
+        let (page, next) = app.storage.list_events(&query).map_err(storage_error)?;
+        for record in page {
+            match app.storage.replay(&record.id) {
+                Ok(_) => ids.push(record.id),
+                Err(ReplayError::NotReplayable(..)) => {}
+                Err(err) => return Err(replay_error(err)),
+            }
+        }
+        match next {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    app.storage.sync().await.map_err(ApiError::unavailable)?;
+    for id in &ids {
+        let _ = app.dispatch_tx.try_send(id.clone());
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({ "replayed": ids.len() }))))
 }

@@ -31,6 +31,9 @@ pub struct App {
     pub tasks: TaskTracker,
     /// Bounds concurrent outbound deliveries.
     pub delivery_slots: Arc<tokio::sync::Semaphore>,
+    /// Events a dispatch worker is handling right now: an id queued twice (a replay racing
+    /// a scheduled retry) is handled once.
+    pub(crate) in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Concurrent outbound deliveries at most.
@@ -69,6 +72,7 @@ impl App {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             delivery_slots: Arc::new(tokio::sync::Semaphore::new(DELIVERY_CONCURRENCY)),
+            in_flight: Default::default(),
             config,
         });
         app.load_connectors().await;

@@ -67,7 +67,17 @@ pub fn webhook(record: &EventRecord, request: &StoredRequest, attempt: u32) -> W
 /// One dispatch of one event.
 #[tracing::instrument(skip_all, fields(event_id = %id))]
 async fn process(app: &Arc<App>, id: &str) {
-    if let Err(err) = try_process(app, id).await {
+    if !app
+        .in_flight
+        .lock()
+        .expect("in_flight lock")
+        .insert(id.to_string())
+    {
+        return;
+    }
+    let result = try_process(app, id).await;
+    app.in_flight.lock().expect("in_flight lock").remove(id);
+    if let Err(err) = result {
         // Storage trouble: the event is still queued in the store; try again later.
         tracing::error!("dispatch failed: {err}");
         requeue_after(app, id.to_string(), Duration::from_secs(5));
@@ -140,9 +150,12 @@ async fn try_process(app: &Arc<App>, id: &str) -> Result<(), StoreError> {
         Ok(Ok(deliveries)) => {
             attempt.outcome = "deliveries".into();
             attempt.deliveries = deliveries.len();
+            // A replayed event already has deliveries: new ones continue the numbering.
+            let base = app.storage.deliveries(&record.id)?.len();
             let rows: Vec<DeliveryRecord> = deliveries
                 .into_iter()
                 .enumerate()
+                .map(|(i, d)| (base + i, d))
                 .map(|(index, d)| DeliveryRecord {
                     event_id: record.id.clone(),
                     index: index as u32,
@@ -160,6 +173,7 @@ async fn try_process(app: &Arc<App>, id: &str) -> Result<(), StoreError> {
                 .collect();
             record.attempts.push(attempt);
             record.next_attempt_at = None;
+            record.deliveries_from = base as u32;
             record.status = if rows.is_empty() {
                 Status::Succeeded
             } else {

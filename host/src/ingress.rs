@@ -139,6 +139,7 @@ async fn receive(
         next_attempt_at: None,
         attempts: Vec::new(),
         error: None,
+        deliveries_from: 0,
     };
 
     let verified = match Verified::check(verifier, &headers, request) {

@@ -29,6 +29,7 @@ pub mod verify;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -59,6 +60,11 @@ pub async fn run(
     let app = App::start(config).await?;
     dispatch::start(&app)?;
     deliver::resume(&app)?;
+    app.spawn(store::retention::run(
+        app.storage.clone(),
+        Duration::from_secs(u64::from(app.config.storage.retention_days) * 86_400),
+        app.config.storage.dedupe_window,
+    ));
     tracing::info!(addr = %listener.local_addr()?, "switchyard listening");
     axum::serve(listener, router(app.clone()))
         .with_graceful_shutdown(shutdown)

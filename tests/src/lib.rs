@@ -218,6 +218,8 @@ pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub status: u16,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -229,8 +231,16 @@ impl Received {
 #[derive(Default)]
 struct ReceiverState {
     received: Vec<Received>,
-    /// Statuses to answer with, in order; when empty, 200.
-    script: VecDeque<(u16, Vec<(String, String)>)>,
+    /// Answers to give, in order; when empty, 200 at once.
+    script: VecDeque<Reply>,
+}
+
+/// One scripted answer.
+#[derive(Debug, Clone, Default)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    delay: Duration,
 }
 
 /// A downstream that records every request and answers as scripted.
@@ -262,9 +272,19 @@ impl Receiver {
     /// Answer the next requests with these statuses (then 200 again).
     pub fn respond_with(&self, statuses: &[u16]) {
         let mut state = self.state.lock().unwrap();
-        state
-            .script
-            .extend(statuses.iter().map(|s| (*s, Vec::new())));
+        state.script.extend(statuses.iter().map(|s| Reply {
+            status: *s,
+            ..Reply::default()
+        }));
+    }
+
+    /// Answer the next request with 200, but only after `delay`.
+    pub fn respond_slowly(&self, delay: Duration) {
+        self.state.lock().unwrap().script.push_back(Reply {
+            status: 200,
+            delay,
+            ..Reply::default()
+        });
     }
 
     /// Answer the next request with a status and headers (e.g. `Retry-After`).
@@ -273,11 +293,11 @@ impl Receiver {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        self.state
-            .lock()
-            .unwrap()
-            .script
-            .push_back((status, headers));
+        self.state.lock().unwrap().script.push_back(Reply {
+            status,
+            headers,
+            delay: Duration::ZERO,
+        });
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -315,23 +335,33 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, HeaderMap, &'static str) {
-    let mut state = state.lock().unwrap();
-    let (status, extra) = state.script.pop_front().unwrap_or((200, Vec::new()));
-    state.received.push(Received {
-        method: method.to_string(),
-        path: uri.path().to_string(),
-        headers,
-        body,
-        status,
-    });
+    let reply = {
+        let mut state = state.lock().unwrap();
+        let reply = state.script.pop_front().unwrap_or(Reply {
+            status: 200,
+            ..Reply::default()
+        });
+        state.received.push(Received {
+            method: method.to_string(),
+            path: uri.path().to_string(),
+            headers,
+            body,
+            status: reply.status,
+            at: std::time::Instant::now(),
+        });
+        reply
+    };
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
     let mut out = HeaderMap::new();
-    for (k, v) in extra {
+    for (k, v) in reply.headers {
         out.insert(
             axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
             v.parse().unwrap(),
         );
     }
-    (StatusCode::from_u16(status).unwrap(), out, "")
+    (StatusCode::from_u16(reply.status).unwrap(), out, "")
 }
 
 /// Poll `check` every 20 ms until it is true; panic with `what` after `limit`.

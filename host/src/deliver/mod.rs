@@ -152,20 +152,30 @@ fn trimmed(response: &OutboundResponse) -> OutboundResponse {
     response
 }
 
-/// Derive the event's status from its deliveries: any dead → dead; all succeeded →
-/// succeeded; any retrying → retrying.
+/// Derive the event's status from the deliveries of its latest connector run: any dead →
+/// dead; all succeeded → succeeded; any retrying → retrying.
 fn settle_event(app: &App, row: &DeliveryRecord) -> Result<(), StoreError> {
     let rows = app.storage.deliveries(&row.event_id)?;
-    let status = if rows.iter().any(|r| r.status == DeliveryStatus::Dead) {
-        Status::Dead
-    } else if rows.iter().all(|r| r.status == DeliveryStatus::Succeeded) {
-        Status::Succeeded
-    } else if rows.iter().any(|r| r.status == DeliveryStatus::Retrying) {
-        Status::Retrying
-    } else {
-        Status::Pending
-    };
     app.storage.update_event(&row.event_id, &mut |record| {
+        let current: Vec<_> = rows
+            .iter()
+            .filter(|r| r.index >= record.deliveries_from)
+            .collect();
+        if current.is_empty() {
+            return;
+        }
+        let status = if current.iter().any(|r| r.status == DeliveryStatus::Dead) {
+            Status::Dead
+        } else if current
+            .iter()
+            .all(|r| r.status == DeliveryStatus::Succeeded)
+        {
+            Status::Succeeded
+        } else if current.iter().any(|r| r.status == DeliveryStatus::Retrying) {
+            Status::Retrying
+        } else {
+            Status::Pending
+        };
         record.status = status;
         if status == Status::Dead && record.error.is_none() {
             record.error = Some(format!(

@@ -4,6 +4,7 @@
 //! write an ingress answer depends on is followed by [`Storage::sync`], a group commit:
 //! one flusher, many waiters, so a 200 is never sent for a request a crash could lose.
 
+pub mod retention;
 pub mod sled;
 
 use std::fmt;
@@ -18,7 +19,7 @@ use crate::plugin::{FetchRecord, LogLine};
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Storage failed; ingress answers 503 and nothing is acknowledged.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error("storage error: {0}")]
 pub struct StoreError(pub String);
 
@@ -207,6 +208,10 @@ pub struct EventRecord {
     pub next_attempt_at: Option<u64>,
     #[serde(default)]
     pub attempts: Vec<Attempt>,
+    /// Index of the first delivery of the latest connector run: after a replay, the status
+    /// follows the new deliveries, while the old ones stay in the log.
+    #[serde(default)]
+    pub deliveries_from: u32,
     /// Why it is dead, when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -273,6 +278,31 @@ pub enum Inserted {
     Duplicate { id: String, first_id: String },
 }
 
+/// A page of the event log: filters, newest first, cursor-paginated.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub connector: Option<String>,
+    pub status: Option<Status>,
+    /// Received at or after (unix ms).
+    pub since: Option<u64>,
+    /// Received before (unix ms).
+    pub until: Option<u64>,
+    pub limit: usize,
+    /// The last id of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Why an event cannot be replayed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ReplayError {
+    #[error("no event `{0}`")]
+    NotFound(String),
+    #[error("event is {0} and cannot be replayed: {1}")]
+    NotReplayable(&'static str, &'static str),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// The pipeline's view of storage.
 pub trait Storage: Send + Sync + 'static {
     /// Store a new event (or a rejected/duplicate record) atomically with its request,
@@ -313,6 +343,29 @@ pub trait Storage: Send + Sync + 'static {
     fn open_deliveries(&self) -> Result<Vec<DeliveryRecord>>;
     /// Update a delivery after a try.
     fn put_delivery(&self, delivery: &DeliveryRecord) -> Result<()>;
+
+    /// A page of the event log, newest first, and the cursor of the next page.
+    fn list_events(&self, query: &EventQuery) -> Result<(Vec<EventRecord>, Option<String>)>;
+
+    /// Put a finished (`succeeded` or `dead`) event back in the dispatch queue. Its history
+    /// is kept; the connector runs again and its new deliveries get new indexes (and so new
+    /// idempotency keys: a replay is a deliberate new effect).
+    fn replay(&self, id: &str) -> Result<EventRecord, ReplayError>;
+
+    /// Remove up to `batch` events received before `cutoff` (unix ms) with their request,
+    /// deliveries and dedupe entries. Returns how many were removed; call again while it
+    /// returns `batch`.
+    fn purge_before(&self, cutoff: u64, batch: usize) -> Result<usize>;
+
+    /// Remove up to `batch` dedupe entries recorded before `cutoff` (unix ms), scanning from
+    /// `from` (a key returned by the previous call). Returns the removed count and where to
+    /// continue (`None`: the scan is complete).
+    fn purge_dedupe(
+        &self,
+        cutoff: u64,
+        from: Option<Vec<u8>>,
+        batch: usize,
+    ) -> Result<(usize, Option<Vec<u8>>)>;
 
     fn kv_get(&self, connector: &str, key: &str) -> Result<Option<Vec<u8>>>;
     fn kv_set(&self, connector: &str, key: &str, value: &[u8]) -> Result<()>;

@@ -27,8 +27,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::oneshot;
 
 use super::{
-    DeliveryRecord, EventRecord, Inserted, NewEvent, Result, Status, Storage, StoreError,
-    StoredRequest,
+    DeliveryRecord, EventQuery, EventRecord, Inserted, NewEvent, ReplayError, Result, Status,
+    Storage, StoreError, StoredRequest,
 };
 
 type Waiter = oneshot::Sender<Result<()>>;
@@ -351,6 +351,181 @@ impl Storage for SledStore {
             .map_err(tx_error)
     }
 
+    fn list_events(&self, query: &EventQuery) -> Result<(Vec<EventRecord>, Option<String>)> {
+        // Ids are ULIDs: their order is the order of arrival, so time bounds are key bounds.
+        let lower = query
+            .since
+            .map(|ms| ulid::Ulid::from_parts(ms, 0).to_string().into_bytes())
+            .unwrap_or_default();
+        let mut upper = query
+            .until
+            .map(|ms| ulid::Ulid::from_parts(ms, 0).to_string().into_bytes());
+        if let Some(cursor) = &query.cursor {
+            let cursor = cursor.as_bytes().to_vec();
+            upper = Some(match upper {
+                Some(u) if u < cursor => u,
+                _ => cursor,
+            });
+        }
+        let range = match upper {
+            Some(upper) => self.events.range(lower..upper),
+            None => self.events.range(lower..),
+        };
+        let limit = query.limit.max(1);
+        // Bound the work of one page when filters match little: the caller continues from
+        // the cursor.
+        let mut scanned = 0usize;
+        let mut page = Vec::new();
+        let mut last_key = None;
+        for item in range.rev() {
+            let (key, value) = item?;
+            scanned += 1;
+            last_key = Some(key.clone());
+            let record: EventRecord = serde_json::from_slice(&value)?;
+            let matches = query
+                .connector
+                .as_ref()
+                .is_none_or(|c| *c == record.connector)
+                && query.status.is_none_or(|s| s == record.status);
+            if matches {
+                page.push(record);
+                if page.len() == limit {
+                    break;
+                }
+            }
+            if scanned >= 10_000 {
+                break;
+            }
+        }
+        let exhausted = page.len() < limit && scanned < 10_000;
+        let next = if exhausted {
+            None
+        } else {
+            last_key.map(|k| String::from_utf8_lossy(&k).into_owned())
+        };
+        Ok((page, next))
+    }
+
+    fn replay(&self, id: &str) -> Result<EventRecord, ReplayError> {
+        let result = (&self.events, &self.pending).transaction(|(events, pending)| {
+            let Some(bytes) = events.get(id.as_bytes())? else {
+                return Ok(Err(ReplayError::NotFound(id.to_string())));
+            };
+            let mut record: EventRecord = serde_json::from_slice(&bytes).map_err(abort)?;
+            let refusal = match record.status {
+                Status::Pending | Status::Retrying => Some("it is still being processed"),
+                Status::Rejected => Some("its signature was never verified"),
+                Status::Duplicate => Some("it repeats another event; replay that one"),
+                Status::Succeeded | Status::Dead => None,
+            };
+            if let Some(reason) = refusal {
+                return Ok(Err(ReplayError::NotReplayable(
+                    record.status.as_str(),
+                    reason,
+                )));
+            }
+            record.status = Status::Pending;
+            record.error = None;
+            record.next_attempt_at = None;
+            record.updated_at = crate::time::now_ms();
+            events.insert(id.as_bytes(), serde_json::to_vec(&record).map_err(abort)?)?;
+            pending.insert(id.as_bytes(), &[])?;
+            Ok(Ok(record))
+        });
+        result.map_err(tx_error)?
+    }
+
+    fn purge_before(&self, cutoff: u64, batch: usize) -> Result<usize> {
+        let mut removed = 0;
+        for item in self.events.iter().take(batch) {
+            let (key, value) = item?;
+            let record: EventRecord = serde_json::from_slice(&value)?;
+            if record.received_at >= cutoff {
+                break;
+            }
+            let prefix = format!("{}/", record.id);
+            let deliveries: Vec<_> = self
+                .outbox
+                .scan_prefix(prefix.as_bytes())
+                .keys()
+                .collect::<std::result::Result<_, _>>()?;
+            let dedupe_key = record
+                .dedupe_key
+                .as_ref()
+                .map(|k| Self::kv_key(&record.connector, k));
+            (
+                &self.requests,
+                &self.events,
+                &self.pending,
+                &self.outbox,
+                &self.outbox_open,
+                &self.dedupe,
+            )
+                .transaction(|(requests, events, pending, outbox, open, dedupe)| {
+                    requests.remove(&key)?;
+                    events.remove(&key)?;
+                    pending.remove(&key)?;
+                    for delivery in &deliveries {
+                        outbox.remove(delivery)?;
+                        open.remove(delivery)?;
+                    }
+                    if let Some(dk) = &dedupe_key
+                        && let Some(entry) = dedupe.get(dk)?
+                        && serde_json::from_slice::<DedupeEntry>(&entry)
+                            .is_ok_and(|e| e.event_id == record.id)
+                    {
+                        dedupe.remove(dk.as_slice())?;
+                    }
+                    Ok::<_, ConflictableTransactionError<StoreError>>(())
+                })
+                .map_err(tx_error)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    fn purge_dedupe(
+        &self,
+        cutoff: u64,
+        from: Option<Vec<u8>>,
+        batch: usize,
+    ) -> Result<(usize, Option<Vec<u8>>)> {
+        let start = from.unwrap_or_default();
+        let mut removed = 0;
+        let mut seen = 0;
+        let mut last = None;
+        for item in self.dedupe.range(start..) {
+            let (key, value) = item?;
+            seen += 1;
+            let expired =
+                serde_json::from_slice::<DedupeEntry>(&value).is_ok_and(|e| e.at < cutoff);
+            if expired {
+                // Only if unchanged since read: a concurrent insert of the same key wins.
+                if self
+                    .dedupe
+                    .compare_and_swap(&key, Some(value), None as Option<&[u8]>)?
+                    .is_ok()
+                {
+                    removed += 1;
+                }
+            }
+            last = Some(key);
+            if seen >= batch {
+                break;
+            }
+        }
+        let next = if seen >= batch {
+            last.map(|k| {
+                let mut next = k.to_vec();
+                next.push(0);
+                next
+            })
+        } else {
+            None
+        };
+        Ok((removed, next))
+    }
+
     fn kv_get(&self, connector: &str, key: &str) -> Result<Option<Vec<u8>>> {
         Ok(self
             .kv
@@ -400,6 +575,7 @@ mod tests {
             next_attempt_at: None,
             attempts: Vec::new(),
             error: None,
+            deliveries_from: 0,
         }
     }
 

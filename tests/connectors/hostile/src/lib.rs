@@ -8,7 +8,8 @@
 //! - `retry` / `reject`: returns that failure with `"message"`;
 //! - `fetch`: fetches `"url"` and delivers what happened to `forward_url`;
 //! - `count`: increments a kv counter and delivers its value;
-//! - `many`: `"n"` deliveries to `forward_url`, each with `{"n": i}`.
+//! - `many`: `"n"` deliveries to `forward_url`, each with `{"n": i}`, or one delivery to each
+//!   of `"urls"`.
 //!
 //! `dedupe_key` returns `"key"` when present; `"dedupe": "spin"` makes it loop forever.
 //! Settings: `forward_url`; `tag` (added as header `x-build-tag` to every delivery).
@@ -95,6 +96,13 @@ impl Connector for Hostile {
                     Delivery::post(forward()?).json(&json!({ "count": n })),
                 )])
             }
+            "many" if body["urls"].is_array() => Ok(body["urls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(|url| tagged(Delivery::post(url).json(&body)))
+                .collect()),
             "many" => {
                 let n = body["n"].as_u64().unwrap_or(1);
                 let url = forward()?;

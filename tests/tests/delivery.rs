@@ -1,0 +1,312 @@
+//! Delivery guarantees: the retry policy, dead events, replay, and the event log listing.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchyard_tests::*;
+
+/// The hostile test connector (scheme none) forwarding to `receiver`, with a retry policy.
+fn config(dirs: &Dirs, receiver: &Receiver, retry: &str) -> String {
+    dirs.base_config()
+        + &format!(
+            r#"
+[[connector]]
+id = "t"
+plugin = "hostile.wasm"
+scheme = "none"
+allowed_hosts = ["*"]
+[connector.retry]
+{retry}
+[connector.settings]
+forward_url = "{origin}/in"
+"#,
+            origin = receiver.origin()
+        )
+}
+
+async fn send(host: &Host, body: Value) -> String {
+    let response = host.post_hook("t", &[], body.to_string().as_bytes()).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    answer["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn three_503s_then_200_is_delivered_with_one_key_and_growing_gaps() {
+    let receiver = Receiver::start().await;
+    receiver.respond_with(&[503, 503, 503]);
+    let dirs = Dirs::new(&["hostile.wasm"]);
+    let host = Host::start(&config(
+        &dirs,
+        &receiver,
+        "initial_backoff = \"100ms\"\nmax_backoff = \"10s\"\njitter = 0.0\nmax_attempts = 10",
+    ))
+    .await;
+    let id = send(&host, json!({"do": "ok"})).await;
+    receiver.wait_delivered(1).await;
+    let all = receiver.received();
+    assert_eq!(all.len(), 4);
+    let keys: Vec<_> = all
+        .iter()
+        .map(|r| r.header("idempotency-key").unwrap())
+        .collect();
+    assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+    // Each gap is at least its backoff (100, 200, 400 ms): the sleeps guarantee the lower
+    // bounds, so this cannot flake, and the bounds grow.
+    for (i, want) in [100u64, 200, 400].iter().enumerate() {
+        let gap = all[i + 1].at - all[i].at;
+        assert!(gap >= Duration::from_millis(*want), "gap {i} was {gap:?}");
+    }
+    let record = host.wait_for_status(&id, "succeeded").await;
+    let attempts = record["deliveries"][0]["attempts"].as_array().unwrap();
+    let statuses: Vec<_> = attempts
+        .iter()
+        .map(|a| a["response"]["status"].clone())
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![json!(503), json!(503), json!(503), json!(200)]
+    );
+    assert_eq!(
+        record["attempts"].as_array().unwrap().len(),
+        1,
+        "the connector ran once"
+    );
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_400_is_dead_after_one_attempt() {
+    let receiver = Receiver::start().await;
+    receiver.respond_with(&[400]);
+    let dirs = Dirs::new(&["hostile.wasm"]);
+    let host = Host::start(&config(&dirs, &receiver, "initial_backoff = \"10ms\"")).await;
+    let id = send(&host, json!({"do": "ok"})).await;
+    let record = host.wait_for_status(&id, "dead").await;
+    assert_eq!(record["deliveries"][0]["status"], "dead");
+    assert_eq!(
+        record["deliveries"][0]["attempts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        record["error"]
+            .as_str()
+            .unwrap()
+            .contains("failed permanently")
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(receiver.received().len(), 1);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let receiver = Receiver::start().await;
+    receiver.respond_once(429, &[("retry-after", "1")]);
+    let dirs = Dirs::new(&["hostile.wasm"]);
+    let host = Host::start(&config(
+        &dirs,
+        &receiver,
+        "initial_backoff = \"10ms\"\nmax_backoff = \"5s\"",
+    ))
+    .await;
+    send(&host, json!({"do": "ok"})).await;
+    receiver.wait_delivered(1).await;
+    let all = receiver.received();
+    assert_eq!(all.len(), 2);
+    let gap = all[1].at - all[0].at;
+    assert!(gap >= Duration::from_secs(1), "waited only {gap:?}");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_downstream_times_out_and_is_retried() {
+    let receiver = Receiver::start().await;
+    receiver.respond_slowly(Duration::from_secs(2));
+    let dirs = Dirs::new(&["hostile.wasm"]);
+    let host = Host::start(&config(
+        &dirs,
+        &receiver,
+        "initial_backoff = \"10ms\"\ntimeout = \"200ms\"",
+    ))
+    .await;
+    let id = send(&host, json!({"do": "ok"})).await;
+    let record = host.wait_for_status(&id, "succeeded").await;
+    let attempts = record["deliveries"][0]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{record:#}");
+    assert!(
+        attempts[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no response within")
+    );
+    assert_eq!(attempts[1]["response"]["status"], 200);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn each_delivery_is_retried_on_its_own() {
+    let steady = Receiver::start().await;
+    let flaky = Receiver::start().await;
+    flaky.respond_with(&[503, 503]);
+    let dirs = Dirs::new(&["hostile.wasm"]);
+    let host = Host::start(&config(&dirs, &steady, "initial_backoff = \"20ms\"")).await;
+    let id = send(
+        &host,
+        json!({"do": "many", "urls": [format!("{}/a", steady.origin()), format!("{}/b", flaky.origin())]}),
+    )
+    .await;
+    flaky.wait_delivered(1).await;
+    let record = host.wait_for_status(&id, "succeeded").await;
+    assert_eq!(
+        steady.received().len(),
+        1,
+        "the good delivery was not re-sent"
+    );
+    assert_eq!(flaky.received().len(), 3);
+    assert_eq!(
+        record["attempts"].as_array().unwrap().len(),
+        1,
+        "connector ran once"
+    );
+    let keys: Vec<_> = record["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["idempotency_key"].as_str().unwrap().to_string())
+        .collect();
+    assert_ne!(keys[0], keys[1], "each delivery has its own key");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn dead_events_are_listed_and_replayable() {
+    let receiver = Receiver::start().await;
+    receiver.respond_with(&[400]);
+    let dirs = Dirs::new(&["hostile.wasm"]);
+    let host = Host::start(&config(&dirs, &receiver, "initial_backoff = \"10ms\"")).await;
+    let id = send(&host, json!({"do": "ok"})).await;
+    host.wait_for_status(&id, "dead").await;
+
+    let listed: Value = host
+        .admin_get("/v1/events?status=dead&connector=t")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<_> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].clone())
+        .collect();
+    assert_eq!(ids, vec![json!(id)]);
+    assert!(listed["next_cursor"].is_null());
+
+    // A live or unknown event cannot be replayed; a dead one can.
+    let replay = |path: String| {
+        let host = &host;
+        async move {
+            host.http
+                .post(host.url(&path))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(replay("/v1/events/nope/replay".into()).await.status(), 404);
+    let response = replay(format!("/v1/events/{id}/replay")).await;
+    assert_eq!(response.status(), 202);
+    let record = host.wait_for_status(&id, "succeeded").await;
+    let deliveries = record["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 2, "history kept, replay added a delivery");
+    assert_eq!(deliveries[0]["status"], "dead");
+    assert_eq!(deliveries[1]["status"], "succeeded");
+    assert_ne!(
+        deliveries[0]["idempotency_key"],
+        deliveries[1]["idempotency_key"]
+    );
+    assert_eq!(record["attempts"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        replay(format!("/v1/events/{id}/replay")).await.status(),
+        202
+    );
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn bulk_replay_replays_what_matches() {
+    let receiver = Receiver::start().await;
+    receiver.respond_with(&[400, 400, 400]);
+    let dirs = Dirs::new(&["hostile.wasm"]);
+    let host = Host::start(&config(&dirs, &receiver, "initial_backoff = \"10ms\"")).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let id = send(&host, json!({"do": "ok"})).await;
+        host.wait_for_status(&id, "dead").await;
+        ids.push(id);
+    }
+    let response = host
+        .http
+        .post(host.url("/v1/replay"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"connector": "t", "status": "dead"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["replayed"], 3);
+    for id in &ids {
+        host.wait_for_status(id, "succeeded").await;
+    }
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn the_event_log_pages_with_a_cursor() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["hostile.wasm"]);
+    let host = Host::start(&config(&dirs, &receiver, "")).await;
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(send(&host, json!({"do": "ok", "i": i})).await);
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/events?limit=2&cursor={c}"),
+            None => "/v1/events?limit=2".to_string(),
+        };
+        let page: Value = host.admin_get(&path).await.json().await.unwrap();
+        pages += 1;
+        for event in page["data"].as_array().unwrap() {
+            seen.push(event["id"].as_str().unwrap().to_string());
+            assert!(event.get("request").is_none(), "listings carry no bodies");
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+        assert!(pages < 10);
+    }
+    sent.reverse();
+    assert_eq!(seen, sent, "newest first, each once");
+
+    let bad = host.admin_get("/v1/events?status=bogus").await;
+    assert_eq!(bad.status(), 400);
+    let future: Value = host
+        .admin_get("/v1/events?since=2999-01-01T00:00:00Z")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(future["data"].as_array().unwrap().is_empty());
+    host.stop().await;
+}
