@@ -44,7 +44,9 @@ run: build
 	STRIPE_WEBHOOK_SECRET=$${STRIPE_WEBHOOK_SECRET:-whsec_dev_only_secret} \
 	./target/debug/switchyard serve --config $(CONFIG)
 
+# The crash test drives the real binary as a child process: build it first.
 test: plugins test-plugins
+	$(CARGO) build -p switchyard --bin switchyard
 	$(CARGO) test --workspace
 
 lint: wasm-target

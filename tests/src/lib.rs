@@ -413,3 +413,95 @@ pub fn now() -> i64 {
 pub fn evt_id() -> String {
     format!("evt_{}", ulid::Ulid::new())
 }
+
+/// The `switchyard` binary built by `cargo build -p switchyard` (`make test` builds it).
+pub fn binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let path = target.join("debug").join("switchyard");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build -p switchyard` (or `make test`)",
+        path.display()
+    );
+    path
+}
+
+/// The real binary running `serve` as a child process, for crash tests.
+pub struct ChildHost {
+    pub addr: SocketAddr,
+    child: std::process::Child,
+    /// Everything it wrote to stderr, for failure messages.
+    pub log: Arc<Mutex<String>>,
+}
+
+impl ChildHost {
+    /// Start `switchyard serve --config <config>` (which should listen on 127.0.0.1:0) and
+    /// wait for it to say where it listens.
+    pub fn start(config: &Path) -> ChildHost {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(binary())
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawning switchyard");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(addr) = line
+                    .split("addr=")
+                    .nth(1)
+                    .filter(|_| line.contains("switchyard listening"))
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|addr| addr.parse::<SocketAddr>().ok())
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr);
+                }
+                let mut sink = sink.lock().unwrap();
+                sink.push_str(&line);
+                sink.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "switchyard did not start; its log:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        ChildHost { addr, child, log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// SIGKILL: no shutdown, no flush, nothing.
+    pub fn kill_9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reaping the child");
+    }
+}
+
+impl Drop for ChildHost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,155 @@
+//! Crash safety: the real binary, several concurrent senders, `kill -9` midway, restart.
+//! Every event that got a 200 must be delivered at least once afterwards.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use switchyard_tests::*;
+
+const SENDERS: usize = 4;
+const PER_SENDER: usize = 100;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_midway_loses_nothing_that_got_a_200() {
+    let receiver = Receiver::start().await;
+    // The downstream fails for a while, so retries are pending when the host dies.
+    receiver.respond_with(&[503; 120]);
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let config_path = dirs.root.path().join("switchyard.toml");
+    let config = dirs.base_config()
+        + &format!(
+            r#"
+[[connector]]
+id = "stripe"
+plugin = "stripe.wasm"
+secret = "{STRIPE_SECRET}"
+allowed_hosts = ["{origin}"]
+[connector.retry]
+initial_backoff = "50ms"
+max_backoff = "500ms"
+[connector.settings]
+forward_url = "{origin}/billing"
+"#,
+            origin = receiver.origin()
+        );
+    std::fs::write(&config_path, config).unwrap();
+
+    let host = ChildHost::start(&config_path);
+    let base = host.url("/hooks/stripe");
+    let acknowledged = Arc::new(std::sync::Mutex::new(HashMap::<String, String>::new()));
+    let acked_count = Arc::new(AtomicUsize::new(0));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+
+    let mut senders = Vec::new();
+    for _ in 0..SENDERS {
+        let (client, base) = (client.clone(), base.clone());
+        let (acknowledged, acked_count) = (acknowledged.clone(), acked_count.clone());
+        senders.push(tokio::spawn(async move {
+            let mut failures = 0;
+            for _ in 0..PER_SENDER {
+                let evt = evt_id();
+                let body = stripe_event(&evt, "invoice.paid");
+                let mut request = client.post(&base).body(body.clone());
+                for (k, v) in stripe_headers(STRIPE_SECRET, &body, now()) {
+                    request = request.header(k, v);
+                }
+                match request.send().await {
+                    Ok(response) if response.status() == 200 => {
+                        let answer: Value = response.json().await.unwrap();
+                        assert_eq!(answer["status"], "accepted");
+                        let id = answer["id"].as_str().unwrap().to_string();
+                        acknowledged.lock().unwrap().insert(evt, id);
+                        acked_count.fetch_add(1, Ordering::SeqCst);
+                    }
+                    // Refused or cut off by the kill: the sender would retry; not ours.
+                    _ => failures += 1,
+                }
+            }
+            failures
+        }));
+    }
+
+    // Kill it hard once a good share has been acknowledged.
+    let target = SENDERS * PER_SENDER * 2 / 5;
+    let counter = acked_count.clone();
+    wait_for("acknowledged events", Duration::from_secs(60), move || {
+        let counter = counter.clone();
+        async move { counter.load(Ordering::SeqCst) >= target }
+    })
+    .await;
+    host.kill_9();
+    let mut failed = 0;
+    for sender in senders {
+        failed += sender.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() >= target);
+    assert!(
+        failed > 0,
+        "the kill happened while senders were still sending"
+    );
+
+    // Restart on the same data dir: everything acknowledged is delivered.
+    let host = ChildHost::start(&config_path);
+    let want: HashSet<String> = acknowledged.keys().cloned().collect();
+    let r = receiver.clone();
+    let want2 = want.clone();
+    let outcome = tokio::time::timeout(Duration::from_secs(90), async move {
+        loop {
+            let got: HashSet<String> = r
+                .delivered()
+                .iter()
+                .filter_map(|d| d.header("x-stripe-event-id").map(str::to_string))
+                .collect();
+            if want2.is_subset(&got) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let delivered: Vec<String> = receiver
+        .delivered()
+        .iter()
+        .filter_map(|d| d.header("x-stripe-event-id").map(str::to_string))
+        .collect();
+    let unique: HashSet<&String> = delivered.iter().collect();
+    let missing: Vec<_> = want.iter().filter(|e| !unique.contains(e)).collect();
+    assert!(
+        outcome.is_ok() && missing.is_empty(),
+        "{} acknowledged events never delivered: {:?}\nhost log:\n{}",
+        missing.len(),
+        missing,
+        host.log.lock().unwrap()
+    );
+    // And each has its record in the event log.
+    let admin = reqwest::Client::new();
+    for id in acknowledged.values().take(50) {
+        let response = admin
+            .get(host.url(&format!("/v1/events/{id}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "event {id} is in the log");
+    }
+    eprintln!(
+        "crash test: {} acknowledged, {} refused or cut off, {} delivered ({} more than once), {} 503s",
+        acknowledged.len(),
+        failed,
+        delivered.len(),
+        delivered.len() - unique.len(),
+        receiver
+            .received()
+            .iter()
+            .filter(|r| r.status == 503)
+            .count()
+    );
+    host.kill_9();
+}
