@@ -116,7 +116,15 @@ async fn show_event(
         .map_err(internal)?
         .ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
     let request = app.storage.request(&id).map_err(internal)?;
-    let deliveries = app.storage.deliveries(&id).map_err(internal)?;
+    let mut deliveries = app.storage.deliveries(&id).map_err(internal)?;
+    // Deliveries keep their credentials to be sent; the log shows only their names.
+    for delivery in &mut deliveries {
+        for (name, value) in &mut delivery.request.headers {
+            if crate::store::is_secret_header(name) {
+                *value = "****".into();
+            }
+        }
+    }
     let mut body = serde_json::to_value(&record).unwrap_or_default();
     body["request"] = serde_json::to_value(&request).unwrap_or_default();
     body["deliveries"] = serde_json::to_value(&deliveries).unwrap_or_default();

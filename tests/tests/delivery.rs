@@ -310,3 +310,25 @@ async fn the_event_log_pages_with_a_cursor() {
     assert!(future["data"].as_array().unwrap().is_empty());
     host.stop().await;
 }
+
+#[tokio::test]
+async fn delivery_credentials_reach_the_downstream_but_not_the_log() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["hostile.wasm"]);
+    let host = Host::start(&config(&dirs, &receiver, "")).await;
+    let id = send(
+        &host,
+        json!({"do": "ok", "auth": "Bearer sk_live_topsecret"}),
+    )
+    .await;
+    let delivered = receiver.wait_delivered(1).await;
+    assert_eq!(
+        delivered[0].header("authorization"),
+        Some("Bearer sk_live_topsecret")
+    );
+    let record = host.wait_for_status(&id, "succeeded").await;
+    let headers = &record["deliveries"][0]["request"]["headers"];
+    assert!(headers.to_string().contains("****"), "{headers}");
+    assert!(!headers.to_string().contains("topsecret"), "{headers}");
+    host.stop().await;
+}

@@ -1,7 +1,8 @@
 //! A test connector that misbehaves on request. Each event body is JSON
 //! `{"do": "...", ...}`:
 //!
-//! - `ok`: one delivery of the body to `settings.forward_url` (or to `"url"` if given);
+//! - `ok`: one delivery of the body to `settings.forward_url` (or to `"url"` if given), with
+//!   an `Authorization` header when `"auth"` is given;
 //! - `spin`: loops forever (the host's deadline must stop it);
 //! - `alloc`: grows memory without bound (the memory cap must stop it);
 //! - `trap`: panics;
@@ -56,11 +57,13 @@ impl Connector for Hostile {
                     Some(url) => url.to_string(),
                     None => forward()?,
                 };
-                Ok(vec![tagged(
-                    Delivery::post(url)
-                        .json(&body)
-                        .header("x-attempt", webhook.attempt.to_string()),
-                )])
+                let mut delivery = Delivery::post(url)
+                    .json(&body)
+                    .header("x-attempt", webhook.attempt.to_string());
+                if let Some(auth) = body["auth"].as_str() {
+                    delivery = delivery.header("Authorization", auth);
+                }
+                Ok(vec![tagged(delivery)])
             }
             "spin" => spin(),
             "alloc" => {
