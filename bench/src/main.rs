@@ -1,1 +1,192 @@
-fn main() {}
+//! `switchyard-bench`: the benchmark harness behind `make bench` (see `BENCHMARKS.md`).
+//!
+//! # Layout
+//! - [`events`]: unique, signed Stripe events, prepared before the clock starts;
+//! - [`load`]: the load generator (`load`), fixed connections for a fixed time;
+//! - [`baseline`]: the native server switchyard's ingress is compared with (`baseline`);
+//! - [`receiver`]: the counting downstream of the end-to-end scenario (`receiver`);
+//! - [`run`]: starts the real `switchyard` binary and the other two as child processes,
+//!   runs every scenario, and [`report`] turns the runs into the table in `BENCHMARKS.md`.
+//!
+//! The criterion micro-benchmarks live in `benches/micro.rs`.
+
+mod baseline;
+mod events;
+mod load;
+mod receiver;
+mod report;
+mod run;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// The Stripe signing secret every scenario uses unless told otherwise.
+pub const BENCH_SECRET: &str = "whsec_bench_only_secret";
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard-bench",
+    about = "Benchmarks for switchyard",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Drive a fixed number of keep-alive connections with unique signed Stripe events.
+    Load {
+        /// e.g. http://127.0.0.1:8080/hooks/stripe
+        #[arg(long)]
+        url: http::Uri,
+        /// Stripe signing secret (`whsec_…`) the server checks.
+        #[arg(long, default_value = BENCH_SECRET)]
+        secret: String,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Measured time, after the warmup.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Time before measuring starts; its requests are not counted.
+        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        warmup: Duration,
+        /// Events to pre-sign (default: enough for 40,000 req/s over warmup + duration).
+        #[arg(long)]
+        events: Option<usize>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The native baseline: HMAC check + sled insert + group commit, no wasm.
+    Baseline {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Folder for the sled store.
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = BENCH_SECRET)]
+        secret: String,
+    },
+    /// A downstream that answers 200 to everything; `GET /count` tells how many it got.
+    Receiver {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+    /// Run every scenario against the release binary and append the results to --out.
+    Run {
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        warmup: Duration,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Markdown file the results section is appended to.
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: PathBuf,
+        /// The host binary (`cargo build --release -p switchyard`).
+        #[arg(long, default_value = "target/release/switchyard")]
+        switchyard: PathBuf,
+        /// Folder holding stripe.wasm (`make plugins`).
+        #[arg(long, default_value = "dist/plugins")]
+        plugins: PathBuf,
+        /// Where each run's fresh data dir is made. Keep it on a real disk, not a tmpfs,
+        /// or fsync costs nothing.
+        #[arg(long, default_value = "target/bench-tmp")]
+        tmp: PathBuf,
+        /// Only these scenarios (repeatable): ingress, ingress-no-flush, baseline, end-to-end.
+        #[arg(long = "scenario")]
+        scenarios: Vec<run::Scenario>,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(text)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: starting tokio: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli.command.run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl Command {
+    async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Load {
+                url,
+                secret,
+                connections,
+                duration,
+                warmup,
+                events,
+                json,
+            } => {
+                let report = load::run(&load::LoadOptions {
+                    url,
+                    secret,
+                    connections,
+                    duration,
+                    warmup,
+                    events,
+                })
+                .await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    println!("{}", report.summary());
+                }
+                Ok(())
+            }
+            Command::Baseline {
+                listen,
+                data,
+                secret,
+            } => baseline::serve(listen, data, secret).await,
+            Command::Receiver { listen } => receiver::serve(listen).await,
+            Command::Run {
+                runs,
+                duration,
+                warmup,
+                connections,
+                out,
+                switchyard,
+                plugins,
+                tmp,
+                scenarios,
+            } => {
+                run::run(run::RunOptions {
+                    runs,
+                    duration,
+                    warmup,
+                    connections,
+                    out,
+                    switchyard,
+                    plugins,
+                    tmp,
+                    scenarios,
+                })
+                .await
+            }
+        }
+    }
+}

@@ -1,13 +1,14 @@
 //! Command-line interface: `serve`, `check`, `sign`.
 
 use std::io::Read as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
 use switchyard::Config;
+use switchyard::config::ConfigError;
 use switchyard::secret::Secret;
 use switchyard::verify::{self, Encoding, Scheme};
 
@@ -147,8 +148,12 @@ fn resolve_secret(value: &str) -> anyhow::Result<Secret> {
     }
 }
 
-fn load(path: &PathBuf) -> anyhow::Result<Config> {
-    Config::load(path).map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))
+fn load(path: &Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|err| match err {
+        // These already name the file.
+        ConfigError::Read { .. } | ConfigError::Syntax { .. } => anyhow::anyhow!("{err}"),
+        _ => anyhow::anyhow!("{}: {err}", path.display()),
+    })
 }
 
 fn serve(path: PathBuf) -> anyhow::Result<ExitCode> {

@@ -37,7 +37,7 @@ impl Verified {
         verifier: &verify::Verifier,
         headers: &HeaderMap,
         request: StoredRequest,
-    ) -> Result<Verified, (StoredRequest, verify::VerifyError)> {
+    ) -> Result<Verified, Box<(StoredRequest, verify::VerifyError)>> {
         let checked = verifier.verify(
             &verify::Request {
                 headers,
@@ -48,7 +48,7 @@ impl Verified {
         );
         match checked {
             Ok(()) => Ok(Verified { request }),
-            Err(err) => Err((request, err)),
+            Err(err) => Err(Box::new((request, err))),
         }
     }
 }
@@ -144,7 +144,8 @@ async fn receive(
 
     let verified = match Verified::check(verifier, &headers, request) {
         Ok(verified) => verified,
-        Err((mut request, err)) => {
+        Err(rejected) => {
+            let (mut request, err) = *rejected;
             // The token scheme carries its secret in the query: never store it.
             if matches!(verifier.scheme, verify::Scheme::Token) {
                 request.query = redact_token(&request.query);

@@ -93,7 +93,8 @@ async fn bad_signatures_get_401_and_nothing_is_forwarded() {
     let host = Host::start(&(dirs.base_config() + &stripe_connector(&receiver, ""))).await;
     let body = stripe_event(&evt_id(), "invoice.paid");
 
-    let cases: Vec<(&str, Vec<(String, String)>, &str)> = vec![
+    type Headers = Vec<(String, String)>;
+    let cases: Vec<(&str, Headers, &str)> = vec![
         (
             "wrong secret",
             stripe_headers("whsec_wrong", &body, now()),

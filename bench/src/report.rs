@@ -1,0 +1,383 @@
+//! The results section `switchyard-bench run` appends to `BENCHMARKS.md`: when, which
+//! commit, which machine, a table of medians, the headline ratio, and the targets of
+//! issue 4 with what was measured against each.
+
+use std::fmt::Write as _;
+use std::process::Command;
+
+use crate::run::{Measured, RunOptions, Scenario};
+
+/// Every run of one scenario.
+#[derive(Debug)]
+pub struct Outcome {
+    pub scenario: Scenario,
+    pub runs: Vec<Measured>,
+    /// Runs that failed, with why.
+    pub failures: Vec<String>,
+}
+
+/// When, what and where, taken before the first run.
+#[derive(Debug)]
+pub struct Context {
+    date: String,
+    commit: String,
+    machine: String,
+    load_before: String,
+}
+
+impl Context {
+    pub fn capture() -> Context {
+        let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+        let dirty =
+            git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+        let commit = if dirty {
+            format!("`{commit}` + uncommitted changes")
+        } else {
+            format!("`{commit}`")
+        };
+        let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix("model name"))
+                    .map(|rest| rest.trim_start_matches([' ', '\t', ':']).trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        let memory = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix("MemTotal:"))
+                    .and_then(|rest| {
+                        rest.trim()
+                            .trim_end_matches("kB")
+                            .trim()
+                            .parse::<f64>()
+                            .ok()
+                    })
+            })
+            .map_or_else(
+                || "unknown memory".into(),
+                |kb| format!("{:.1} GiB RAM", kb / 1024.0 / 1024.0),
+            );
+        Context {
+            date,
+            commit,
+            machine: format!("{cpus} CPUs (nproc), {cpu}, {memory}"),
+            load_before: load_average(),
+        }
+    }
+}
+
+fn git(args: &[&str]) -> Option<String> {
+    let output = Command::new("git").args(args).output().ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// The 1, 5 and 15 minute load averages: a busy machine (a build running) shows here.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let mut values: Vec<f64> = values.into_iter().collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
+}
+
+/// Medians over the runs of one scenario.
+struct Row {
+    rps: f64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    non_2xx: u64,
+    errors: u64,
+    rss_mb: Option<f64>,
+    peak_rss_mb: Option<f64>,
+    delivered_per_sec: Option<f64>,
+}
+
+impl Outcome {
+    fn row(&self) -> Option<Row> {
+        let runs = &self.runs;
+        let med = |f: &dyn Fn(&Measured) -> f64| median(runs.iter().map(f));
+        let ms = |us: u64| us as f64 / 1000.0;
+        Some(Row {
+            rps: med(&|m| m.load.rps)?,
+            p50_ms: med(&|m| ms(m.load.p50_us))?,
+            p90_ms: med(&|m| ms(m.load.p90_us))?,
+            p99_ms: med(&|m| ms(m.load.p99_us))?,
+            max_ms: med(&|m| ms(m.load.max_us))?,
+            non_2xx: runs.iter().map(|m| m.load.non_2xx).sum(),
+            errors: runs.iter().map(|m| m.load.errors).sum(),
+            rss_mb: median(runs.iter().filter_map(|m| m.rss).map(|r| mb(r.current_kb))),
+            peak_rss_mb: runs
+                .iter()
+                .filter_map(|m| m.rss)
+                .map(|r| mb(r.peak_kb))
+                .reduce(f64::max),
+            delivered_per_sec: median(runs.iter().filter_map(|m| m.delivered).map(|d| d.per_sec)),
+        })
+    }
+}
+
+fn mb(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+/// `12345.6` → `12,346`.
+fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn find(outcomes: &[Outcome], scenario: Scenario) -> Option<&Outcome> {
+    outcomes.iter().find(|o| o.scenario == scenario)
+}
+
+/// The markdown section for one `run`.
+pub fn section(context: &Context, options: &RunOptions, outcomes: &[Outcome]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "### {} · {}\n", context.date, context.commit);
+    let _ = writeln!(s, "- Machine: {}.", context.machine);
+    let _ = writeln!(
+        s,
+        "- Load average (1/5/15 min) before the run: {}; after: {}.",
+        context.load_before,
+        load_average()
+    );
+    let _ = writeln!(
+        s,
+        "- {} run(s) of each scenario, {} s warmup + {} s measured, {} connections; \
+         figures are medians of the runs (non-2xx and errors: totals).\n",
+        options.runs,
+        options.warmup.as_secs_f64(),
+        options.duration.as_secs_f64(),
+        options.connections
+    );
+
+    let _ = writeln!(
+        s,
+        "| scenario | req/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx | errors | RSS MB (peak) | delivered/s |"
+    );
+    let _ = writeln!(s, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for outcome in outcomes {
+        match outcome.row() {
+            Some(row) => {
+                let rss = match (row.rss_mb, row.peak_rss_mb) {
+                    (Some(now), Some(peak)) => format!("{now:.0} ({peak:.0})"),
+                    _ => "—".into(),
+                };
+                let delivered = row.delivered_per_sec.map_or("—".into(), thousands);
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {} |",
+                    outcome.scenario,
+                    thousands(row.rps),
+                    row.p50_ms,
+                    row.p90_ms,
+                    row.p99_ms,
+                    row.max_ms,
+                    row.non_2xx,
+                    row.errors,
+                    rss,
+                    delivered
+                );
+            }
+            None => {
+                let _ = writeln!(s, "| {} | failed | | | | | | | | |", outcome.scenario);
+            }
+        }
+    }
+    s.push('\n');
+
+    let rows: Vec<(Scenario, Option<Row>)> =
+        outcomes.iter().map(|o| (o.scenario, o.row())).collect();
+    let row = |scenario| {
+        rows.iter()
+            .find(|(s, _)| *s == scenario)
+            .and_then(|(_, r)| r.as_ref())
+    };
+    let ingress = row(Scenario::Ingress);
+    let baseline = row(Scenario::Baseline);
+    let ratio = ingress.zip(baseline).map(|(i, b)| i.rps / b.rps);
+    if let Some(ratio) = ratio {
+        let per_run: Vec<String> = find(outcomes, Scenario::Ingress)
+            .zip(find(outcomes, Scenario::Baseline))
+            .map(|(i, b)| {
+                i.runs
+                    .iter()
+                    .zip(&b.runs)
+                    .map(|(i, b)| format!("{:.2}", i.load.rps / b.load.rps))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "**Headline: ingress / native baseline = {ratio:.2}** (median req/s over median \
+             req/s; run by run: {}).\n",
+            per_run.join(", ")
+        );
+    }
+    if let (Some(durable), Some(no_flush)) = (ingress, row(Scenario::IngressNoFlush)) {
+        let _ = writeln!(
+            s,
+            "Durability cost: with the fsync before 200 the ingress does {:.0} % of its \
+             throughput without it ({} vs {} req/s).\n",
+            100.0 * durable.rps / no_flush.rps,
+            thousands(durable.rps),
+            thousands(no_flush.rps)
+        );
+    }
+
+    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+    let _ = writeln!(s, "| target (issue 4) | wanted | measured | |");
+    let _ = writeln!(s, "|---|---|---|---|");
+    if let Some(i) = ingress {
+        let _ = writeln!(
+            s,
+            "| ingress, durable, {} connections | ≥ 10,000 accepted/s, p99 ≤ 20 ms | {}/s, p99 {:.1} ms | {} |",
+            options.connections,
+            thousands(i.rps),
+            i.p99_ms,
+            verdict(i.rps >= 10_000.0 && i.p99_ms <= 20.0)
+        );
+    }
+    if let Some(ratio) = ratio {
+        let _ = writeln!(
+            s,
+            "| ingress vs native baseline | ≥ 0.6 | {ratio:.2} | {} |",
+            verdict(ratio >= 0.6)
+        );
+    }
+    if let Some(d) = row(Scenario::EndToEnd).and_then(|r| r.delivered_per_sec) {
+        let _ = writeln!(
+            s,
+            "| end to end through the Stripe connector | ≥ 5,000 events/s delivered | {}/s | {} |",
+            thousands(d),
+            verdict(d >= 5_000.0)
+        );
+    }
+    let rss = [Scenario::Ingress, Scenario::EndToEnd]
+        .into_iter()
+        .filter_map(|sc| row(sc).and_then(|r| r.peak_rss_mb))
+        .reduce(f64::max);
+    if let Some(rss) = rss {
+        let _ = writeln!(
+            s,
+            "| RSS at steady load (switchyard, peak) | ≤ 150 MB | {rss:.0} MB | {} |",
+            verdict(rss <= 150.0)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "| connector instantiate + handle | ≤ 50 µs median | `make bench-micro` | |\n"
+    );
+
+    let mut notes = Vec::new();
+    for outcome in outcomes {
+        let rps: Vec<String> = outcome.runs.iter().map(|m| thousands(m.load.rps)).collect();
+        notes.push(format!(
+            "{} req/s by run: {}",
+            outcome.scenario,
+            if rps.is_empty() {
+                "none".into()
+            } else {
+                rps.join(", ")
+            }
+        ));
+        for failure in &outcome.failures {
+            notes.push(format!("{}: FAILED {failure}", outcome.scenario));
+        }
+        for (n, m) in outcome.runs.iter().enumerate() {
+            let run = n + 1;
+            if let Some(failure) = &m.load.first_failure {
+                notes.push(format!(
+                    "{} run {run}: {} non-2xx, {} errors; first: {}",
+                    outcome.scenario,
+                    m.load.non_2xx,
+                    m.load.errors,
+                    one_line(failure)
+                ));
+            }
+            if m.load.signed_late > 0 {
+                notes.push(format!(
+                    "{} run {run}: {} events signed during the run (the pre-signed {} ran out)",
+                    outcome.scenario, m.load.signed_late, m.load.presigned
+                ));
+            }
+            if let Some(d) = m.delivered {
+                notes.push(format!(
+                    "{} run {run}: {} of {} accepted delivered{}, last delivery {:.1} s after the load ended",
+                    outcome.scenario,
+                    d.count,
+                    m.load.total_ok,
+                    if d.caught_up {
+                        String::new()
+                    } else {
+                        format!(" (**did not catch up within 60 s**, {}/s accepted)", thousands(m.load.rps))
+                    },
+                    d.lag.as_secs_f64()
+                ));
+            }
+        }
+    }
+    let _ = writeln!(s, "Notes:");
+    for note in notes {
+        let _ = writeln!(s, "- {note}");
+    }
+    s
+}
+
+fn one_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    line.chars()
+        .take(200)
+        .collect::<String>()
+        .replace('|', "\\|")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_thousands() {
+        assert_eq!(median([3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median([4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median([]), None);
+        assert_eq!(thousands(1234567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+    }
+}

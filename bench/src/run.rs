@@ -1,0 +1,539 @@
+//! `switchyard-bench run`: every scenario against the real release binary, `--runs` times,
+//! each run on a fresh data dir, servers as child processes (so they never share the load
+//! generator's runtime), then the report.
+//!
+//! Runs are interleaved (run 1 of every scenario, then run 2…) so a slow minute on a shared
+//! machine hits every scenario alike rather than one of them.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+
+use crate::BENCH_SECRET;
+use crate::load::{self, LoadOptions, LoadReport};
+use crate::receiver::Count;
+use crate::report::{self, Outcome};
+
+/// How long a server may take to say where it listens (switchyard compiles the connector).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the end-to-end scenario waits for deliveries to catch up after the load.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Pause between two scenarios, so the previous one's teardown (kill, dir removal, page
+/// cache writeback) does not land in the next one's measurement.
+const SETTLE: Duration = Duration::from_secs(2);
+/// The log lines of a child kept for error messages.
+const LOG_LINES: usize = 40;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scenario {
+    /// Connector paused: verify + durable store + 200.
+    Ingress,
+    /// The same without the fsync before 200 (`storage.durable = false`).
+    IngressNoFlush,
+    /// The native baseline.
+    Baseline,
+    /// Connector active, forwarding every event to the receiver.
+    EndToEnd,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 4] = [
+        Scenario::Ingress,
+        Scenario::IngressNoFlush,
+        Scenario::Baseline,
+        Scenario::EndToEnd,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Ingress => "ingress",
+            Scenario::IngressNoFlush => "ingress-no-flush",
+            Scenario::Baseline => "baseline",
+            Scenario::EndToEnd => "end-to-end",
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Scenario::ALL
+            .into_iter()
+            .find(|s| s.name() == text)
+            .ok_or_else(|| {
+                format!(
+                    "unknown scenario `{text}`: ingress, ingress-no-flush, baseline, end-to-end"
+                )
+            })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub runs: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub connections: usize,
+    pub out: PathBuf,
+    pub switchyard: PathBuf,
+    pub plugins: PathBuf,
+    pub tmp: PathBuf,
+    pub scenarios: Vec<Scenario>,
+}
+
+/// Resident memory of a server process at the end of the load, in kB.
+#[derive(Debug, Clone, Copy)]
+pub struct Rss {
+    /// VmRSS: resident now.
+    pub current_kb: u64,
+    /// VmHWM: the peak so far.
+    pub peak_kb: u64,
+}
+
+/// How the downstream kept up in the end-to-end scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivered {
+    pub count: u64,
+    /// `count` ÷ (last delivery − load start).
+    pub per_sec: f64,
+    /// Whether `count` reached the accepted total within [`CATCH_UP_TIMEOUT`].
+    pub caught_up: bool,
+    /// From the end of the load until the last delivery.
+    pub lag: Duration,
+}
+
+/// One run of one scenario.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    pub load: LoadReport,
+    pub rss: Option<Rss>,
+    pub delivered: Option<Delivered>,
+}
+
+pub async fn run(options: RunOptions) -> anyhow::Result<()> {
+    if options.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let switchyard = std::fs::canonicalize(&options.switchyard).with_context(|| {
+        format!(
+            "{} is missing: run `cargo build --release -p switchyard` (or `make bench`)",
+            options.switchyard.display()
+        )
+    })?;
+    let plugins = std::fs::canonicalize(&options.plugins)
+        .ok()
+        .filter(|dir| dir.join("stripe.wasm").exists())
+        .ok_or_else(|| {
+            anyhow!(
+                "{}/stripe.wasm is missing: run `make plugins`",
+                options.plugins.display()
+            )
+        })?;
+    std::fs::create_dir_all(&options.tmp)
+        .with_context(|| format!("creating {}", options.tmp.display()))?;
+    let scenarios = if options.scenarios.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        let mut chosen = options.scenarios.clone();
+        chosen.sort();
+        chosen.dedup();
+        chosen
+    };
+    let env = Env {
+        switchyard,
+        plugins,
+        bench: std::env::current_exe().context("finding switchyard-bench itself")?,
+        tmp: options.tmp.clone(),
+        load: LoadOptions {
+            url: http::Uri::from_static("http://127.0.0.1/"),
+            secret: BENCH_SECRET.to_string(),
+            connections: options.connections,
+            duration: options.duration,
+            warmup: options.warmup,
+            events: None,
+        },
+    };
+
+    let context = report::Context::capture();
+    let mut outcomes: Vec<Outcome> = scenarios
+        .iter()
+        .map(|&scenario| Outcome {
+            scenario,
+            runs: Vec::new(),
+            failures: Vec::new(),
+        })
+        .collect();
+    for run in 1..=options.runs {
+        for outcome in &mut outcomes {
+            let scenario = outcome.scenario;
+            eprintln!("run {run}/{}: {scenario}…", options.runs);
+            match env.measure(scenario).await {
+                Ok(measured) => {
+                    eprintln!("{}", indent(&measured.load.summary()));
+                    if let Some(rss) = measured.rss {
+                        eprintln!(
+                            "  RSS {:.1} MB (peak {:.1} MB)",
+                            rss.current_kb as f64 / 1024.0,
+                            rss.peak_kb as f64 / 1024.0
+                        );
+                    }
+                    if let Some(d) = measured.delivered {
+                        eprintln!(
+                            "  delivered {} ({:.0}/s), caught up: {}, lag {:.1}s",
+                            d.count,
+                            d.per_sec,
+                            d.caught_up,
+                            d.lag.as_secs_f64()
+                        );
+                    }
+                    outcome.runs.push(measured);
+                }
+                Err(err) => {
+                    eprintln!("  FAILED: {err:#}");
+                    outcome.failures.push(format!("run {run}: {err:#}"));
+                }
+            }
+            tokio::time::sleep(SETTLE).await;
+        }
+    }
+
+    let section = report::section(&context, &options, &outcomes);
+    println!("{section}");
+    append(&options.out, &section)?;
+    eprintln!("appended to {}", options.out.display());
+    Ok(())
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|line| format!("  {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn append(path: &Path, section: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    write!(file, "\n{section}").with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// What every scenario needs.
+struct Env {
+    switchyard: PathBuf,
+    plugins: PathBuf,
+    bench: PathBuf,
+    tmp: PathBuf,
+    /// The load, with a placeholder URL.
+    load: LoadOptions,
+}
+
+impl Env {
+    async fn measure(&self, scenario: Scenario) -> anyhow::Result<Measured> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{scenario}-"))
+            .tempdir_in(&self.tmp)
+            .context("creating a data dir")?;
+        match scenario {
+            Scenario::Ingress => self.ingress(dir.path(), true).await,
+            Scenario::IngressNoFlush => self.ingress(dir.path(), false).await,
+            Scenario::Baseline => self.baseline(dir.path()).await,
+            Scenario::EndToEnd => self.end_to_end(dir.path()).await,
+        }
+        // Children are killed (on drop) before `dir` is removed.
+    }
+
+    async fn ingress(&self, dir: &Path, durable: bool) -> anyhow::Result<Measured> {
+        // A downstream that is never called: the connector is paused.
+        let config = self.config(dir, durable, true, "http://127.0.0.1:9")?;
+        let mut host = self.switchyard(&config).await?;
+        let load = self.load(host.addr).await?;
+        let rss = read_rss(host.pid());
+        host.alive()?;
+        Ok(Measured {
+            load,
+            rss,
+            delivered: None,
+        })
+    }
+
+    async fn baseline(&self, dir: &Path) -> anyhow::Result<Measured> {
+        let mut command = Command::new(&self.bench);
+        command
+            .args([
+                "baseline",
+                "--listen",
+                "127.0.0.1:0",
+                "--secret",
+                BENCH_SECRET,
+            ])
+            .arg("--data")
+            .arg(dir.join("data"));
+        let mut server = Child::start("baseline", command).await?;
+        let load = self.load(server.addr).await?;
+        let rss = read_rss(server.pid());
+        server.alive()?;
+        Ok(Measured {
+            load,
+            rss,
+            delivered: None,
+        })
+    }
+
+    async fn end_to_end(&self, dir: &Path) -> anyhow::Result<Measured> {
+        let mut command = Command::new(&self.bench);
+        command.args(["receiver", "--listen", "127.0.0.1:0"]);
+        let mut receiver = Child::start("receiver", command).await?;
+        let origin = format!("http://{}", receiver.addr);
+        let config = self.config(dir, true, false, &origin)?;
+        let mut host = self.switchyard(&config).await?;
+        let load = self.load(host.addr).await?;
+        let rss = read_rss(host.pid());
+        let load_ended = Instant::now();
+
+        let http = reqwest::Client::new();
+        let deadline = load_ended + CATCH_UP_TIMEOUT;
+        let count = loop {
+            host.alive()?;
+            receiver.alive()?;
+            let count = fetch_count(&http, &origin).await?;
+            if count.count >= load.total_ok || Instant::now() >= deadline {
+                break count;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        let span_ms = count.last_ms.saturating_sub(load.started_at_ms).max(1);
+        let end_of_load_ms = load.started_at_ms
+            + (load.measured_secs * 1000.0) as u64
+            + self.load.warmup.as_millis() as u64;
+        Ok(Measured {
+            load: load.clone(),
+            rss,
+            delivered: Some(Delivered {
+                count: count.count,
+                per_sec: count.count as f64 / (span_ms as f64 / 1000.0),
+                caught_up: count.count >= load.total_ok,
+                lag: Duration::from_millis(count.last_ms.saturating_sub(end_of_load_ms)),
+            }),
+        })
+    }
+
+    async fn load(&self, addr: SocketAddr) -> anyhow::Result<LoadReport> {
+        let url = format!("http://{addr}/hooks/stripe")
+            .parse()
+            .context("building the URL")?;
+        load::run(&LoadOptions {
+            url,
+            ..self.load.clone()
+        })
+        .await
+    }
+
+    async fn switchyard(&self, config: &Path) -> anyhow::Result<Child> {
+        let mut command = Command::new(&self.switchyard);
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            // Switchyard's default filter, whatever the caller's environment says.
+            .env("RUST_LOG", "info,cranelift=warn,wasmtime=warn");
+        // SWITCHYARD_* variables would override the generated config.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("SWITCHYARD_") {
+                command.env_remove(name);
+            }
+        }
+        Child::start("switchyard", command).await
+    }
+
+    /// A config with the Stripe connector forwarding to `origin`.
+    fn config(
+        &self,
+        dir: &Path,
+        durable: bool,
+        paused: bool,
+        origin: &str,
+    ) -> anyhow::Result<PathBuf> {
+        let text = format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+admin_token = "bench-admin-token"
+
+[storage]
+path = {data:?}
+durable = {durable}
+
+[plugins]
+dir = {plugins:?}
+watch = false
+
+[[connector]]
+id = "stripe"
+plugin = "stripe.wasm"
+secret = {secret:?}
+paused = {paused}
+allowed_hosts = [{origin:?}]
+
+[connector.settings]
+forward_url = "{origin}/billing"
+"#,
+            data = dir.join("data").display().to_string(),
+            plugins = self.plugins.display().to_string(),
+            secret = BENCH_SECRET,
+        );
+        let path = dir.join("switchyard.toml");
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    }
+}
+
+async fn fetch_count(http: &reqwest::Client, origin: &str) -> anyhow::Result<Count> {
+    let text = http
+        .get(format!("{origin}/count"))
+        .send()
+        .await
+        .context("GET /count")?
+        .text()
+        .await
+        .context("GET /count body")?;
+    serde_json::from_str(&text).with_context(|| format!("GET /count answered {text:?}"))
+}
+
+/// VmRSS and VmHWM from `/proc/PID/status` (Linux only; `None` elsewhere).
+fn read_rss(pid: u32) -> Option<Rss> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+    };
+    Some(Rss {
+        current_kb: field("VmRSS:")?,
+        peak_kb: field("VmHWM:")?,
+    })
+}
+
+/// A server running as a child process; killed when dropped, whatever happened.
+struct Child {
+    name: &'static str,
+    process: std::process::Child,
+    addr: SocketAddr,
+    /// The last lines of its stderr, for error messages.
+    log: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Child {
+    /// Start it and wait for its `{name} listening addr=…` line.
+    async fn start(name: &'static str, mut command: Command) -> anyhow::Result<Child> {
+        use std::io::BufRead as _;
+        let mut process = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        let stderr = process.stderr.take().expect("stderr is piped");
+        let log = Arc::new(Mutex::new(VecDeque::new()));
+        let (tx, rx) = std_mpsc::channel();
+        let marker = format!("{name} listening");
+        let sink = log.clone();
+        // Drains stderr for the child's whole life, so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains(&marker)
+                    && let Some(addr) = line
+                        .split("addr=")
+                        .nth(1)
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .and_then(|addr| addr.parse::<SocketAddr>().ok())
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr);
+                }
+                let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
+                if sink.len() == LOG_LINES {
+                    sink.pop_front();
+                }
+                sink.push_back(line);
+            }
+        });
+        let mut child = Child {
+            name,
+            process,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+        };
+        let started = Instant::now();
+        loop {
+            match rx.try_recv() {
+                Ok(addr) => {
+                    child.addr = addr;
+                    return Ok(child);
+                }
+                Err(std_mpsc::TryRecvError::Empty) if started.elapsed() < START_TIMEOUT => {
+                    child.alive()?;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(_) => {
+                    child.alive()?;
+                    bail!(
+                        "{name} did not say where it listens within {START_TIMEOUT:?}; its log:\n{}",
+                        child.log_tail()
+                    );
+                }
+            }
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    /// An error (with its log) if it has exited.
+    fn alive(&mut self) -> anyhow::Result<()> {
+        match self.process.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => Err(anyhow!(
+                "{} exited ({status}); its log:\n{}",
+                self.name,
+                self.log_tail()
+            )),
+            Err(err) => Err(anyhow!("{}: {err}", self.name)),
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
