@@ -3,11 +3,10 @@ CARGO       ?= cargo
 WASM_TARGET := wasm32-wasip2
 # Connector crates under plugins/: each builds to dist/plugins/<name>.wasm.
 PLUGINS     := stripe
-# Test connectors under tests/connectors/: built into dist/test-plugins/ for the test suite.
-TEST_PLUGINS := hostile
+# Test connectors under tests/connectors/ are built into dist/test-plugins/ (test-plugins).
 CONFIG      ?= examples/switchyard.toml
 
-.PHONY: all wasm-target plugins test-plugins build run test lint fmt clean
+.PHONY: all wasm-target plugins test-plugins build run test bench bench-micro lint fmt clean
 
 all: build
 
@@ -26,13 +25,12 @@ plugins: wasm-target
 	done
 
 test-plugins: wasm-target
-	$(CARGO) build --profile wasm --target $(WASM_TARGET) $(foreach p,$(TEST_PLUGINS),-p switchyard-test-$(p))
+	$(CARGO) build --profile wasm --target $(WASM_TARGET) -p switchyard-test-hostile --features build-b
 	@mkdir -p dist/test-plugins
-	@for p in $(TEST_PLUGINS); do \
-		lib=$$(echo $$p | tr - _); \
-		cp target/$(WASM_TARGET)/wasm/$$lib.wasm dist/test-plugins/$$p.wasm && \
-		echo "built dist/test-plugins/$$p.wasm"; \
-	done
+	cp target/$(WASM_TARGET)/wasm/hostile.wasm dist/test-plugins/hostile-b.wasm
+	$(CARGO) build --profile wasm --target $(WASM_TARGET) -p switchyard-test-hostile -p switchyard-test-wrong-world
+	cp target/$(WASM_TARGET)/wasm/hostile.wasm dist/test-plugins/hostile.wasm
+	cp target/$(WASM_TARGET)/wasm/wrong_world.wasm dist/test-plugins/wrong-world.wasm
 
 build: plugins
 	$(CARGO) build -p switchyard
@@ -48,6 +46,16 @@ run: build
 test: plugins test-plugins
 	$(CARGO) build -p switchyard --bin switchyard
 	$(CARGO) test --workspace
+
+# Load benchmarks against the release binary (BENCHMARKS.md says what they measure); the
+# results are appended to BENCHMARKS.md. BENCH_ARGS passes options, e.g. BENCH_ARGS='--runs 1'.
+bench: plugins
+	$(CARGO) build --release -p switchyard -p switchyard-bench
+	target/release/switchyard-bench run --out BENCHMARKS.md $(BENCH_ARGS)
+
+# Criterion micro-benchmarks: signature check, connector call, dedupe hit.
+bench-micro: plugins
+	$(CARGO) bench -p switchyard-bench
 
 lint: wasm-target
 	$(CARGO) fmt --all -- --check

@@ -21,6 +21,10 @@ pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
     let authed = Router::new()
         .route("/v1/connectors", get(list_connectors))
         .route("/v1/connectors/{id}", get(show_connector))
+        .route("/v1/connectors/{id}/reload", post(reload_connector))
+        .route("/v1/connectors/{id}/pause", post(pause_connector))
+        .route("/v1/connectors/{id}/resume", post(resume_connector))
+        .route("/v1/reload", post(reload_all))
         .route("/v1/events", get(list_events))
         .route("/v1/events/{id}", get(show_event))
         .route("/v1/events/{id}/replay", post(replay_event))
@@ -61,7 +65,7 @@ async fn require_token(
 }
 
 fn connector_json(connector: &crate::plugin::Connector) -> Value {
-    let plugin = connector.plugin.as_ref().ok();
+    let plugin = connector.plugin.as_ref();
     json!({
         "id": connector.config.id,
         "enabled": connector.config.enabled,
@@ -71,19 +75,28 @@ fn connector_json(connector: &crate::plugin::Connector) -> Value {
         "version": plugin.map(|p| p.manifest.version.clone()),
         "digest": plugin.map(|p| p.digest.clone()),
         "scheme": connector.verifier.as_ref().ok().map(|v| v.scheme.name()),
-        "loaded_at": connector.loaded_at,
-        "last_error": connector.unavailable(),
+        "loaded_at": plugin.map(|p| p.loaded_at),
+        "size": plugin.map(|p| p.size),
+        "last_error": connector.last_error.as_deref().or(connector.unavailable()),
     })
 }
 
+/// Every configured connector; disabled ones show `"enabled": false` and nothing loaded.
 async fn list_connectors(State(app): State<Arc<App>>) -> Json<Value> {
     let data: Vec<Value> = app
-        .connectors
-        .all()
+        .connector_configs()
         .iter()
-        .map(|c| connector_json(c))
+        .map(|config| match app.connectors.get(&config.id) {
+            Some(connector) => connector_json(&connector),
+            None => json!({
+                "id": config.id,
+                "enabled": config.enabled,
+                "paused": config.paused,
+                "plugin": config.plugin,
+            }),
+        })
         .collect();
-    Json(json!({ "data": data }))
+    Json(json!({ "data": data, "config_error": app.last_config_error.load().as_deref() }))
 }
 
 async fn show_connector(
@@ -271,4 +284,55 @@ async fn replay_many(
         let _ = app.dispatch_tx.try_send(id.clone());
     }
     Ok((StatusCode::ACCEPTED, Json(json!({ "replayed": ids.len() }))))
+}
+
+/// `POST /v1/reload`: re-read the config file and every plugin; answers what changed.
+/// A config that does not load is refused (422) and the running one stays.
+async fn reload_all(State(app): State<Arc<App>>) -> Result<Json<Value>, ApiError> {
+    let report = app
+        .reload(None)
+        .await
+        .map_err(|err| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", err))?;
+    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+}
+
+/// `POST /v1/connectors/{id}/reload`: load this connector's `.wasm` again.
+async fn reload_connector(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if app.connectors.get(&id).is_none() {
+        return Err(ApiError::not_found(format!("no enabled connector `{id}`")));
+    }
+    app.reload(Some(&id))
+        .await
+        .map_err(|err| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reload_failed", err))?;
+    let connector = app.connectors.get(&id).ok_or_else(|| {
+        ApiError::not_found(format!("connector `{id}` was removed by the reload"))
+    })?;
+    Ok(Json(connector_json(&connector)))
+}
+
+async fn set_paused(app: &App, id: &str, paused: bool) -> Result<Json<Value>, ApiError> {
+    let connector = app
+        .set_paused(id, paused)
+        .await
+        .map_err(ApiError::not_found)?;
+    Ok(Json(connector_json(&connector)))
+}
+
+/// `POST /v1/connectors/{id}/pause`: keep accepting and storing, dispatch nothing.
+async fn pause_connector(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_paused(&app, &id, true).await
+}
+
+/// `POST /v1/connectors/{id}/resume`: dispatch again, starting with what waited.
+async fn resume_connector(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_paused(&app, &id, false).await
 }

@@ -1,25 +1,35 @@
-//! The shared state of a running host, and its start-up and shutdown.
+//! The shared state of a running host: start-up, reloads, and operator overrides.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Config, ConnectorConfig};
 use crate::plugin::registry::load_connector;
-use crate::plugin::{Limits, Registry, Runtime};
+use crate::plugin::{Connector, Limits, Registry, Runtime};
 use crate::store::Storage;
 use crate::store::sled::SledStore;
 
 /// Everything the stages share. One per running host.
 pub struct App {
+    /// The config as started. `[server]`, `[storage]` and `[plugins]` need a restart to
+    /// change; connectors are reloaded (see [`App::reload`]).
     pub config: Config,
     pub storage: Arc<dyn Storage>,
     pub runtime: Runtime,
     pub connectors: Registry,
+    /// The newest `[[connector]]` list (disabled ones included), in file order.
+    connector_configs: ArcSwap<Vec<ConnectorConfig>>,
+    /// One reload at a time; later requests wait and then see the newest files.
+    reload_lock: tokio::sync::Mutex<()>,
+    /// Why the newest config reload failed (the previous config keeps running).
+    pub last_config_error: ArcSwap<Option<String>>,
     /// Outbound HTTP client (deliveries and `http.fetch`), one connection pool.
     pub http: reqwest::Client,
     /// Event ids ready for a connector call; the dispatch workers take from it.
@@ -33,11 +43,33 @@ pub struct App {
     pub delivery_slots: Arc<tokio::sync::Semaphore>,
     /// Events a dispatch worker is handling right now: an id queued twice (a replay racing
     /// a scheduled retry) is handled once.
-    pub(crate) in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
+    pub(crate) in_flight: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Concurrent outbound deliveries at most.
 const DELIVERY_CONCURRENCY: usize = 256;
+
+/// Where operator overrides live in the store's kv (a namespace no connector id can have).
+const OVERRIDES: &str = "\0switchyard";
+
+/// A pause or resume from the API. It holds until the config file's own `paused` value for
+/// that connector changes (the newest instruction wins), and survives restarts.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct PauseOverride {
+    paused: bool,
+    /// The file's value when the override was set.
+    file_paused: bool,
+}
+
+/// What a reload changed.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ReloadReport {
+    pub loaded: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub removed: Vec<String>,
+    /// Connector id → why its newest version was refused.
+    pub failed: HashMap<String, String>,
+}
 
 impl App {
     /// Open storage, start the engine and load every enabled connector.
@@ -51,10 +83,18 @@ impl App {
                 anyhow::bail!("storage.backend = \"nats\" is not available in this build yet")
             }
         };
-        let runtime = Runtime::new(Limits {
-            deadline: config.plugins.deadline,
-            max_memory_bytes: config.plugins.max_memory_bytes as usize,
-        })?;
+        let cache_dir = config
+            .plugins
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| config.storage.path.join("compiled"));
+        let runtime = Runtime::new(
+            Limits {
+                deadline: config.plugins.deadline,
+                max_memory_bytes: config.plugins.max_memory_bytes as usize,
+            },
+            Some(&cache_dir),
+        )?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
@@ -66,6 +106,9 @@ impl App {
             storage,
             runtime,
             connectors: Registry::default(),
+            connector_configs: ArcSwap::from_pointee(config.connectors.clone()),
+            reload_lock: tokio::sync::Mutex::new(()),
+            last_config_error: ArcSwap::from_pointee(None),
             http,
             dispatch_tx,
             dispatch_rx,
@@ -75,25 +118,207 @@ impl App {
             in_flight: Default::default(),
             config,
         });
-        app.load_connectors().await;
+        let configs = app.connector_configs.load_full();
+        app.apply(&configs, None, false).await;
         Ok(app)
     }
 
-    /// (Re)load every enabled connector from the config and swap them in.
-    pub async fn load_connectors(&self) {
-        let mut loaded = HashMap::new();
-        for config in self.config.connectors.iter().filter(|c| c.enabled) {
+    /// Re-read the config file (when the host was started from one) and the plugins dir,
+    /// and swap in what changed: new, replaced, removed, enabled, disabled, paused or
+    /// re-configured connectors. `only` limits the plugin reload to one connector. Events
+    /// in a connector call finish on the version they started with.
+    pub async fn reload(&self, only: Option<&str>) -> Result<ReloadReport, String> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let configs = match &self.config.source {
+            Some(path) => match Config::load(path) {
+                Ok(config) => {
+                    if config.server != self.config.server
+                        || config.storage != self.config.storage
+                        || config.plugins != self.config.plugins
+                    {
+                        tracing::warn!(
+                            "changes to [server], [storage] or [plugins] take effect at the next start"
+                        );
+                    }
+                    self.last_config_error.store(Arc::new(None));
+                    Arc::new(config.connectors)
+                }
+                Err(err) => {
+                    let err = format!("{}: {err}", path.display());
+                    tracing::error!("config reload refused, the running config stays: {err}");
+                    self.last_config_error.store(Arc::new(Some(err.clone())));
+                    return Err(err);
+                }
+            },
+            None => self.connector_configs.load_full(),
+        };
+        if let Some(id) = only
+            && !configs.iter().any(|c| c.id == id && c.enabled)
+        {
+            return Err(format!("no enabled connector `{id}`"));
+        }
+        let report = self.apply(&configs, only, true).await;
+        self.connector_configs.store(configs);
+        Ok(report)
+    }
+
+    /// Build the next registry from `configs` and swap it in.
+    async fn apply(
+        &self,
+        configs: &[ConnectorConfig],
+        only: Option<&str>,
+        requeue: bool,
+    ) -> ReloadReport {
+        let mut report = ReloadReport::default();
+        let mut next = HashMap::new();
+        let mut resumed = Vec::new();
+        for config in configs.iter().filter(|c| c.enabled) {
+            let previous = self.connectors.get(&config.id);
+            let mut effective = config.clone();
+            effective.paused = self.effective_paused(config);
+            if let (Some(only), Some(previous)) = (only, &previous)
+                && only != config.id
+            {
+                next.insert(config.id.clone(), previous.clone());
+                continue;
+            }
             let connector = load_connector(
                 &self.runtime,
                 &self.config.plugins.dir,
-                config,
+                &effective,
                 self.storage.clone(),
                 self.http.clone(),
+                previous.as_deref(),
             )
             .await;
-            loaded.insert(config.id.clone(), Arc::new(connector));
+            let same_plugin = match (&previous, &connector.plugin) {
+                (Some(p), Some(new)) => p.plugin.as_ref().is_some_and(|old| Arc::ptr_eq(old, new)),
+                _ => false,
+            };
+            if same_plugin
+                && previous
+                    .as_ref()
+                    .is_some_and(|p| p.config == connector.config)
+            {
+                report.unchanged.push(config.id.clone());
+            } else if let Some(err) = &connector.last_error {
+                report.failed.insert(config.id.clone(), err.clone());
+            } else {
+                report.loaded.push(config.id.clone());
+            }
+            let was_idle = previous.as_ref().is_none_or(|p| p.config.paused);
+            if was_idle && !connector.config.paused {
+                resumed.push(config.id.clone());
+            }
+            next.insert(config.id.clone(), Arc::new(connector));
         }
-        self.connectors.replace(loaded);
+        for old in self.connectors.all() {
+            if !next.contains_key(&old.config.id) {
+                report.removed.push(old.config.id.clone());
+            }
+        }
+        self.connectors.replace(next);
+        if requeue {
+            self.requeue_pending(&resumed);
+        }
+        report
+    }
+
+    /// Every configured connector (disabled ones included), in file order.
+    pub fn connector_configs(&self) -> Arc<Vec<ConnectorConfig>> {
+        self.connector_configs.load_full()
+    }
+
+    /// The API's pause/resume override if it still holds, else the file's `paused`.
+    fn effective_paused(&self, config: &ConnectorConfig) -> bool {
+        match self.pause_override(&config.id) {
+            Some(o) if o.file_paused == config.paused => o.paused,
+            Some(_) => {
+                // The file changed `paused` since the override: the file wins now.
+                let _ = self
+                    .storage
+                    .kv_delete(OVERRIDES, &format!("pause/{}", config.id));
+                config.paused
+            }
+            None => config.paused,
+        }
+    }
+
+    fn pause_override(&self, id: &str) -> Option<PauseOverride> {
+        let bytes = self
+            .storage
+            .kv_get(OVERRIDES, &format!("pause/{id}"))
+            .ok()??;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// `POST /v1/connectors/{id}/pause|resume`: takes effect at once, no plugin reload.
+    pub async fn set_paused(&self, id: &str, paused: bool) -> Result<Arc<Connector>, String> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let current = self
+            .connectors
+            .get(id)
+            .ok_or_else(|| format!("no enabled connector `{id}`"))?;
+        let file_paused = self
+            .connector_configs
+            .load()
+            .iter()
+            .find(|c| c.id == id)
+            .map_or(current.config.paused, |c| c.paused);
+        let record = PauseOverride {
+            paused,
+            file_paused,
+        };
+        self.storage
+            .kv_set(
+                OVERRIDES,
+                &format!("pause/{id}"),
+                &serde_json::to_vec(&record).unwrap_or_default(),
+            )
+            .map_err(|err| err.to_string())?;
+        let mut config = current.config.clone();
+        config.paused = paused;
+        let updated = Arc::new(Connector {
+            config,
+            grants: current.grants.clone(),
+            plugin: current.plugin.clone(),
+            last_error: current.last_error.clone(),
+            verifier: current.verifier.clone(),
+        });
+        let mut all: HashMap<_, _> = self
+            .connectors
+            .all()
+            .into_iter()
+            .map(|c| (c.config.id.clone(), c))
+            .collect();
+        all.insert(id.to_string(), updated.clone());
+        self.connectors.replace(all);
+        if !paused {
+            self.requeue_pending(&[id.to_string()]);
+        }
+        Ok(updated)
+    }
+
+    /// Hand the stored pending events of these connectors to the dispatch workers (after a
+    /// resume or when a connector appears).
+    fn requeue_pending(&self, connectors: &[String]) {
+        if connectors.is_empty() {
+            return;
+        }
+        let ids = match self.storage.pending_events() {
+            Ok(ids) => ids,
+            Err(err) => {
+                tracing::error!("listing pending events: {err}");
+                return;
+            }
+        };
+        for id in ids {
+            if let Ok(Some(record)) = self.storage.event(&id)
+                && connectors.contains(&record.connector)
+            {
+                let _ = self.dispatch_tx.try_send(id);
+            }
+        }
     }
 
     /// Run `work` as a background task that stops at shutdown.

@@ -111,8 +111,12 @@ async fn try_process(app: &Arc<App>, id: &str) -> Result<(), StoreError> {
     };
     let number = record.attempts.len() as u32 + 1;
     let plugin = match &connector.plugin {
-        Ok(plugin) => plugin.clone(),
-        Err(err) => {
+        Some(plugin) => plugin.clone(),
+        None => {
+            let err = connector
+                .unavailable()
+                .unwrap_or("no plugin loaded")
+                .to_string();
             let attempt = Attempt {
                 number,
                 at: now,
@@ -120,7 +124,7 @@ async fn try_process(app: &Arc<App>, id: &str) -> Result<(), StoreError> {
                 plugin_digest: String::new(),
                 plugin_version: String::new(),
                 outcome: "unavailable".into(),
-                message: Some(err.clone()),
+                message: Some(err),
                 deliveries: 0,
                 logs: Vec::new(),
                 fetches: Vec::new(),

@@ -169,7 +169,7 @@ async fn receive(
     // The connector names the dedupe key. A broken dedupe-key export must not lose the
     // event: it is stored without dedupe and the failure logged.
     let dedupe = match &connector.plugin {
-        Ok(plugin) => {
+        Some(plugin) => {
             let hook = crate::dispatch::webhook(&record, &request, 0);
             match app
                 .runtime
@@ -183,7 +183,7 @@ async fn receive(
                 }
             }
         }
-        Err(_) => None,
+        None => None,
     };
     record.dedupe_key = dedupe.clone();
     if matches!(verifier.scheme, verify::Scheme::Token) {

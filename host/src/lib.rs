@@ -11,7 +11,8 @@
 //!
 //! Shared infrastructure: [`plugin`] (the wasmtime engine, the WIT bindings per version,
 //! the host imports and the connector registry), [`config`], [`admin`] (the `/v1` API),
-//! [`outbound`] (allow-listed HTTP) and [`app`] (the state they share).
+//! [`outbound`] (allow-listed HTTP), [`watch`] (hot-loading on file changes) and [`app`]
+//! (the state they share, reloads included).
 
 pub mod admin;
 pub mod app;
@@ -26,6 +27,7 @@ pub mod secret;
 pub mod store;
 pub mod time;
 pub mod verify;
+pub mod watch;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -60,6 +62,9 @@ pub async fn run(
     let app = App::start(config).await?;
     dispatch::start(&app)?;
     deliver::resume(&app)?;
+    watch::start(&app)?;
+    #[cfg(unix)]
+    watch::reload_on_sighup(&app)?;
     app.spawn(store::retention::run(
         app.storage.clone(),
         Duration::from_secs(u64::from(app.config.storage.retention_days) * 86_400),

@@ -112,6 +112,14 @@ impl Host {
         Host::start_with(config).await
     }
 
+    /// Start a host from a config file, as `switchyard serve --config FILE` does (so the
+    /// file is watched and reloaded).
+    pub async fn start_from_file(path: &Path) -> Host {
+        let config =
+            Config::load(path).unwrap_or_else(|err| panic!("test config is invalid: {err}"));
+        Host::start_with(config).await
+    }
+
     pub async fn start_with(config: Config) -> Host {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
@@ -176,6 +184,25 @@ impl Host {
         let response = self.admin_get(&format!("/v1/events/{id}")).await;
         assert_eq!(response.status(), 200, "GET /v1/events/{id}");
         response.json().await.unwrap()
+    }
+
+    /// POST an admin route with the admin token.
+    pub async fn admin_post(&self, path: &str) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("admin POST")
+    }
+
+    /// `GET /v1/connectors/{id}`.
+    pub async fn connector(&self, id: &str) -> serde_json::Value {
+        self.admin_get(&format!("/v1/connectors/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Wait until event `id` has `status`; returns the record.
@@ -504,4 +531,19 @@ impl Drop for ChildHost {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Replace `dest` with `src` atomically (copy to a temporary name, then rename), as the
+/// docs recommend for deploying a plugin.
+pub fn install(src: &Path, dest: &Path) {
+    let tmp = dest.with_extension("wasm.tmp");
+    std::fs::copy(src, &tmp).unwrap();
+    std::fs::rename(&tmp, dest).unwrap();
+}
+
+/// Replace a file's text atomically.
+pub fn write_atomically(dest: &Path, text: &str) {
+    let tmp = dest.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, dest).unwrap();
 }

@@ -114,7 +114,9 @@ pub(super) fn from_file(path: &Path, env: &Env<'_>) -> Result<Config, ConfigErro
             d
         }
     });
-    from_text(&text, &path.display().to_string(), dir, env)
+    let mut config = from_text(&text, &path.display().to_string(), dir, env)?;
+    config.source = Some(path.to_owned());
+    Ok(config)
 }
 
 /// `origin` names the text in syntax errors; `base_dir` anchors relative `file:` references.
@@ -767,6 +769,7 @@ impl RawConfig {
             plugins,
             retry,
             connectors,
+            source: None,
         })
     }
 }

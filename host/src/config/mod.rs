@@ -57,6 +57,9 @@ pub struct Config {
     pub retry: RetryConfig,
     /// The `[[connector]]` tables, in file order.
     pub connectors: Vec<ConnectorConfig>,
+    /// The file this was loaded from (`None` for a config built from text): reloads and the
+    /// config watcher read it again.
+    pub source: Option<PathBuf>,
 }
 
 /// `[server]`: the HTTP listener (ingress and admin API) and the process.

@@ -55,6 +55,13 @@ pub struct Plugin {
     /// `sha256:<hex>` of the `.wasm` bytes.
     pub digest: String,
     pub size: usize,
+    /// When it was loaded, unix ms.
+    pub loaded_at: u64,
+}
+
+/// `sha256:<hex>` of a plugin's bytes: how a version is named in logs and attempts.
+pub fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 /// Why a `.wasm` could not be loaded. The text is shown to operators as `last_error`.
@@ -89,7 +96,9 @@ pub struct HandleOutcome {
 }
 
 impl Runtime {
-    pub fn new(limits: Limits) -> anyhow::Result<Self> {
+    /// `cache_dir`: where compiled components are kept across restarts (wasmtime's cache,
+    /// keyed by the component's bytes and the engine's version and settings).
+    pub fn new(limits: Limits, cache_dir: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let mut pool = PoolingAllocationConfig::default();
         // Slots are virtual-memory reservations; the counts bound concurrent instances.
         pool.total_component_instances(1_000)
@@ -99,6 +108,13 @@ impl Runtime {
             .total_stacks(1_000)
             .max_memory_size(limits.max_memory_bytes);
         let mut config = Config::new();
+        if let Some(dir) = cache_dir {
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(dir);
+            let cache = wasmtime::Cache::new(cache)
+                .map_err(|e| anyhow!("compile cache in {}: {e:#}", dir.display()))?;
+            config.cache(Some(cache));
+        }
         config
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
@@ -127,7 +143,7 @@ impl Runtime {
     /// Compile `bytes`, check the world, and call `manifest()`. CPU-heavy: call it off the
     /// request path (e.g. in `spawn_blocking` or a loader task).
     pub async fn load(&self, bytes: &[u8], grants: Arc<Grants>) -> Result<Plugin, LoadError> {
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        let digest = digest(bytes);
         let component = {
             let engine = self.engine.clone();
             let bytes = bytes.to_vec();
@@ -146,6 +162,7 @@ impl Runtime {
             manifest: empty_manifest(),
             digest,
             size: bytes.len(),
+            loaded_at: crate::time::now_ms(),
         };
         let manifest = match self.call(&plugin, grants, Export::Manifest).await.0 {
             Ok(Returned::Manifest(manifest)) => manifest,

@@ -18,15 +18,16 @@ use crate::verify::{Encoding, Scheme, Verifier};
 
 /// One connector as configured and loaded.
 pub struct Connector {
+    /// The effective config (an API pause or resume is applied to `paused`).
     pub config: ConnectorConfig,
     pub grants: Arc<Grants>,
-    /// The loaded code, or why it could not be loaded (shown as `last_error`; its route
-    /// answers 503 so a sender retries instead of losing events).
-    pub plugin: Result<Arc<Plugin>, String>,
-    /// `None` when the plugin failed to load and the config names no scheme.
+    /// The version serving events. `None` when no version could ever be loaded: its route
+    /// answers 503 so a sender retries instead of losing events.
+    pub plugin: Option<Arc<Plugin>>,
+    /// Why the newest load failed, even while an older version keeps serving.
+    pub last_error: Option<String>,
+    /// Built from the config and the plugin's declared scheme.
     pub verifier: Result<Verifier, String>,
-    /// When this version was loaded, unix ms.
-    pub loaded_at: u64,
 }
 
 impl Connector {
@@ -34,12 +35,12 @@ impl Connector {
         &self.config.retry
     }
 
-    /// The first reason this connector cannot take events, if any.
+    /// Why this connector cannot take events right now, if it cannot.
     pub fn unavailable(&self) -> Option<&str> {
-        match (&self.plugin, &self.verifier) {
-            (Err(err), _) | (_, Err(err)) => Some(err),
-            _ => None,
+        if self.plugin.is_none() {
+            return Some(self.last_error.as_deref().unwrap_or("no plugin loaded"));
         }
+        self.verifier.as_ref().err().map(String::as_str)
     }
 }
 
@@ -65,14 +66,18 @@ impl Registry {
     }
 }
 
-/// Load one connector from `plugins_dir`. Never fails: a missing or broken `.wasm` gives a
-/// connector whose `plugin` holds the error, so the other connectors keep serving.
+/// Build the next version of one connector from its config and its `.wasm` in
+/// `plugins_dir`. Never fails: a missing or broken `.wasm` gives a connector that reports
+/// the error. When `previous` serves a plugin and the new bytes cannot be loaded, the
+/// previous plugin keeps serving (a bad deploy is refused, not applied); unchanged bytes
+/// are not compiled again.
 pub async fn load_connector(
     runtime: &Runtime,
     plugins_dir: &Path,
     config: &ConnectorConfig,
     storage: Arc<dyn Storage>,
     http: reqwest::Client,
+    previous: Option<&Connector>,
 ) -> Connector {
     let grants = Arc::new(Grants {
         connector: config.id.clone(),
@@ -82,30 +87,47 @@ pub async fn load_connector(
         http,
         fetch_timeout: config.retry.timeout,
     });
+    let old_plugin = previous.and_then(|p| p.plugin.clone());
     let path = plugins_dir.join(&config.plugin);
-    let plugin = match tokio::fs::read(&path).await {
-        Ok(bytes) => runtime
-            .load(&bytes, grants.clone())
-            .await
-            .map(Arc::new)
-            .map_err(|err| format!("{}: {err}", path.display())),
-        Err(err) => Err(format!("cannot read {}: {err}", path.display())),
+    let (plugin, last_error) = match tokio::fs::read(&path).await {
+        Err(err) => {
+            // A removed file unloads the connector: 503 until it is back.
+            (None, Some(format!("cannot read {}: {err}", path.display())))
+        }
+        Ok(bytes) => {
+            let digest = super::engine::digest(&bytes);
+            match old_plugin {
+                Some(old) if old.digest == digest => (Some(old), None),
+                old => match runtime.load(&bytes, grants.clone()).await {
+                    Ok(plugin) => {
+                        tracing::info!(
+                            connector = %config.id,
+                            plugin = %plugin.manifest.name,
+                            version = %plugin.manifest.version,
+                            digest = %plugin.digest,
+                            "connector loaded"
+                        );
+                        (Some(Arc::new(plugin)), None)
+                    }
+                    Err(err) => {
+                        let err = format!("{}: {err}", path.display());
+                        match &old {
+                            Some(old) => tracing::error!(
+                                connector = %config.id,
+                                serving = %old.digest,
+                                "new version refused, the previous one keeps serving: {err}"
+                            ),
+                            None => {
+                                tracing::error!(connector = %config.id, "connector not loaded: {err}")
+                            }
+                        }
+                        (old, Some(err))
+                    }
+                },
+            }
+        }
     };
-    if let Err(err) = &plugin {
-        tracing::error!(connector = %config.id, "connector not loaded: {err}");
-    } else if let Ok(p) = &plugin {
-        tracing::info!(
-            connector = %config.id,
-            plugin = %p.manifest.name,
-            version = %p.manifest.version,
-            digest = %p.digest,
-            "connector loaded"
-        );
-    }
-    let declared = plugin
-        .as_ref()
-        .ok()
-        .map(|p| p.manifest.default_scheme.clone());
+    let declared = plugin.as_ref().map(|p| p.manifest.default_scheme.clone());
     let verifier = build_verifier(config, declared.as_deref());
     if let Err(err) = &verifier {
         tracing::error!(connector = %config.id, "{err}");
@@ -114,8 +136,8 @@ pub async fn load_connector(
         config: config.clone(),
         grants,
         plugin,
+        last_error,
         verifier,
-        loaded_at: crate::time::now_ms(),
     }
 }
 

@@ -14,11 +14,21 @@
 //!
 //! `dedupe_key` returns `"key"` when present; `"dedupe": "spin"` makes it loop forever.
 //! Settings: `forward_url`; `tag` (added as header `x-build-tag` to every delivery).
+//! Every delivery carries `x-build: a` (or `b` when built with the `build-b` feature), so
+//! hot-swap tests can tell which build handled an event.
 
 use serde_json::{Value, json};
 use switchyard_sdk::{Connector, Ctx, Delivery, Failure, Manifest, Request, Webhook};
 
 pub struct Hostile;
+
+/// Which build this is.
+const BUILD: &str = if cfg!(feature = "build-b") { "b" } else { "a" };
+const VERSION: &str = if cfg!(feature = "build-b") {
+    concat!(env!("CARGO_PKG_VERSION"), "+b")
+} else {
+    concat!(env!("CARGO_PKG_VERSION"), "+a")
+};
 
 switchyard_sdk::export!(Hostile);
 
@@ -28,7 +38,7 @@ fn body(webhook: &Webhook) -> Value {
 
 impl Connector for Hostile {
     fn manifest() -> Manifest {
-        Manifest::new("hostile", env!("CARGO_PKG_VERSION"))
+        Manifest::new("hostile", VERSION)
             .description("misbehaves on request, for tests")
             .default_scheme("none")
             .optional_setting("forward_url", "where `ok` events go")
@@ -46,9 +56,12 @@ impl Connector for Hostile {
     fn handle(ctx: &Ctx, webhook: &Webhook) -> Result<Vec<Delivery>, Failure> {
         let body = body(webhook);
         let forward = || ctx.require_setting("forward_url");
-        let tagged = |delivery: Delivery| match ctx.setting("tag") {
-            Some(tag) => delivery.header("x-build-tag", tag),
-            None => delivery,
+        let tagged = |delivery: Delivery| {
+            let delivery = delivery.header("x-build", BUILD);
+            match ctx.setting("tag") {
+                Some(tag) => delivery.header("x-build-tag", tag),
+                None => delivery,
+            }
         };
         let message = body["message"].as_str().unwrap_or("asked to").to_string();
         match body["do"].as_str().unwrap_or("ok") {

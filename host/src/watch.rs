@@ -1,0 +1,104 @@
+//! Hot-loading: watch `plugins.dir` and the config file, and reload when they change.
+//!
+//! Events are debounced (250 ms), so a burst of writes is one reload; a new, replaced or
+//! removed `.wasm`, or a saved config, takes effect well within 2 seconds. Write plugins
+//! atomically (copy to a temporary name in the same folder, then rename): a reload that
+//! catches a half-written file refuses it and the previous version keeps serving until the
+//! write completes and the next event reloads it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use notify_debouncer_mini::notify::RecursiveMode;
+use notify_debouncer_mini::{DebounceEventResult, new_debouncer};
+
+use crate::app::App;
+
+const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// Start watching, when `plugins.watch` is on.
+pub fn start(app: &Arc<App>) -> anyhow::Result<()> {
+    if !app.config.plugins.watch {
+        return Ok(());
+    }
+    let plugins_dir = &app.config.plugins.dir;
+    std::fs::create_dir_all(plugins_dir)
+        .with_context(|| format!("creating {}", plugins_dir.display()))?;
+    let plugins_dir = std::fs::canonicalize(plugins_dir)?;
+    let config_file = match &app.config.source {
+        Some(path) => Some(std::fs::canonicalize(path)?),
+        None => None,
+    };
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DebounceEventResult>();
+    let mut debouncer = new_debouncer(DEBOUNCE, move |result| {
+        let _ = tx.send(result);
+    })
+    .context("starting the file watcher")?;
+    debouncer
+        .watcher()
+        .watch(&plugins_dir, RecursiveMode::NonRecursive)
+        .with_context(|| format!("watching {}", plugins_dir.display()))?;
+    // Watch the config's folder, not the file: editors and deploy tools replace the file.
+    if let Some(parent) = config_file.as_deref().and_then(Path::parent) {
+        debouncer
+            .watcher()
+            .watch(parent, RecursiveMode::NonRecursive)
+            .with_context(|| format!("watching {}", parent.display()))?;
+    }
+    tracing::info!(dir = %plugins_dir.display(), "watching plugins and config for changes");
+
+    let app2 = app.clone();
+    app.spawn(async move {
+        // Dropping the debouncer stops the watch: it lives as long as this task.
+        let _debouncer = debouncer;
+        while let Some(result) = rx.recv().await {
+            let paths: Vec<PathBuf> = match result {
+                Ok(events) => events.into_iter().map(|e| e.path).collect(),
+                Err(err) => {
+                    tracing::warn!("file watcher: {err}");
+                    continue;
+                }
+            };
+            let relevant = paths
+                .iter()
+                .any(|p| is_plugin(p, &plugins_dir) || Some(p) == config_file.as_ref());
+            if !relevant {
+                continue;
+            }
+            match app2.reload(None).await {
+                Ok(report) => tracing::info!(
+                    loaded = ?report.loaded,
+                    removed = ?report.removed,
+                    failed = ?report.failed,
+                    "reloaded after a file change"
+                ),
+                Err(err) => tracing::error!("reload after a file change failed: {err}"),
+            }
+        }
+    });
+    Ok(())
+}
+
+fn is_plugin(path: &Path, dir: &Path) -> bool {
+    path.parent() == Some(dir) && path.extension().is_some_and(|e| e == "wasm")
+}
+
+/// Reload on SIGHUP, like most daemons.
+#[cfg(unix)]
+pub fn reload_on_sighup(app: &Arc<App>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let app2 = app.clone();
+    app.spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading");
+            if let Err(err) = app2.reload(None).await {
+                tracing::error!("reload on SIGHUP failed: {err}");
+            }
+        }
+    });
+    Ok(())
+}
