@@ -439,3 +439,43 @@ forward_url = "{origin}/second"
     assert_eq!(delivered[0].header("x-build"), Some("b"));
     host.stop().await;
 }
+
+#[tokio::test]
+async fn compiled_components_are_cached_on_disk_for_the_next_start() {
+    let receiver = Receiver::start().await;
+    let (dirs, path) = setup(&receiver, "");
+    let cache = dirs.data().join("compiled");
+    let files = |dir: &std::path::Path| -> usize {
+        fn walk(dir: &std::path::Path) -> usize {
+            std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .map(|e| {
+                            let p = e.path();
+                            if p.is_dir() { walk(&p) } else { 1 }
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        walk(dir)
+    };
+    let host = Host::start_from_file(&path).await;
+    let digest = host.connector("t").await["digest"].clone();
+    host.stop().await;
+    // wasmtime writes cache entries from a background worker: give it a moment.
+    let c = cache.clone();
+    wait_for(
+        "a compiled artifact in the cache",
+        Duration::from_secs(10),
+        move || {
+            let c = c.clone();
+            async move { files(&c) > 0 }
+        },
+    )
+    .await;
+    let host = Host::start_from_file(&path).await;
+    assert_eq!(host.connector("t").await["digest"], digest);
+    host.stop().await;
+}
