@@ -105,7 +105,7 @@ fn load_stripe(rt: &tokio::runtime::Runtime) -> Loaded {
         attempt: 1,
     };
     rt.block_on(async {
-        let runtime = Runtime::new(Limits::default()).expect("engine");
+        let runtime = Runtime::new(Limits::default(), None).expect("engine");
         let plugin = runtime
             .load(&bytes, grants.clone())
             .await
