@@ -17,9 +17,7 @@ use ulid::Ulid;
 use crate::app::App;
 use crate::error::ApiError;
 use crate::plugin::Connector;
-use crate::store::{
-    EventRecord, Inserted, NewEvent, Status, StoredRequest, Verification, is_secret_header,
-};
+use crate::store::{EventRecord, Inserted, NewEvent, Status, StoredRequest, is_secret_header};
 use crate::verify;
 
 pub fn routes() -> Router<Arc<App>> {
@@ -123,24 +121,7 @@ async fn receive(
             .collect(),
         body: body.to_vec().into(),
     };
-    let mut record = EventRecord {
-        id: event_id.clone(),
-        connector: id.clone(),
-        received_at: now,
-        updated_at: now,
-        status: Status::Pending,
-        verification: Verification {
-            scheme: verifier.scheme.name().to_string(),
-            verified: true,
-            error: None,
-        },
-        dedupe_key: None,
-        duplicate_of: None,
-        next_attempt_at: None,
-        attempts: Vec::new(),
-        error: None,
-        deliveries_from: 0,
-    };
+    let mut record = EventRecord::received(event_id, id.clone(), now, verifier.scheme.name());
 
     let verified = match Verified::check(verifier, &headers, request) {
         Ok(verified) => verified,

@@ -217,6 +217,30 @@ pub struct EventRecord {
     pub error: Option<String>,
 }
 
+impl EventRecord {
+    /// A just-received event, `pending`, verified with `scheme`.
+    pub fn received(id: String, connector: String, at: u64, scheme: &str) -> Self {
+        EventRecord {
+            id,
+            connector,
+            received_at: at,
+            updated_at: at,
+            status: Status::Pending,
+            verification: Verification {
+                scheme: scheme.to_string(),
+                verified: true,
+                error: None,
+            },
+            dedupe_key: None,
+            duplicate_of: None,
+            next_attempt_at: None,
+            attempts: Vec::new(),
+            deliveries_from: 0,
+            error: None,
+        }
+    }
+}
+
 /// State of one outbound delivery.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

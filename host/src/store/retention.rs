@@ -83,7 +83,7 @@ mod tests {
     use crate::store::sled::SledStore;
     use crate::store::{
         DeliveryRecord, DeliveryStatus, EventQuery, EventRecord, Inserted, NewEvent, Status,
-        StoredRequest, Verification,
+        StoredRequest,
     };
 
     const DAY: u64 = 86_400_000;
@@ -91,23 +91,10 @@ mod tests {
     fn event(at: u64, key: &str) -> NewEvent {
         let id = ulid::Ulid::from_parts(at, rand::random()).to_string();
         NewEvent {
-            record: EventRecord {
-                id,
-                connector: "stripe".into(),
-                received_at: at,
-                updated_at: at,
-                status: Status::Pending,
-                verification: Verification {
-                    scheme: "stripe".into(),
-                    verified: true,
-                    error: None,
-                },
-                dedupe_key: Some(key.into()),
-                duplicate_of: None,
-                next_attempt_at: None,
-                attempts: vec![],
-                error: None,
-                deliveries_from: 0,
+            record: {
+                let mut record = EventRecord::received(id, "stripe".into(), at, "stripe");
+                record.dedupe_key = Some(key.into());
+                record
             },
             request: StoredRequest {
                 method: "POST".into(),

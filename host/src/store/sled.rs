@@ -556,27 +556,12 @@ impl Drop for SledStore {
 mod tests {
     use super::*;
     use crate::outbound::OutboundRequest;
-    use crate::store::{DeliveryStatus, Verification};
+    use crate::store::DeliveryStatus;
 
     fn record(id: &str, at: u64) -> EventRecord {
-        EventRecord {
-            id: id.into(),
-            connector: "stripe".into(),
-            received_at: at,
-            updated_at: at,
-            status: Status::Pending,
-            verification: Verification {
-                scheme: "stripe".into(),
-                verified: true,
-                error: None,
-            },
-            dedupe_key: Some("evt_1".into()),
-            duplicate_of: None,
-            next_attempt_at: None,
-            attempts: Vec::new(),
-            error: None,
-            deliveries_from: 0,
-        }
+        let mut record = EventRecord::received(id.into(), "stripe".into(), at, "stripe");
+        record.dedupe_key = Some("evt_1".into());
+        record
     }
 
     fn request(body: &[u8]) -> StoredRequest {
