@@ -96,7 +96,11 @@ async fn list_connectors(State(app): State<Arc<App>>) -> Json<Value> {
             }),
         })
         .collect();
-    Json(json!({ "data": data, "config_error": app.last_config_error.load().as_deref() }))
+    Json(json!({
+        "data": data,
+        "config_error": app.last_config_error.load().as_deref(),
+        "reloads": app.reloads.load(std::sync::atomic::Ordering::Relaxed),
+    }))
 }
 
 async fn show_connector(

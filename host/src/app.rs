@@ -30,6 +30,8 @@ pub struct App {
     reload_lock: tokio::sync::Mutex<()>,
     /// Why the newest config reload failed (the previous config keeps running).
     pub last_config_error: ArcSwap<Option<String>>,
+    /// Reloads done since start (file changes, API, SIGHUP).
+    pub reloads: std::sync::atomic::AtomicU64,
     /// Outbound HTTP client (deliveries and `http.fetch`), one connection pool.
     pub http: reqwest::Client,
     /// Event ids ready for a connector call; the dispatch workers take from it.
@@ -83,11 +85,15 @@ impl App {
                 anyhow::bail!("storage.backend = \"nats\" is not available in this build yet")
             }
         };
-        let cache_dir = config
-            .plugins
-            .cache_dir
-            .clone()
-            .unwrap_or_else(|| config.storage.path.join("compiled"));
+        // wasmtime's cache wants an absolute path; ours may be relative to the working dir.
+        let cache_dir = std::path::absolute(
+            config
+                .plugins
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| config.storage.path.join("compiled")),
+        )
+        .context("resolving plugins.cache_dir")?;
         let runtime = Runtime::new(
             Limits {
                 deadline: config.plugins.deadline,
@@ -109,6 +115,7 @@ impl App {
             connector_configs: ArcSwap::from_pointee(config.connectors.clone()),
             reload_lock: tokio::sync::Mutex::new(()),
             last_config_error: ArcSwap::from_pointee(None),
+            reloads: Default::default(),
             http,
             dispatch_tx,
             dispatch_rx,
@@ -129,6 +136,8 @@ impl App {
     /// in a connector call finish on the version they started with.
     pub async fn reload(&self, only: Option<&str>) -> Result<ReloadReport, String> {
         let _one_at_a_time = self.reload_lock.lock().await;
+        self.reloads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let configs = match &self.config.source {
             Some(path) => match Config::load(path) {
                 Ok(config) => {

@@ -1,4 +1,4 @@
-//! Command-line interface: `serve`, `check`, `sign`.
+//! Command-line interface: `serve`, `check`, `sign`, `new connector`.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use switchyard::Config;
 use switchyard::config::ConfigError;
+use switchyard::scaffold::{self, SdkSource};
 use switchyard::secret::Secret;
 use switchyard::verify::{self, Encoding, Scheme};
 
@@ -63,6 +64,28 @@ enum Command {
         /// Print curl arguments (`-H 'Name: value'`) instead of header lines.
         #[arg(long)]
         curl: bool,
+    },
+    /// Scaffold a new project from the SDK's template.
+    New {
+        #[command(subcommand)]
+        what: New,
+    },
+}
+
+#[derive(Subcommand)]
+enum New {
+    /// Create a connector crate NAME that builds to wasm32-wasip2 and passes its own tests.
+    Connector {
+        /// The crate's name, also its default route and .wasm name: lowercase letters,
+        /// digits and `-` (e.g. `my-connector`).
+        name: String,
+        /// Create the crate in DIR/NAME (DIR is created if missing; NAME must not exist).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        path: PathBuf,
+        /// Depend on the SDK at PATH instead of the one this binary was built from (or
+        /// crates.io when that is gone).
+        #[arg(long, value_name = "PATH")]
+        sdk_path: Option<PathBuf>,
     },
 }
 
@@ -130,8 +153,37 @@ impl Cli {
                 }
                 Ok(ExitCode::SUCCESS)
             }
+            Command::New {
+                what:
+                    New::Connector {
+                        name,
+                        path,
+                        sdk_path,
+                    },
+            } => new_connector(&name, &path, sdk_path.as_deref()),
         }
     }
+}
+
+fn new_connector(name: &str, parent: &Path, sdk_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    scaffold::validate_name(name)?;
+    let sdk = match sdk_path {
+        Some(path) => SdkSource::local(path)?,
+        None => SdkSource::default_for_this_binary(),
+    };
+    let dir = scaffold::new_connector(name, parent, &sdk)?;
+    let wasm = name.replace('-', "_");
+    println!("Created connector `{name}` in {}", dir.display());
+    println!("switchyard-sdk: {sdk}");
+    println!();
+    println!("Next:");
+    println!("  cd {}", dir.display());
+    println!("  cargo test");
+    println!("  cargo build --release --target wasm32-wasip2");
+    println!("  # then copy target/wasm32-wasip2/release/{wasm}.wasm into the host's plugins.dir");
+    println!("  # (under a temporary name, then rename it) and add a [[connector]] for it.");
+    println!("The SDK's README.md is the tutorial for every step.");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn resolve_secret(value: &str) -> anyhow::Result<Secret> {

@@ -23,6 +23,7 @@ pub mod error;
 pub mod ingress;
 pub mod outbound;
 pub mod plugin;
+pub mod scaffold;
 pub mod secret;
 pub mod store;
 pub mod time;

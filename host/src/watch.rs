@@ -51,6 +51,7 @@ pub fn start(app: &Arc<App>) -> anyhow::Result<()> {
     tracing::info!(dir = %plugins_dir.display(), "watching plugins and config for changes");
 
     let app2 = app.clone();
+    let mut last = fingerprint(&plugins_dir, config_file.as_deref());
     app.spawn(async move {
         // Dropping the debouncer stops the watch: it lives as long as this task.
         let _debouncer = debouncer;
@@ -68,6 +69,13 @@ pub fn start(app: &Arc<App>) -> anyhow::Result<()> {
             if !relevant {
                 continue;
             }
+            // inotify also reports opens and reads — the reload itself reads every plugin —
+            // so reload only when a file's name, size or modification time changed.
+            let now = fingerprint(&plugins_dir, config_file.as_deref());
+            if now == last {
+                continue;
+            }
+            last = now;
             match app2.reload(None).await {
                 Ok(report) => tracing::info!(
                     loaded = ?report.loaded,
@@ -80,6 +88,34 @@ pub fn start(app: &Arc<App>) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// Name, size and modification time of every `.wasm` in the plugins dir and of the config.
+fn fingerprint(
+    plugins_dir: &Path,
+    config: Option<&Path>,
+) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let stat = |path: PathBuf| {
+        let meta = std::fs::metadata(&path).ok();
+        let len = meta.as_ref().map_or(0, |m| m.len());
+        let modified = meta.and_then(|m| m.modified().ok());
+        (path, len, modified)
+    };
+    let mut files: Vec<_> = std::fs::read_dir(plugins_dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| is_plugin(p, plugins_dir))
+                .map(stat)
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    if let Some(config) = config {
+        files.push(stat(config.to_path_buf()));
+    }
+    files
 }
 
 fn is_plugin(path: &Path, dir: &Path) -> bool {

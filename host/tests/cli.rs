@@ -1,5 +1,6 @@
-//! The `switchyard` command as a user runs it: `check` on good and broken configs, and
-//! `sign` against the published test vectors.
+//! The `switchyard` command as a user runs it: `check` on good and broken configs, `sign`
+//! against the published test vectors, and `new connector`. (The generated crate is built
+//! and run in a host by `tests/tests/tutorial.rs`.)
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -158,4 +159,104 @@ fn sign_rejects_an_unknown_scheme() {
     let out = switchyard(&["sign", "--scheme", "rot13", "--secret", "x", "-"], &[]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("unknown scheme"));
+}
+
+#[test]
+fn new_connector_scaffolds_a_standalone_crate() {
+    let dir = tempfile::tempdir().unwrap();
+    let parent = dir.path().join("connectors");
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
+    let out = switchyard(
+        &[
+            "new",
+            "connector",
+            "my-hook",
+            "--path",
+            parent.to_str().unwrap(),
+            "--sdk-path",
+            sdk.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let crate_dir = parent.join("my-hook");
+    assert!(text(&out.stdout).contains(&crate_dir.display().to_string()));
+    assert!(text(&out.stdout).contains("my_hook.wasm"));
+
+    let cargo = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+    let sdk = sdk.canonicalize().unwrap();
+    assert!(
+        cargo.contains(&format!(
+            "switchyard-sdk = {{ path = \"{}\" }}",
+            sdk.display()
+        )),
+        "{cargo}"
+    );
+    assert!(cargo.contains("\n[workspace]\n"), "{cargo}");
+    assert!(
+        cargo.contains(r#"crate-type = ["cdylib", "rlib"]"#),
+        "{cargo}"
+    );
+    let lib = std::fs::read_to_string(crate_dir.join("src/lib.rs")).unwrap();
+    assert!(lib.contains("switchyard_sdk::export!(MyHook);"), "{lib}");
+    assert!(crate_dir.join("README.md").is_file());
+    assert!(crate_dir.join(".gitignore").is_file());
+}
+
+#[test]
+fn new_connector_refuses_an_existing_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let existing = dir.path().join("hello");
+    std::fs::create_dir(&existing).unwrap();
+    std::fs::write(existing.join("keep.txt"), "mine").unwrap();
+    let out = switchyard(
+        &[
+            "new",
+            "connector",
+            "hello",
+            "--path",
+            dir.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("already exists"), "{err}");
+    assert!(err.contains(&existing.display().to_string()), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&existing).unwrap().count(),
+        1,
+        "nothing written into the existing folder"
+    );
+    assert_eq!(
+        std::fs::read_to_string(existing.join("keep.txt")).unwrap(),
+        "mine"
+    );
+}
+
+#[test]
+fn new_connector_refuses_bad_names_and_a_wrong_sdk_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    for bad in ["Hello", "1st", "my_hook", "a--b", "fn", "../escape"] {
+        let out = switchyard(&["new", "connector", bad, "--path", path], &[]);
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        let err = text(&out.stderr);
+        assert!(err.contains("invalid connector name"), "{bad}: {err}");
+    }
+    let out = switchyard(
+        &["new", "connector", "ok", "--path", path, "--sdk-path", path],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--sdk-path"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing created"
+    );
 }

@@ -127,7 +127,9 @@ impl<'h> Ctx<'h> {
     }
 }
 
-/// The connector's key-value state (per connector id; small keys and values).
+/// The connector's key-value state: per connector id, kept across events and restarts.
+/// Keys are at most 512 bytes and values at most 64 KiB (on the host and in
+/// [`TestHost`](crate::TestHost)).
 pub struct Kv<'h> {
     host: &'h dyn HostApi,
 }

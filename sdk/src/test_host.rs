@@ -9,6 +9,11 @@ use crate::{Connector, Ctx, Delivery, Failure, FetchError, Level, Request, Respo
 
 type FetchHandler = Box<dyn Fn(&Request) -> Result<Response, FetchError>>;
 
+/// The real host's kv limits (`host/src/plugin/imports/mod.rs`), enforced here too so a
+/// test fails the way production would.
+const MAX_KV_KEY_BYTES: usize = 512;
+const MAX_KV_VALUE_BYTES: usize = 64 * 1024;
+
 /// Runs a [`Connector`] natively with mocked settings, fetches, key-value state and clock,
 /// and records what it fetched and logged.
 ///
@@ -223,6 +228,12 @@ impl HostApi for TestHost {
     }
 
     fn kv_set(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        if key.len() > MAX_KV_KEY_BYTES {
+            return Err(format!("kv key longer than {MAX_KV_KEY_BYTES} bytes"));
+        }
+        if value.len() > MAX_KV_VALUE_BYTES {
+            return Err(format!("kv value larger than {MAX_KV_VALUE_BYTES} bytes"));
+        }
         self.kv.borrow_mut().insert(key.to_owned(), value.to_vec());
         Ok(())
     }
@@ -377,6 +388,21 @@ mod tests {
         assert_eq!(status(Request::get("http://a/y")), 201);
         assert_eq!(status(Request::get("http://b/")), 299);
         assert_eq!(host.fetches().len(), 6);
+    }
+
+    #[test]
+    fn kv_limits_match_the_host() {
+        let host = TestHost::new();
+        let kv = host.ctx().kv();
+        kv.set(&"k".repeat(512), vec![0; 64 * 1024]).unwrap();
+        let err = kv.set(&"k".repeat(513), "v").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "kv set failed: kv key longer than 512 bytes"
+        );
+        let err = kv.set("k", vec![0; 64 * 1024 + 1]).unwrap_err();
+        assert!(!Failure::from(err).is_retry());
+        assert_eq!(host.kv_snapshot().len(), 1);
     }
 
     #[test]

@@ -467,8 +467,15 @@ impl ChildHost {
     /// Start `switchyard serve --config <config>` (which should listen on 127.0.0.1:0) and
     /// wait for it to say where it listens.
     pub fn start(config: &Path) -> ChildHost {
+        ChildHost::start_in(Path::new(env!("CARGO_MANIFEST_DIR")), config)
+    }
+
+    /// [`ChildHost::start`] with `dir` as the working directory (relative paths in the
+    /// config are relative to it).
+    pub fn start_in(dir: &Path, config: &Path) -> ChildHost {
         use std::io::BufRead as _;
         let mut child = std::process::Command::new(binary())
+            .current_dir(dir)
             .args(["serve", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")

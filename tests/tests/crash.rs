@@ -153,3 +153,37 @@ forward_url = "{origin}/billing"
     );
     host.kill_9();
 }
+
+/// `make run` and the README use relative paths (`data`, `dist/plugins`): they are
+/// relative to the working directory, and the compile cache under them must work too.
+#[tokio::test]
+async fn relative_paths_in_the_config_work() {
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[storage]
+path = "data"
+[plugins]
+dir = "plugins"
+[[connector]]
+id = "stripe"
+plugin = "stripe.wasm"
+secret = "{STRIPE_SECRET}"
+"#
+    );
+    std::fs::write(dirs.root.path().join("switchyard.toml"), config).unwrap();
+    let host = ChildHost::start_in(dirs.root.path(), std::path::Path::new("switchyard.toml"));
+    let body = stripe_event(&evt_id(), "invoice.paid");
+    let mut request = reqwest::Client::new()
+        .post(host.url("/hooks/stripe"))
+        .body(body.clone());
+    for (k, v) in stripe_headers(STRIPE_SECRET, &body, now()) {
+        request = request.header(k, v);
+    }
+    assert_eq!(request.send().await.unwrap().status(), 200);
+    assert!(dirs.root.path().join("data").join("db").exists());
+    assert!(dirs.root.path().join("data").join("compiled").exists());
+    host.kill_9();
+}

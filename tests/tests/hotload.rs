@@ -479,3 +479,23 @@ async fn compiled_components_are_cached_on_disk_for_the_next_start() {
     assert_eq!(host.connector("t").await["digest"], digest);
     host.stop().await;
 }
+
+#[tokio::test]
+async fn one_file_change_is_one_reload() {
+    let receiver = Receiver::start().await;
+    let (dirs, path) = setup(&receiver, "");
+    let host = Host::start_from_file(&path).await;
+    let reloads = |list: Value| list["reloads"].as_u64().unwrap();
+    let before = reloads(host.admin_get("/v1/connectors").await.json().await.unwrap());
+    install(&plugin("hostile-b.wasm"), &dirs.plugins().join("t.wasm"));
+    wait_connector(&host, "t", "swapped", |i| i["version"] == "0.1.0+b").await;
+    // The reload reads the plugin files; those reads must not trigger further reloads.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = reloads(host.admin_get("/v1/connectors").await.json().await.unwrap());
+    assert!(
+        after - before <= 2,
+        "{} reloads for one change",
+        after - before
+    );
+    host.stop().await;
+}

@@ -129,7 +129,8 @@ pub async fn load_connector(
     };
     let declared = plugin.as_ref().map(|p| p.manifest.default_scheme.clone());
     let verifier = build_verifier(config, declared.as_deref());
-    if let Err(err) = &verifier {
+    if let (Err(err), Some(_)) = (&verifier, &plugin) {
+        // Without a plugin the load error above is the news; the scheme follows from it.
         tracing::error!(connector = %config.id, "{err}");
     }
     Connector {
