@@ -191,13 +191,20 @@ async fn receive(
     Ok((StatusCode::OK, Json(body)).into_response())
 }
 
-/// Replace the value of `token=` in a query string.
+/// Replace the value of every `token` parameter in a query string. Keys are compared
+/// decoded, as the verifier reads them, so `%74oken=…` is masked too.
 fn redact_token(query: &str) -> String {
     query
         .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some(("token", _)) => "token=****".to_string(),
-            _ => pair.to_string(),
+        .map(|pair| {
+            let is_token = url::form_urlencoded::parse(pair.as_bytes())
+                .next()
+                .is_some_and(|(key, _)| key == "token");
+            if is_token {
+                "token=****".to_string()
+            } else {
+                pair.to_string()
+            }
         })
         .collect::<Vec<_>>()
         .join("&")
@@ -212,6 +219,9 @@ mod tests {
         assert_eq!(redact_token("token=s3cret"), "token=****");
         assert_eq!(redact_token("a=1&token=s3cret&b=2"), "a=1&token=****&b=2");
         assert_eq!(redact_token("a=1"), "a=1");
+        assert_eq!(redact_token("%74oken=s3cret"), "token=****");
+        assert_eq!(redact_token("t%6Fken=s3cret&x=1"), "token=****&x=1");
+        assert_eq!(redact_token("tok%65n"), "token=****");
         assert_eq!(redact_token(""), "");
     }
 }
