@@ -154,8 +154,10 @@ async fn try_process(app: &Arc<App>, id: &str) -> Result<(), StoreError> {
         Ok(Ok(deliveries)) => {
             attempt.outcome = "deliveries".into();
             attempt.deliveries = deliveries.len();
-            // A replayed event already has deliveries: new ones continue the numbering.
-            let base = app.storage.deliveries(&record.id)?.len();
+            // A replayed event already has deliveries: the replay set where the new run's
+            // numbering starts. A run repeated after a crash reuses the same numbers, and
+            // so the same idempotency keys.
+            let base = record.deliveries_from as usize;
             let rows: Vec<DeliveryRecord> = deliveries
                 .into_iter()
                 .enumerate()
@@ -177,7 +179,6 @@ async fn try_process(app: &Arc<App>, id: &str) -> Result<(), StoreError> {
                 .collect();
             record.attempts.push(attempt);
             record.next_attempt_at = None;
-            record.deliveries_from = base as u32;
             record.status = if rows.is_empty() {
                 Status::Succeeded
             } else {

@@ -208,8 +208,9 @@ pub struct EventRecord {
     pub next_attempt_at: Option<u64>,
     #[serde(default)]
     pub attempts: Vec<Attempt>,
-    /// Index of the first delivery of the latest connector run: after a replay, the status
-    /// follows the new deliveries, while the old ones stay in the log.
+    /// Index of the first delivery of the latest connector run (set by a replay): the new
+    /// run numbers its deliveries from here, and the status follows them, while the old
+    /// ones stay in the log.
     #[serde(default)]
     pub deliveries_from: u32,
     /// Why it is dead, when it is.

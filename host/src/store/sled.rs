@@ -14,6 +14,16 @@
 //! the drive cache nor the file size. So exactly one thread flushes, followed by an
 //! `fdatasync` of the log file, and every waiter that registered before the flush started
 //! is released by it: a group commit.
+//!
+//! **No transactions on the hot path.** A sled 0.34 transaction takes the global
+//! concurrency-control *write* lock, and a flush holds its *read* lock for the whole
+//! `sync_file_range`: every transaction waits for the flush in progress, which serialised
+//! ingress behind the group commit (measured: 2.3k accepted/s against 25k/s for plain
+//! inserts). Event, dispatch and delivery writes are therefore ordered plain inserts,
+//! arranged so that any prefix a crash leaves is consistent (sled recovers a prefix of its
+//! log): a dedupe entry is written after the event it points at, deliveries before the
+//! event leaves the dispatch queue. Rare maintenance (replay, retention) keeps
+//! transactions.
 
 use std::fs::File;
 use std::path::Path;
@@ -45,6 +55,28 @@ pub struct SledStore {
     kv: sled::Tree,
     /// The group-commit flusher; `None` when durability is switched off (benchmarks).
     flusher: Option<Flusher>,
+    /// Serialises the dedupe check-and-claim per key (striped).
+    dedupe_locks: KeyLocks,
+}
+
+/// A fixed set of mutexes picked by key hash: writers of the same key take turns, writers
+/// of different keys (almost always) do not.
+struct KeyLocks(Vec<std::sync::Mutex<()>>);
+
+impl KeyLocks {
+    fn new(stripes: usize) -> Self {
+        KeyLocks((0..stripes).map(|_| std::sync::Mutex::new(())).collect())
+    }
+
+    fn lock(&self, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
+        let stripe = &self.0[(hash as usize) % self.0.len()];
+        // A panic while holding a stripe poisons nothing we rely on: the data is in sled.
+        stripe
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// The flusher thread and its queue of waiters.
@@ -99,6 +131,7 @@ impl SledStore {
             kv: db.open_tree("kv")?,
             db,
             flusher,
+            dedupe_locks: KeyLocks::new(64),
         })
     }
 
@@ -172,46 +205,43 @@ impl Storage for SledStore {
             .as_ref()
             .map(|(key, _)| Self::kv_key(&record.connector, key));
 
-        let result = (&self.requests, &self.events, &self.pending, &self.dedupe).transaction(
-            |(requests, events, pending, dedupe_tree)| {
-                let mut record = record.clone();
-                let mut first = None;
-                if let (Some(key), Some((_, window))) = (&dedupe_key, &dedupe) {
-                    if let Some(existing) = dedupe_tree.get(key)? {
-                        let entry: DedupeEntry =
-                            serde_json::from_slice(&existing).map_err(abort)?;
-                        // A dedupe entry whose event was removed (retention) does not count.
-                        if now.saturating_sub(entry.at) <= *window
-                            && events.get(entry.event_id.as_bytes())?.is_some()
-                        {
-                            first = Some(entry.event_id);
-                        }
-                    }
-                    if first.is_none() {
-                        let entry = DedupeEntry {
-                            event_id: record.id.clone(),
-                            at: now,
-                        };
-                        dedupe_tree
-                            .insert(key.as_slice(), serde_json::to_vec(&entry).map_err(abort)?)?;
-                    }
-                }
-                if let Some(first_id) = &first {
-                    record.status = Status::Duplicate;
-                    record.duplicate_of = Some(first_id.clone());
-                }
-                requests.insert(record.id.as_bytes(), request_bytes.as_slice())?;
-                events.insert(
-                    record.id.as_bytes(),
-                    serde_json::to_vec(&record).map_err(abort)?,
-                )?;
-                if record.status == Status::Pending {
-                    pending.insert(record.id.as_bytes(), &[])?;
-                }
-                Ok(first)
-            },
-        );
-        let first = result.map_err(tx_error)?;
+        // Check-and-claim of the dedupe key under a lock for that key, so two copies of
+        // one event arriving together cannot both be accepted.
+        let _claim = dedupe_key.as_ref().map(|key| self.dedupe_locks.lock(key));
+        let mut first = None;
+        if let (Some(key), Some((_, window))) = (&dedupe_key, &dedupe)
+            && let Some(existing) = self.dedupe.get(key)?
+        {
+            let entry: DedupeEntry = serde_json::from_slice(&existing)?;
+            // An entry whose event is gone (retention, or a crash before the event was
+            // written) does not count.
+            if now.saturating_sub(entry.at) <= *window
+                && self.events.contains_key(entry.event_id.as_bytes())?
+            {
+                first = Some(entry.event_id);
+            }
+        }
+        if let Some(first_id) = &first {
+            record.status = Status::Duplicate;
+            record.duplicate_of = Some(first_id.clone());
+        }
+        // Written in this order, so that whatever prefix a crash leaves is consistent:
+        // the dedupe entry only ever points at an event that is stored and queued.
+        self.requests
+            .insert(record.id.as_bytes(), request_bytes.as_slice())?;
+        self.events
+            .insert(record.id.as_bytes(), serde_json::to_vec(&record)?)?;
+        if record.status == Status::Pending {
+            self.pending.insert(record.id.as_bytes(), &[])?;
+        }
+        if let (Some(key), None) = (&dedupe_key, &first) {
+            let entry = DedupeEntry {
+                event_id: record.id.clone(),
+                at: now,
+            };
+            self.dedupe
+                .insert(key.as_slice(), serde_json::to_vec(&entry)?)?;
+        }
         record.updated_at = now;
         Ok(match first {
             Some(first_id) => Inserted::Duplicate {
@@ -289,29 +319,21 @@ impl Storage for SledStore {
         deliveries: &[DeliveryRecord],
         keep_pending: bool,
     ) -> Result<()> {
-        let record_bytes = serde_json::to_vec(record)?;
-        let rows = deliveries
-            .iter()
-            .map(|d| {
-                Ok((
-                    Self::delivery_key(&d.event_id, d.index),
-                    serde_json::to_vec(d)?,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        (&self.events, &self.pending, &self.outbox, &self.outbox_open)
-            .transaction(|(events, pending, outbox, open)| {
-                events.insert(record.id.as_bytes(), record_bytes.as_slice())?;
-                if !keep_pending {
-                    pending.remove(record.id.as_bytes())?;
-                }
-                for (key, bytes) in &rows {
-                    outbox.insert(key.as_bytes(), bytes.as_slice())?;
-                    open.insert(key.as_bytes(), &[])?;
-                }
-                Ok::<_, ConflictableTransactionError<StoreError>>(())
-            })
-            .map_err(tx_error)
+        // Ordered writes, no transaction (see the module docs): deliveries first, then the
+        // record, and the event leaves the queue last. A crash in between re-dispatches
+        // the event, whose new run writes the same delivery keys again.
+        for delivery in deliveries {
+            let key = Self::delivery_key(&delivery.event_id, delivery.index);
+            self.outbox
+                .insert(key.as_bytes(), serde_json::to_vec(delivery)?)?;
+            self.outbox_open.insert(key.as_bytes(), &[])?;
+        }
+        self.events
+            .insert(record.id.as_bytes(), serde_json::to_vec(record)?)?;
+        if !keep_pending {
+            self.pending.remove(record.id.as_bytes())?;
+        }
+        Ok(())
     }
 
     fn deliveries(&self, event_id: &str) -> Result<Vec<DeliveryRecord>> {
@@ -328,7 +350,10 @@ impl Storage for SledStore {
         for key in self.outbox_open.iter().keys() {
             let key = key?;
             if let Some(bytes) = self.outbox.get(&key)? {
-                rows.push(serde_json::from_slice(&bytes)?);
+                let row: DeliveryRecord = serde_json::from_slice(&bytes)?;
+                if !row.status.is_final() {
+                    rows.push(row);
+                }
             }
         }
         Ok(rows)
@@ -336,19 +361,16 @@ impl Storage for SledStore {
 
     fn put_delivery(&self, delivery: &DeliveryRecord) -> Result<()> {
         let key = Self::delivery_key(&delivery.event_id, delivery.index);
-        let bytes = serde_json::to_vec(delivery)?;
-        let open = !delivery.status.is_final();
-        (&self.outbox, &self.outbox_open)
-            .transaction(|(outbox, open_tree)| {
-                outbox.insert(key.as_bytes(), bytes.as_slice())?;
-                if open {
-                    open_tree.insert(key.as_bytes(), &[])?;
-                } else {
-                    open_tree.remove(key.as_bytes())?;
-                }
-                Ok::<_, ConflictableTransactionError<StoreError>>(())
-            })
-            .map_err(tx_error)
+        self.outbox
+            .insert(key.as_bytes(), serde_json::to_vec(delivery)?)?;
+        // The open index follows the row; `open_deliveries` skips a final row whose index
+        // entry a crash left behind.
+        if delivery.status.is_final() {
+            self.outbox_open.remove(key.as_bytes())?;
+        } else {
+            self.outbox_open.insert(key.as_bytes(), &[])?;
+        }
+        Ok(())
     }
 
     fn list_events(&self, query: &EventQuery) -> Result<(Vec<EventRecord>, Option<String>)> {
@@ -407,6 +429,7 @@ impl Storage for SledStore {
     }
 
     fn replay(&self, id: &str) -> Result<EventRecord, ReplayError> {
+        let existing = self.outbox.scan_prefix(format!("{id}/").as_bytes()).count() as u32;
         let result = (&self.events, &self.pending).transaction(|(events, pending)| {
             let Some(bytes) = events.get(id.as_bytes())? else {
                 return Ok(Err(ReplayError::NotFound(id.to_string())));
@@ -427,6 +450,7 @@ impl Storage for SledStore {
             record.status = Status::Pending;
             record.error = None;
             record.next_attempt_at = None;
+            record.deliveries_from = existing;
             record.updated_at = crate::time::now_ms();
             events.insert(id.as_bytes(), serde_json::to_vec(&record).map_err(abort)?)?;
             pending.insert(id.as_bytes(), &[])?;
@@ -621,6 +645,33 @@ mod tests {
             task.await.unwrap().unwrap();
         }
         assert_eq!(store.pending_events().unwrap().len(), 200);
+    }
+
+    #[test]
+    fn copies_arriving_together_are_accepted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(SledStore::open(dir.path(), false).unwrap());
+        let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let (store, start) = (store.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    (0..300)
+                        .map(|k| {
+                            let id = format!("{k:03}-{i}");
+                            store
+                                .insert_event(new_event(&id, 10, Some(&format!("evt_{k}"))))
+                                .unwrap()
+                        })
+                        .filter(|inserted| matches!(inserted, Inserted::Accepted { .. }))
+                        .count()
+                })
+            })
+            .collect();
+        let accepted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(accepted, 300, "each of the 300 keys accepted exactly once");
+        assert_eq!(store.pending_events().unwrap().len(), 300);
     }
 
     #[test]
