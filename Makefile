@@ -2,7 +2,7 @@
 CARGO       ?= cargo
 WASM_TARGET := wasm32-wasip2
 # Connector crates under plugins/: each builds to dist/plugins/<name>.wasm.
-PLUGINS     := stripe mailchimp
+PLUGINS     := stripe mailchimp whmcs-xenforo
 # Test connectors under tests/connectors/ are built into dist/test-plugins/ (test-plugins).
 CONFIG      ?= examples/switchyard.toml
 
