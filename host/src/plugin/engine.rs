@@ -342,3 +342,135 @@ fn spawn_epoch_ticker(engine: &Engine) {
         })
         .expect("spawning the epoch thread");
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// Where the time of one connector call goes (run with
+    /// `cargo test --release -p switchyard --lib phases -- --ignored --nocapture`).
+    #[tokio::test]
+    #[ignore]
+    async fn phases() {
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../dist/plugins/stripe.wasm"
+        ))
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn crate::store::Storage> =
+            Arc::new(crate::store::sled::SledStore::open(dir.path(), false).unwrap());
+        let grants = Arc::new(Grants {
+            connector: "stripe".into(),
+            settings: Default::default(),
+            allowed_hosts: Default::default(),
+            storage,
+            http: reqwest::Client::new(),
+            fetch_timeout: Duration::from_secs(1),
+        });
+        let runtime = Runtime::new(Limits::default(), None).unwrap();
+        let plugin = runtime.load(&bytes, grants.clone()).await.unwrap();
+        let webhook = Webhook {
+            id: "x".into(),
+            connector: "stripe".into(),
+            method: "POST".into(),
+            path: "/hooks/stripe".into(),
+            query: String::new(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: br#"{"id":"evt_1","object":"event","type":"invoice.paid","data":{"object":{"id":"in_1","object":"invoice"}}}"#.to_vec(),
+            received_at: 0,
+            attempt: 1,
+        };
+        let n = 2000;
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(CallState::new(
+                grants.clone(),
+                StoreLimitsBuilder::new().build(),
+            ));
+        }
+        let state = t.elapsed() / n;
+        let t = Instant::now();
+        for _ in 0..n {
+            let mut store = Store::new(
+                &runtime.engine,
+                CallState::new(grants.clone(), StoreLimitsBuilder::new().build()),
+            );
+            store.set_epoch_deadline(1000);
+            std::hint::black_box(plugin.pre.instantiate_async(&mut store).await.unwrap());
+        }
+        let inst = t.elapsed() / n;
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(
+                runtime
+                    .dedupe_key(&plugin, grants.clone(), &webhook)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let dedupe = t.elapsed() / n;
+        eprintln!(
+            "CallState::new {state:?}; store + instantiate {inst:?}; full dedupe_key call {dedupe:?}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::sled::SledStore::open(dir.path(), false).unwrap();
+        let body = vec![b'{'; 1200];
+        let t = Instant::now();
+        for i in 0..n {
+            let id = ulid::Ulid::new().to_string();
+            let mut record = crate::store::EventRecord::received(id, "stripe".into(), 1, "stripe");
+            record.dedupe_key = Some(format!("evt_{i}"));
+            crate::store::Storage::insert_event(
+                &store,
+                crate::store::NewEvent {
+                    record,
+                    request: crate::store::StoredRequest {
+                        method: "POST".into(),
+                        path: "/hooks/stripe".into(),
+                        query: String::new(),
+                        headers: vec![("content-type".into(), "application/json".into()); 8],
+                        body: body.clone().into(),
+                    },
+                    dedupe: Some((format!("evt_{i}"), 1000)),
+                },
+            )
+            .unwrap();
+        }
+        eprintln!("insert_event {:?}", t.elapsed() / n);
+        let db = sled::Config::new()
+            .path(dir.path().join("raw"))
+            .open()
+            .unwrap();
+        let tree = db.open_tree("t").unwrap();
+        let small = db.open_tree("s").unwrap();
+        let value = vec![7u8; 1500];
+        let t = Instant::now();
+        for _ in 0..n {
+            tree.insert(ulid::Ulid::new().to_string().as_bytes(), value.as_slice())
+                .unwrap();
+        }
+        eprintln!("raw sled insert 1500 B {:?}", t.elapsed() / n);
+        let t = Instant::now();
+        for _ in 0..n {
+            small
+                .insert(ulid::Ulid::new().to_string().as_bytes(), &[])
+                .unwrap();
+        }
+        eprintln!("raw sled insert 0 B {:?}", t.elapsed() / n);
+        let request = crate::store::StoredRequest {
+            method: "POST".into(),
+            path: "/hooks/stripe".into(),
+            query: String::new(),
+            headers: vec![("content-type".into(), "application/json".into()); 8],
+            body: serde_json::to_vec(&serde_json::json!({"a": "b".repeat(1000), "c": {"d": 1}}))
+                .unwrap()
+                .into(),
+        };
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(serde_json::to_vec(&request).unwrap());
+        }
+        eprintln!("json request {:?}", t.elapsed() / n);
+    }
+}
