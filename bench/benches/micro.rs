@@ -17,9 +17,7 @@ use switchyard::plugin::bindings::Webhook;
 use switchyard::plugin::{AllowedHosts, Grants, HandleOutcome, Limits, Runtime};
 use switchyard::secret::Secret;
 use switchyard::store::sled::SledStore;
-use switchyard::store::{
-    EventRecord, Inserted, NewEvent, Status, Storage, StoredRequest, Verification,
-};
+use switchyard::store::{EventRecord, Inserted, NewEvent, Storage, StoredRequest};
 use switchyard::verify::{self, DEFAULT_TOLERANCE, Scheme, Verifier};
 
 const SECRET: &str = "whsec_bench_only_secret";
@@ -160,25 +158,10 @@ fn connector_calls(c: &mut Criterion) {
 
 fn new_event(id: String, key: &str) -> NewEvent {
     let now = switchyard::time::now_ms();
+    let mut record = EventRecord::received(id, "stripe".into(), now, "stripe");
+    record.dedupe_key = Some(key.into());
     NewEvent {
-        record: EventRecord {
-            id,
-            connector: "stripe".into(),
-            received_at: now,
-            updated_at: now,
-            status: Status::Pending,
-            verification: Verification {
-                scheme: "stripe".into(),
-                verified: true,
-                error: None,
-            },
-            dedupe_key: Some(key.into()),
-            duplicate_of: None,
-            next_attempt_at: None,
-            attempts: Vec::new(),
-            deliveries_from: 0,
-            error: None,
-        },
+        record,
         request: StoredRequest {
             method: "POST".into(),
             path: "/hooks/stripe".into(),

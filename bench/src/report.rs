@@ -29,12 +29,16 @@ impl Context {
     pub fn capture() -> Context {
         let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
-        let dirty =
-            git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-        let commit = if dirty {
-            format!("`{commit}` + uncommitted changes")
-        } else {
-            format!("`{commit}`")
+        // What the binaries were built from besides the commit (the lead commits later).
+        let changed: Vec<String> = git(&["diff", "--name-only", "HEAD"])
+            .unwrap_or_default()
+            .lines()
+            .map(|path| format!("`{path}`"))
+            .collect();
+        let commit = match changed.len() {
+            0 => format!("`{commit}`"),
+            1..=8 => format!("`{commit}` + uncommitted changes in {}", changed.join(", ")),
+            n => format!("`{commit}` + uncommitted changes in {n} files"),
         };
         let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -177,6 +181,22 @@ pub fn section(context: &Context, options: &RunOptions, outcomes: &[Outcome]) ->
         context.load_before,
         load_average()
     );
+    let others = outcomes
+        .iter()
+        .flat_map(|o| o.runs.iter().filter_map(|m| m.others_cpu_pct))
+        .reduce(f64::max);
+    if let Some(others) = others {
+        let _ = writeln!(
+            s,
+            "- CPU used by other processes during the loads: at most {others:.0} % of the \
+             machine{}.",
+            if others >= 5.0 {
+                " (**not idle**: see the notes)"
+            } else {
+                " (idle otherwise)"
+            }
+        );
+    }
     let _ = writeln!(
         s,
         "- {} run(s) of each scenario, {} s warmup + {} s measured, {} connections; \
@@ -300,10 +320,40 @@ pub fn section(context: &Context, options: &RunOptions, outcomes: &[Outcome]) ->
             verdict(rss <= 150.0)
         );
     }
-    let _ = writeln!(
-        s,
-        "| connector instantiate + handle | ≤ 50 µs median | `make bench-micro` | |\n"
-    );
+    let micro = criterion_medians();
+    match micro
+        .iter()
+        .find(|(name, _)| name == "connector_instantiate+handle")
+    {
+        Some((_, us)) => {
+            let _ = writeln!(
+                s,
+                "| connector instantiate + handle (criterion) | ≤ 50 µs median | {us:.1} µs | {} |",
+                verdict(*us <= 50.0)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "| connector instantiate + handle (criterion) | ≤ 50 µs median | not run: `make bench-micro` | |"
+            );
+        }
+    }
+    s.push('\n');
+    if !micro.is_empty() {
+        let when = criterion_time().map_or("unknown time".into(), |t| {
+            humantime::format_rfc3339_seconds(t).to_string()
+        });
+        let list: Vec<String> = micro
+            .iter()
+            .map(|(name, us)| format!("`{name}` {us:.2} µs"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "Micro-benchmarks (medians from the last `make bench-micro`, {when}): {}.\n",
+            list.join(", ")
+        );
+    }
 
     let mut notes = Vec::new();
     for outcome in outcomes {
@@ -329,6 +379,12 @@ pub fn section(context: &Context, options: &RunOptions, outcomes: &[Outcome]) ->
                     m.load.non_2xx,
                     m.load.errors,
                     one_line(failure)
+                ));
+            }
+            if let Some(pct) = m.others_cpu_pct.filter(|pct| *pct >= 5.0) {
+                notes.push(format!(
+                    "{} run {run}: other processes used {pct:.0} % of the machine's CPU during the load",
+                    outcome.scenario
                 ));
             }
             if m.load.signed_late > 0 {
@@ -358,6 +414,40 @@ pub fn section(context: &Context, options: &RunOptions, outcomes: &[Outcome]) ->
         let _ = writeln!(s, "- {note}");
     }
     s
+}
+
+/// Where `cargo bench` leaves criterion's results (run from the repository root).
+const CRITERION_DIR: &str = "target/criterion";
+
+/// `(benchmark, median µs)` of every benchmark criterion has results for.
+fn criterion_medians() -> Vec<(String, f64)> {
+    let Ok(dirs) = std::fs::read_dir(CRITERION_DIR) else {
+        return Vec::new();
+    };
+    let mut medians: Vec<(String, f64)> = dirs
+        .filter_map(Result::ok)
+        .filter_map(|dir| {
+            let text = std::fs::read_to_string(dir.path().join("new/estimates.json")).ok()?;
+            let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+            let ns = json["median"]["point_estimate"].as_f64()?;
+            Some((dir.file_name().to_string_lossy().into_owned(), ns / 1000.0))
+        })
+        .collect();
+    medians.sort_by(|a, b| a.0.cmp(&b.0));
+    medians
+}
+
+/// When criterion last wrote results.
+fn criterion_time() -> Option<std::time::SystemTime> {
+    std::fs::read_dir(CRITERION_DIR)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|dir| {
+            std::fs::metadata(dir.path().join("new/estimates.json"))
+                .and_then(|m| m.modified())
+                .ok()
+        })
+        .max()
 }
 
 fn one_line(text: &str) -> String {

@@ -122,6 +122,9 @@ pub struct Measured {
     pub load: LoadReport,
     pub rss: Option<Rss>,
     pub delivered: Option<Delivered>,
+    /// Share of the machine's CPU time used during the load by processes other than the
+    /// benchmark and its servers (a build running beside it), in percent.
+    pub others_cpu_pct: Option<f64>,
 }
 
 pub async fn run(options: RunOptions) -> anyhow::Result<()> {
@@ -265,13 +268,14 @@ impl Env {
         // A downstream that is never called: the connector is paused.
         let config = self.config(dir, durable, true, "http://127.0.0.1:9")?;
         let mut host = self.switchyard(&config).await?;
-        let load = self.load(host.addr).await?;
+        let (load, others_cpu_pct) = self.load(host.addr, &[host.pid()]).await?;
         let rss = read_rss(host.pid());
         host.alive()?;
         Ok(Measured {
             load,
             rss,
             delivered: None,
+            others_cpu_pct,
         })
     }
 
@@ -288,13 +292,14 @@ impl Env {
             .arg("--data")
             .arg(dir.join("data"));
         let mut server = Child::start("baseline", command).await?;
-        let load = self.load(server.addr).await?;
+        let (load, others_cpu_pct) = self.load(server.addr, &[server.pid()]).await?;
         let rss = read_rss(server.pid());
         server.alive()?;
         Ok(Measured {
             load,
             rss,
             delivered: None,
+            others_cpu_pct,
         })
     }
 
@@ -305,7 +310,7 @@ impl Env {
         let origin = format!("http://{}", receiver.addr);
         let config = self.config(dir, true, false, &origin)?;
         let mut host = self.switchyard(&config).await?;
-        let load = self.load(host.addr).await?;
+        let (load, others_cpu_pct) = self.load(host.addr, &[host.pid(), receiver.pid()]).await?;
         let rss = read_rss(host.pid());
         let load_ended = Instant::now();
 
@@ -333,18 +338,30 @@ impl Env {
                 caught_up: count.count >= load.total_ok,
                 lag: Duration::from_millis(count.last_ms.saturating_sub(end_of_load_ms)),
             }),
+            others_cpu_pct,
         })
     }
 
-    async fn load(&self, addr: SocketAddr) -> anyhow::Result<LoadReport> {
+    /// Run the load against `addr`; also returns how busy the rest of the machine was
+    /// meanwhile (everything but this process and `servers`).
+    async fn load(
+        &self,
+        addr: SocketAddr,
+        servers: &[u32],
+    ) -> anyhow::Result<(LoadReport, Option<f64>)> {
         let url = format!("http://{addr}/hooks/stripe")
             .parse()
             .context("building the URL")?;
-        load::run(&LoadOptions {
+        let before = CpuSample::take(servers);
+        let report = load::run(&LoadOptions {
             url,
             ..self.load.clone()
         })
-        .await
+        .await?;
+        let others = before
+            .zip(CpuSample::take(servers))
+            .and_then(|(before, after)| after.others_pct_since(&before));
+        Ok((report, others))
     }
 
     async fn switchyard(&self, config: &Path) -> anyhow::Result<Child> {
@@ -430,6 +447,68 @@ fn read_rss(pid: u32) -> Option<Rss> {
         current_kb: field("VmRSS:")?,
         peak_kb: field("VmHWM:")?,
     })
+}
+
+/// CPU time from `/proc`, in clock ticks (USER_HZ): the machine's, and that of every
+/// user-space process that is not the benchmark or one of its servers.
+///
+/// Kernel threads are left out (their work here is mostly our own fsyncs and loopback
+/// traffic). A process that exits during the load is still counted: its time moves into
+/// its parent's `cutime`/`cstime` when it is reaped (cargo reaps each rustc).
+#[derive(Debug, Clone, Copy)]
+struct CpuSample {
+    /// Busy and idle time of every CPU.
+    total: u64,
+    /// User + system time of the other processes, their reaped children included.
+    others: u64,
+}
+
+/// `PF_KTHREAD` in `/proc/PID/stat`'s flags.
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+impl CpuSample {
+    fn take(servers: &[u32]) -> Option<CpuSample> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let total = stat
+            .lines()
+            .next()?
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .filter_map(|f| f.parse::<u64>().ok())
+            .sum();
+        let ours: Vec<u32> = servers
+            .iter()
+            .copied()
+            .chain([std::process::id()])
+            .collect();
+        let others = std::fs::read_dir("/proc")
+            .ok()?
+            .filter_map(Result::ok)
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| !ours.contains(pid))
+            .filter_map(process_ticks)
+            .sum();
+        Some(CpuSample { total, others })
+    }
+
+    fn others_pct_since(&self, before: &CpuSample) -> Option<f64> {
+        let total = self.total.checked_sub(before.total).filter(|t| *t > 0)?;
+        let others = self.others.saturating_sub(before.others);
+        Some(100.0 * others as f64 / total as f64)
+    }
+}
+
+/// utime + stime + cutime + cstime of a user-space process, from `/proc/PID/stat`;
+/// `None` for kernel threads and processes that are gone.
+fn process_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), starting at field 3 (state).
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let field = |n: usize| rest.get(n - 3)?.parse::<u64>().ok();
+    if field(9)? & PF_KTHREAD != 0 {
+        return None;
+    }
+    Some(field(14)? + field(15)? + field(16)? + field(17)?)
 }
 
 /// A server running as a child process; killed when dropped, whatever happened.

@@ -115,7 +115,9 @@ impl Runtime {
             .linear_memory_keep_resident(8 << 20)
             .table_keep_resident(64 << 10)
             .async_stack_keep_resident(128 << 10)
-            .decommit_batch_size(32);
+            .decommit_batch_size(32)
+            // Warm slots keep their dirtied pages resident: bound how many stay warm.
+            .max_unused_warm_slots(32);
         let mut config = Config::new();
         if let Some(dir) = cache_dir {
             let mut cache = wasmtime::CacheConfig::new();

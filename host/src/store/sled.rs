@@ -110,7 +110,9 @@ impl SledStore {
             .map_err(|err| StoreError(format!("creating {}: {err}", path.display())))?;
         let db = sled::Config::new()
             .path(path)
-            .cache_capacity(256 << 20)
+            // The workload is append-mostly (new events, then a few updates): a modest
+            // page cache serves it, and keeps the host's RSS small.
+            .cache_capacity(64 << 20)
             .flush_every_ms(Some(500))
             .open()
             .map_err(|err| StoreError(format!("opening {}: {err}", path.display())))?;
