@@ -94,17 +94,17 @@ async fn swapping_builds_under_load_loses_nothing() {
         }));
     }
 
-    // Steady state first, then swap a ⇄ b every 700 ms.
+    // Steady state first, then swap a ⇄ b every 850 ms: about 10 s of load in all.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let swaps_started = Instant::now();
-    for i in 0..8 {
+    for i in 0..10 {
         let build = if i % 2 == 0 {
             "hostile-b.wasm"
         } else {
             "hostile.wasm"
         };
         install(&plugin(build), &dirs.plugins().join("t.wasm"));
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        tokio::time::sleep(Duration::from_millis(850)).await;
     }
     stop.store(true, Ordering::SeqCst);
 
