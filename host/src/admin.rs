@@ -136,11 +136,7 @@ async fn show_event(
     let mut deliveries = app.storage.deliveries(&id).map_err(internal)?;
     // Deliveries keep their credentials to be sent; the log shows only their names.
     for delivery in &mut deliveries {
-        for (name, value) in &mut delivery.request.headers {
-            if crate::store::is_secret_header(name) {
-                *value = "****".into();
-            }
-        }
+        crate::store::mask_secret_headers(&mut delivery.request.headers);
     }
     let mut body = serde_json::to_value(&record).unwrap_or_default();
     body["request"] = serde_json::to_value(&request).unwrap_or_default();

@@ -294,14 +294,7 @@ impl App {
             last_error: current.last_error.clone(),
             verifier: current.verifier.clone(),
         });
-        let mut all: HashMap<_, _> = self
-            .connectors
-            .all()
-            .into_iter()
-            .map(|c| (c.config.id.clone(), c))
-            .collect();
-        all.insert(id.to_string(), updated.clone());
-        self.connectors.replace(all);
+        self.connectors.insert(updated.clone());
         if !paused {
             self.requeue_pending(&[id.to_string()]);
         }

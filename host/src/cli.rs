@@ -11,7 +11,7 @@ use switchyard::Config;
 use switchyard::config::ConfigError;
 use switchyard::scaffold::{self, SdkSource};
 use switchyard::secret::Secret;
-use switchyard::verify::{self, Encoding, Scheme};
+use switchyard::verify::{self, Encoding, HmacParams, Scheme, SchemeNameError};
 
 #[derive(Parser)]
 #[command(name = "switchyard", version, about = "Webhook connector runtime")]
@@ -106,28 +106,29 @@ impl Cli {
                 url,
                 curl,
             } => {
-                let scheme = match scheme.as_str() {
-                    "stripe" => Scheme::Stripe,
-                    "standard-webhooks" => Scheme::StandardWebhooks,
-                    "github" => Scheme::Github,
-                    "hmac-sha256" => Scheme::HmacSha256 {
-                        header,
-                        encoding: match encoding.as_str() {
-                            "hex" => Encoding::Hex,
-                            "base64" => Encoding::Base64,
-                            other => bail!("--encoding must be hex or base64, not {other}"),
-                        },
-                        prefix,
+                let hmac = HmacParams {
+                    header,
+                    encoding: match encoding.as_str() {
+                        "hex" => Encoding::Hex,
+                        "base64" => Encoding::Base64,
+                        other => bail!("--encoding must be hex or base64, not {other}"),
                     },
-                    "mandrill" => Scheme::Mandrill {
-                        public_url: url.context("--url is required for mandrill")?,
-                    },
-                    "token" => Scheme::Token,
-                    other => bail!(
-                        "unknown scheme `{other}` (stripe, standard-webhooks, github, hmac-sha256, mandrill, token)"
-                    ),
+                    prefix,
                 };
-                let secret = resolve_secret(&secret)?;
+                let scheme = match Scheme::from_name(&scheme, Some(hmac), url) {
+                    Ok(Scheme::None) | Err(SchemeNameError::Unknown(_)) => bail!(
+                        "unknown scheme `{scheme}` (stripe, standard-webhooks, github, hmac-sha256, mandrill, token)"
+                    ),
+                    Ok(scheme) => scheme,
+                    Err(SchemeNameError::NeedsPublicUrl) => {
+                        bail!("--url is required for mandrill")
+                    }
+                    Err(SchemeNameError::NeedsHmac) => unreachable!("hmac parameters are given"),
+                };
+                let secret = Secret::new(
+                    switchyard::config::resolve_reference("--secret", &secret)
+                        .map_err(|err| anyhow::anyhow!("{err}"))?,
+                );
                 let body = match file {
                     Some(path) if path.as_os_str() != "-" => std::fs::read(&path)
                         .with_context(|| format!("reading {}", path.display()))?,
@@ -184,20 +185,6 @@ fn new_connector(name: &str, parent: &Path, sdk_path: Option<&Path>) -> anyhow::
     println!("  # (under a temporary name, then rename it) and add a [[connector]] for it.");
     println!("The SDK's README.md is the tutorial for every step.");
     Ok(ExitCode::SUCCESS)
-}
-
-fn resolve_secret(value: &str) -> anyhow::Result<Secret> {
-    if let Some(var) = value.strip_prefix("env:") {
-        let value =
-            std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?;
-        Ok(Secret::new(value))
-    } else if let Some(path) = value.strip_prefix("file:") {
-        let value =
-            std::fs::read_to_string(path).with_context(|| format!("reading secret file {path}"))?;
-        Ok(Secret::new(value.trim_end_matches(['\n', '\r'])))
-    } else {
-        Ok(Secret::new(value))
-    }
 }
 
 fn load(path: &Path) -> anyhow::Result<Config> {

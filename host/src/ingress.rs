@@ -17,7 +17,7 @@ use ulid::Ulid;
 use crate::app::App;
 use crate::error::ApiError;
 use crate::plugin::Connector;
-use crate::store::{EventRecord, Inserted, NewEvent, Status, StoredRequest, is_secret_header};
+use crate::store::{EventRecord, Inserted, NewEvent, Status, StoredRequest, mask_secret_headers};
 use crate::verify;
 
 pub fn routes() -> Router<Arc<App>> {
@@ -104,23 +104,21 @@ async fn receive(
 
     let now = crate::time::now_ms();
     let event_id = Ulid::new().to_string();
-    let request = StoredRequest {
+    let mut request = StoredRequest {
         method: method.to_string(),
         path: uri.path().to_string(),
         query: uri.query().unwrap_or_default().to_string(),
         headers: headers
             .iter()
             .map(|(name, value)| {
-                let value = if is_secret_header(name.as_str()) {
-                    "****".to_string()
-                } else {
-                    String::from_utf8_lossy(value.as_bytes()).into_owned()
-                };
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
                 (name.as_str().to_string(), value)
             })
             .collect(),
         body: body.to_vec().into(),
     };
+    // Verification reads the raw `HeaderMap`; the stored copy never holds credentials.
+    mask_secret_headers(&mut request.headers);
     let mut record = EventRecord::received(event_id, id.clone(), now, verifier.scheme.name());
 
     let verified = match Verified::check(verifier, &headers, request) {
@@ -183,6 +181,8 @@ async fn receive(
 
     let body = match inserted {
         Inserted::Accepted { id } => {
+            // Always queued: the worker checks pause against the connector as it is then,
+            // so a resume between this request and the queue cannot strand the event.
             let _ = app.dispatch_tx.try_send(id.clone());
             json!({ "id": id, "status": "accepted" })
         }

@@ -430,6 +430,16 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// One `env:VAR` / `file:PATH` / literal value, against the process environment, with
+/// relative files taken from the working directory. `key` names it in errors.
+pub(super) fn resolve_one(key: &str, raw: &str) -> Result<String, ConfigError> {
+    Resolver {
+        env: &Env::Process,
+        base_dir: None,
+    }
+    .resolve(key, raw)
+}
+
 /// Resolves `env:VAR` and `file:PATH` references.
 struct Resolver<'a> {
     env: &'a Env<'a>,

@@ -47,6 +47,13 @@ pub const SCHEMES: &[&str] = &[
     "none",
 ];
 
+/// Resolve a secret reference given outside a config file (e.g. `switchyard sign
+/// --secret env:VAR`) exactly as the config does: `"env:VAR"`, `"file:PATH"` (relative to
+/// the working directory) or a literal. `key` names the value in errors.
+pub fn resolve_reference(key: &str, raw: &str) -> Result<String, ConfigError> {
+    load::resolve_one(key, raw)
+}
+
 /// The whole configuration, built by [`Config::load`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {

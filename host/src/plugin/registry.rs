@@ -12,9 +12,9 @@ use arc_swap::ArcSwap;
 
 use super::engine::{Plugin, Runtime};
 use super::imports::{AllowedHosts, Grants};
-use crate::config::{ConnectorConfig, HmacConfig, RetryConfig};
+use crate::config::{ConnectorConfig, RetryConfig};
 use crate::store::Storage;
-use crate::verify::{Encoding, Scheme, Verifier};
+use crate::verify::{Encoding, HmacParams, Scheme, SchemeNameError, Verifier};
 
 /// One connector as configured and loaded.
 pub struct Connector {
@@ -59,6 +59,15 @@ impl Registry {
         let mut all: Vec<_> = self.connectors.load().values().cloned().collect();
         all.sort_by(|a, b| a.config.id.cmp(&b.config.id));
         all
+    }
+
+    /// Swap in one connector, leaving the others as they are.
+    pub fn insert(&self, connector: Arc<Connector>) {
+        self.connectors.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            next.insert(connector.config.id.clone(), connector.clone());
+            next
+        });
     }
 
     pub fn replace(&self, connectors: HashMap<String, Arc<Connector>>) {
@@ -165,51 +174,28 @@ pub fn build_verifier(
             ));
         }
     };
-    let scheme = match name {
-        "stripe" => Scheme::Stripe,
-        "standard-webhooks" => Scheme::StandardWebhooks,
-        "github" => Scheme::Github,
-        "hmac-sha256" => {
-            let Some(HmacConfig {
-                header,
-                encoding,
-                prefix,
-            }) = &config.hmac
-            else {
-                return Err(format!(
-                    "connector `{}`: scheme hmac-sha256 needs [connector.hmac] header",
-                    config.id
-                ));
-            };
-            Scheme::HmacSha256 {
-                header: header.clone(),
-                encoding: match encoding.as_str() {
-                    "base64" => Encoding::Base64,
-                    _ => Encoding::Hex,
-                },
-                prefix: prefix.clone(),
-            }
-        }
-        "mandrill" => match &config.public_url {
-            Some(url) => Scheme::Mandrill {
-                public_url: url.clone(),
-            },
-            None => {
-                return Err(format!(
-                    "connector `{}`: scheme mandrill needs `public_url`",
-                    config.id
-                ));
-            }
+    let hmac = config.hmac.as_ref().map(|h| HmacParams {
+        header: h.header.clone(),
+        encoding: match h.encoding.as_str() {
+            "base64" => Encoding::Base64,
+            _ => Encoding::Hex,
         },
-        "token" => Scheme::Token,
-        "none" => Scheme::None,
-        other => {
-            return Err(format!(
-                "connector `{}`: unknown signature scheme `{other}`",
-                config.id
-            ));
+        prefix: h.prefix.clone(),
+    });
+    let scheme = Scheme::from_name(name, hmac, config.public_url.clone()).map_err(|err| {
+        let id = &config.id;
+        match err {
+            SchemeNameError::NeedsHmac => {
+                format!("connector `{id}`: scheme hmac-sha256 needs [connector.hmac] header")
+            }
+            SchemeNameError::NeedsPublicUrl => {
+                format!("connector `{id}`: scheme mandrill needs `public_url`")
+            }
+            SchemeNameError::Unknown(other) => {
+                format!("connector `{id}`: unknown signature scheme `{other}`")
+            }
         }
-    };
+    })?;
     if !matches!(scheme, Scheme::None) && config.secret.is_empty() {
         return Err(format!(
             "connector `{}`: scheme {name} needs a `secret`",

@@ -115,6 +115,16 @@ pub fn is_secret_header(name: &str) -> bool {
     )
 }
 
+/// Replace the values of credential headers with `****` (they keep their names, so the log
+/// shows that one was sent).
+pub fn mask_secret_headers(headers: &mut [(String, String)]) {
+    for (name, value) in headers {
+        if is_secret_header(name) {
+            *value = "****".into();
+        }
+    }
+}
+
 /// The request as received, kept for the event log and handed to the connector.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StoredRequest {

@@ -92,7 +92,58 @@ pub enum Scheme {
     None,
 }
 
+/// Why a scheme name does not give a [`Scheme`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemeNameError {
+    /// Not one of the names in [`Scheme::name`].
+    Unknown(String),
+    /// `hmac-sha256` without its header/encoding/prefix.
+    NeedsHmac,
+    /// `mandrill` without the public URL it signs.
+    NeedsPublicUrl,
+}
+
+/// The parameters of the generic `hmac-sha256` scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HmacParams {
+    pub header: String,
+    pub encoding: Encoding,
+    pub prefix: String,
+}
+
 impl Scheme {
+    /// The scheme called `name` (as in config files and `switchyard sign --scheme`), with the
+    /// parameters the parameterised schemes need. Callers word the errors for their users.
+    pub fn from_name(
+        name: &str,
+        hmac: Option<HmacParams>,
+        public_url: Option<String>,
+    ) -> Result<Scheme, SchemeNameError> {
+        Ok(match name {
+            "stripe" => Scheme::Stripe,
+            "standard-webhooks" => Scheme::StandardWebhooks,
+            "github" => Scheme::Github,
+            "hmac-sha256" => {
+                let HmacParams {
+                    header,
+                    encoding,
+                    prefix,
+                } = hmac.ok_or(SchemeNameError::NeedsHmac)?;
+                Scheme::HmacSha256 {
+                    header,
+                    encoding,
+                    prefix,
+                }
+            }
+            "mandrill" => Scheme::Mandrill {
+                public_url: public_url.ok_or(SchemeNameError::NeedsPublicUrl)?,
+            },
+            "token" => Scheme::Token,
+            "none" => Scheme::None,
+            other => return Err(SchemeNameError::Unknown(other.to_string())),
+        })
+    }
+
     /// The name used in config files and the admin API.
     pub fn name(&self) -> &'static str {
         match self {

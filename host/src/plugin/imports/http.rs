@@ -51,11 +51,7 @@ impl Host for CallState {
         .await;
         // Authorization headers are secrets: keep their name, not their value, in the log.
         let mut logged = request;
-        for (name, value) in &mut logged.headers {
-            if crate::store::is_secret_header(name) {
-                *value = "****".into();
-            }
-        }
+        crate::store::mask_secret_headers(&mut logged.headers);
         self.fetches.push(FetchRecord {
             at,
             duration_ms: took.as_millis() as u64,
