@@ -24,6 +24,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+/// The same allocator as the `switchyard` binary, so the baseline ratio compares the
+/// pipelines and not two allocators (the load generator and receiver use it too).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The Stripe signing secret every scenario uses unless told otherwise.
 pub const BENCH_SECRET: &str = "whsec_bench_only_secret";
 

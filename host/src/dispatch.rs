@@ -65,7 +65,7 @@ pub fn webhook(record: &EventRecord, request: &StoredRequest, attempt: u32) -> W
 }
 
 /// One dispatch of one event.
-#[tracing::instrument(skip_all, fields(event_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(event_id = %id))]
 async fn process(app: &Arc<App>, id: &str) {
     if !app
         .in_flight
@@ -79,7 +79,7 @@ async fn process(app: &Arc<App>, id: &str) {
     app.in_flight.lock().expect("in_flight lock").remove(id);
     if let Err(err) = result {
         // Storage trouble: the event is still queued in the store; try again later.
-        tracing::error!("dispatch failed: {err}");
+        tracing::error!(event_id = %id, "dispatch failed: {err}");
         requeue_after(app, id.to_string(), Duration::from_secs(5));
     }
 }
@@ -100,7 +100,7 @@ async fn try_process(app: &Arc<App>, id: &str) -> Result<(), StoreError> {
     }
     let Some(connector) = app.connectors.get(&record.connector) else {
         // Removed or disabled since it was accepted: keep it until it comes back.
-        tracing::warn!(connector = %record.connector, "connector not configured; event kept pending");
+        tracing::warn!(event_id = %id, connector = %record.connector, "connector not configured; event kept pending");
         return Ok(());
     };
     if connector.config.paused {
@@ -226,7 +226,7 @@ fn schedule_retry(
 ) -> Result<(), StoreError> {
     let number = attempt.number;
     let message = attempt.message.clone().unwrap_or_default();
-    tracing::warn!(attempt = number, outcome = %attempt.outcome, "connector call failed: {message}");
+    tracing::warn!(event_id = %record.id, attempt = number, outcome = %attempt.outcome, "connector call failed: {message}");
     record.attempts.push(attempt);
     let policy = connector.retry();
     if number >= policy.max_attempts {

@@ -76,7 +76,8 @@ pub trait Connector {
     /// id). `None` (the default) disables dedupe for this request.
     ///
     /// Runs on the ingress path before the sender gets its answer, with no capabilities:
-    /// keep it cheap.
+    /// keep it cheap. The host may reuse one instance for many `dedupe_key` calls (unlike
+    /// `handle`, which always gets a fresh one), so derive the key from the webhook alone.
     fn dedupe_key(webhook: &Webhook) -> Option<String> {
         let _ = webhook;
         None

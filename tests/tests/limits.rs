@@ -238,3 +238,87 @@ async fn a_plugin_declaring_no_scheme_needs_the_operator_to_say_none() {
     assert!(receiver.received().is_empty());
     host.stop().await;
 }
+
+/// `dedupe-key` runs in warm, reused instances (the ingress hot path); anything that could
+/// carry a broken state along ends the reuse: a trap, and a change of the connector's grants.
+#[tokio::test]
+async fn dedupe_key_instances_are_reused_until_a_trap_or_new_grants() {
+    use std::sync::Arc;
+    use switchyard::plugin::bindings::Webhook;
+    use switchyard::plugin::{AllowedHosts, CallError, Grants, Limits, Runtime};
+    use switchyard::store::sled::SledStore;
+
+    let data = tempfile::tempdir().unwrap();
+    let storage = Arc::new(SledStore::open(data.path(), false).unwrap());
+    let grants = || {
+        Arc::new(Grants {
+            connector: "hostile".into(),
+            settings: Default::default(),
+            allowed_hosts: AllowedHosts::default(),
+            storage: storage.clone(),
+            http: reqwest::Client::new(),
+            fetch_timeout: Duration::from_secs(1),
+        })
+    };
+    let limits = Limits {
+        deadline: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let runtime = Runtime::new(limits, None).unwrap();
+    let bytes = std::fs::read(plugin("hostile.wasm")).unwrap();
+    let first_grants = grants();
+    let plugin = runtime.load(&bytes, first_grants.clone()).await.unwrap();
+    let hook = |dedupe: &str| Webhook {
+        id: "evt".into(),
+        connector: "hostile".into(),
+        method: "POST".into(),
+        path: "/hooks/hostile".into(),
+        query: String::new(),
+        headers: Vec::new(),
+        body: json!({ "dedupe": dedupe }).to_string().into_bytes(),
+        received_at: 0,
+        attempt: 0,
+    };
+    let key = |grants: &Arc<Grants>, dedupe: &'static str| {
+        let (runtime, plugin, grants) = (&runtime, &plugin, grants.clone());
+        let hook = hook(dedupe);
+        async move { runtime.dedupe_key(plugin, grants, &hook).await }
+    };
+
+    // The guest counts the calls its instance served: one instance serves all three.
+    for n in 1..=3 {
+        assert_eq!(
+            key(&first_grants, "count").await.unwrap(),
+            Some(format!("count-{n}"))
+        );
+    }
+    assert_eq!(plugin.warm_instances(), 1);
+
+    // A trap is reported, and the instance it broke is not used again.
+    let err = key(&first_grants, "trap").await.unwrap_err();
+    assert!(matches!(err, CallError::Trap(_)), "{err:?}");
+    assert_eq!(plugin.warm_instances(), 0);
+    assert_eq!(
+        key(&first_grants, "count").await.unwrap(),
+        Some("count-1".into())
+    );
+
+    // New grants (settings changed, same bytes): a fresh instance, never the old one.
+    let second_grants = grants();
+    assert_eq!(
+        key(&second_grants, "count").await.unwrap(),
+        Some("count-1".into())
+    );
+    assert_eq!(
+        key(&second_grants, "count").await.unwrap(),
+        Some("count-2".into())
+    );
+
+    // A spinning call is stopped by the deadline in a warm instance too.
+    let err = key(&second_grants, "spin").await.unwrap_err();
+    assert!(matches!(err, CallError::Deadline(_)), "{err:?}");
+    assert_eq!(
+        key(&second_grants, "count").await.unwrap(),
+        Some("count-1".into())
+    );
+}

@@ -51,7 +51,7 @@ pub fn resume(app: &Arc<App>) -> Result<(), StoreError> {
     Ok(())
 }
 
-#[tracing::instrument(skip_all, fields(event_id = %row.event_id, delivery = row.index))]
+#[tracing::instrument(level = "debug", skip_all, fields(event_id = %row.event_id, delivery = row.index))]
 async fn run(app: Arc<App>, connector: Arc<Connector>, mut row: DeliveryRecord) {
     let policy = connector.retry().clone();
     loop {
@@ -105,10 +105,10 @@ async fn run(app: Arc<App>, connector: Arc<Connector>, mut row: DeliveryRecord) 
             _ => None,
         };
         if let Err(err) = app.storage.put_delivery(&row) {
-            tracing::error!("recording the delivery attempt failed: {err}");
+            tracing::error!(event_id = %row.event_id, delivery = row.index, "recording the delivery attempt failed: {err}");
         }
         if let Err(err) = settle_event(&app, &row) {
-            tracing::error!("updating the event status failed: {err}");
+            tracing::error!(event_id = %row.event_id, delivery = row.index, "updating the event status failed: {err}");
         }
         if row.status.is_final() {
             return;
@@ -128,7 +128,11 @@ fn extra_headers(connector: &Connector, row: &DeliveryRecord) -> Vec<(String, St
             &row.idempotency_key,
         ) {
             Ok(signed) => headers.extend(signed),
-            Err(err) => tracing::error!("signing the delivery failed: {err}"),
+            Err(err) => tracing::error!(
+                event_id = %row.event_id,
+                delivery = row.index,
+                "signing the delivery failed: {err}"
+            ),
         }
     }
     headers

@@ -1,8 +1,17 @@
 //! The shared wasmtime engine: compiling, pre-instantiating and calling connectors.
 //!
 //! One [`Engine`] for the process (pooling allocator, epoch interruption), one
-//! [`Plugin`] (an `InstancePre`) per loaded `.wasm`, and a fresh `Store` per call with a
-//! wall-clock deadline and a memory cap, so one event cannot see or break another.
+//! [`Plugin`] (an `InstancePre`) per loaded `.wasm`, and a fresh `Store` per `handle` call
+//! with a wall-clock deadline and a memory cap, so one event cannot see or break another.
+//!
+//! `dedupe-key` is the exception: it runs on the ingress path of every request, where a
+//! fresh instance cost more than the rest of the wasm call (instantiating and tearing down
+//! a store: ~15 µs of a ~19 µs call). Its instances are kept warm and reused, at most
+//! [`WARM_REUSE`] calls each, only for the same connector grants, never after a trap. The
+//! WIT asks `dedupe-key` to be a pure, import-free function of the webhook, so a reused
+//! instance can change nothing the connector could not already do; a guest that keeps
+//! state anyway only affects its own dedupe keys, and a trap in a reused instance is
+//! retried once in a fresh one (tests/tests/limits.rs shows each case).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +30,12 @@ use super::imports::{CallState, FetchRecord, Grants, LogLine};
 
 /// How often the epoch advances; the deadline is checked at this granularity.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// A warm `dedupe-key` instance is dropped after this many calls, so whatever a guest
+/// accumulates (a leak, a fragmented heap) is bounded.
+pub const WARM_REUSE: u32 = 10_000;
+/// Warm `dedupe-key` instances kept per plugin: ingress calls are short and never wait on
+/// I/O, so about one per worker thread is in use at a time.
+const WARM_INSTANCES: usize = 4;
 
 /// Limits applied to every call.
 #[derive(Debug, Clone, Copy)]
@@ -51,12 +66,51 @@ pub struct Runtime {
 /// A compiled, pre-instantiated connector.
 pub struct Plugin {
     pre: ConnectorPre<CallState>,
+    /// Idle instances for `dedupe-key` calls (see the module docs).
+    warm: std::sync::Mutex<Vec<Warm>>,
     pub manifest: Manifest,
     /// `sha256:<hex>` of the `.wasm` bytes.
     pub digest: String,
     pub size: usize,
     /// When it was loaded, unix ms.
     pub loaded_at: u64,
+}
+
+/// An instantiated connector kept for further `dedupe-key` calls.
+struct Warm {
+    store: Store<CallState>,
+    bindings: Connector,
+    calls: u32,
+}
+
+impl Plugin {
+    /// Instances that are warm now (tests and `phases` look at it).
+    pub fn warm_instances(&self) -> usize {
+        self.warm.lock().map(|warm| warm.len()).unwrap_or(0)
+    }
+
+    /// A warm instance made for `grants`, if one is idle. Instances made for other grants
+    /// (the connector's settings changed but its bytes did not) are dropped.
+    fn take_warm(&self, grants: &Arc<Grants>) -> Option<Warm> {
+        let mut warm = self.warm.lock().ok()?;
+        while let Some(instance) = warm.pop() {
+            if Arc::ptr_eq(&instance.store.data().grants, grants) {
+                return Some(instance);
+            }
+        }
+        None
+    }
+
+    fn put_warm(&self, instance: Warm) {
+        if instance.calls >= WARM_REUSE {
+            return;
+        }
+        if let Ok(mut warm) = self.warm.lock()
+            && warm.len() < WARM_INSTANCES
+        {
+            warm.push(instance);
+        }
+    }
 }
 
 /// `sha256:<hex>` of a plugin's bytes: how a version is named in logs and attempts.
@@ -170,6 +224,7 @@ impl Runtime {
             .map_err(|err| LoadError::WrongWorld(format!("{err:#}")))?;
         let plugin = Plugin {
             pre,
+            warm: Default::default(),
             manifest: empty_manifest(),
             digest,
             size: bytes.len(),
@@ -183,22 +238,75 @@ impl Runtime {
         Ok(Plugin { manifest, ..plugin })
     }
 
-    /// The connector's dedupe key for a webhook.
+    /// The connector's dedupe key for a webhook, from a warm instance when one is idle
+    /// (see the module docs).
     pub async fn dedupe_key(
         &self,
         plugin: &Plugin,
         grants: Arc<Grants>,
         webhook: &Webhook,
     ) -> Result<Option<String>, CallError> {
-        match self
-            .call(plugin, grants, Export::DedupeKey(webhook))
-            .await
-            .0
-        {
-            Ok(Returned::DedupeKey(key)) => Ok(key),
-            Ok(_) => unreachable!("dedupe-key() returns a key"),
-            Err(err) => Err(err),
+        if let Some(warm) = plugin.take_warm(&grants) {
+            match self.dedupe_key_in(plugin, warm, webhook).await {
+                // A reused instance may be what broke: try once more in a fresh one. Not
+                // after a deadline, which would double how long the sender waits.
+                Err(CallError::Trap(err)) => {
+                    tracing::debug!("dedupe-key trapped in a warm instance: {err}");
+                }
+                result => return result,
+            }
         }
+        let mut store = self.new_store(grants);
+        let deadline = self.limits.deadline;
+        arm_deadline(&mut store, deadline);
+        let bindings = tokio::time::timeout(deadline, plugin.pre.instantiate_async(&mut store))
+            .await
+            .map_err(|_| CallError::Deadline(deadline))?
+            .map_err(|err| CallError::Instantiate(format!("{err:#}")))?;
+        let warm = Warm {
+            store,
+            bindings,
+            calls: 0,
+        };
+        self.dedupe_key_in(plugin, warm, webhook).await
+    }
+
+    /// One `dedupe-key` call in `warm`, which goes back to the plugin's idle set when the
+    /// call returned normally.
+    async fn dedupe_key_in(
+        &self,
+        plugin: &Plugin,
+        mut warm: Warm,
+        webhook: &Webhook,
+    ) -> Result<Option<String>, CallError> {
+        let deadline = self.limits.deadline;
+        let started = arm_deadline(&mut warm.store, deadline);
+        let state = warm.store.data_mut();
+        state.logs.clear();
+        state.fetches.clear();
+        let call = warm.bindings.call_dedupe_key(&mut warm.store, webhook);
+        let key = match tokio::time::timeout(deadline, call).await {
+            Ok(Ok(key)) => key,
+            Ok(Err(_)) | Err(_) if started.elapsed() >= deadline => {
+                return Err(CallError::Deadline(deadline));
+            }
+            Ok(Err(err)) => return Err(CallError::Trap(trap_text(&err))),
+            Err(_) => return Err(CallError::Deadline(deadline)),
+        };
+        warm.calls += 1;
+        plugin.put_warm(warm);
+        Ok(key)
+    }
+
+    /// A store for one connector call: the memory cap and the connector's grants.
+    fn new_store(&self, grants: Arc<Grants>) -> Store<CallState> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.limits.max_memory_bytes)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(&self.engine, CallState::new(grants, limits));
+        store.limiter(|state| &mut state.limits);
+        store
     }
 
     /// Run `handle` for one event.
@@ -231,23 +339,8 @@ impl Runtime {
         export: Export<'_>,
     ) -> (Result<Returned, CallError>, Option<CallState>) {
         let deadline = self.limits.deadline;
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.limits.max_memory_bytes)
-            .trap_on_grow_failure(true)
-            .build();
-        let mut store = Store::new(&self.engine, CallState::new(grants, limits));
-        store.limiter(|state| &mut state.limits);
-        // Yield to tokio at every tick so a spinning guest never starves other tasks, and
-        // trap once the wall-clock deadline has passed.
-        let started = Instant::now();
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if started.elapsed() >= deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
+        let mut store = self.new_store(grants);
+        let started = arm_deadline(&mut store, deadline);
 
         let work = async {
             let bindings = plugin
@@ -260,10 +353,6 @@ impl Runtime {
                     .call_manifest(&mut store)
                     .await
                     .map(Returned::Manifest),
-                Export::DedupeKey(webhook) => bindings
-                    .call_dedupe_key(&mut store, webhook)
-                    .await
-                    .map(Returned::DedupeKey),
                 Export::Handle(webhook) => bindings
                     .call_handle(&mut store, webhook)
                     .await
@@ -287,17 +376,30 @@ impl Runtime {
     }
 }
 
+/// Yield to tokio at every epoch tick so a spinning guest never starves other tasks, and
+/// trap once `deadline` has passed from now. Returns the call's start.
+fn arm_deadline(store: &mut Store<CallState>, deadline: Duration) -> Instant {
+    let started = Instant::now();
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if started.elapsed() >= deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    started
+}
+
 /// Which export a call runs.
 enum Export<'w> {
     Manifest,
-    DedupeKey(&'w Webhook),
     Handle(&'w Webhook),
 }
 
 /// What it returned.
 enum Returned {
     Manifest(Manifest),
-    DedupeKey(Option<String>),
     Handle(Result<Vec<Delivery>, Failure>),
 }
 

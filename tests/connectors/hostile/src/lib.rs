@@ -12,7 +12,9 @@
 //! - `many`: `"n"` deliveries to `forward_url`, each with `{"n": i}`, or one delivery to each
 //!   of `"urls"`.
 //!
-//! `dedupe_key` returns `"key"` when present; `"dedupe": "spin"` makes it loop forever.
+//! `dedupe_key` returns `"key"` when present; `"dedupe": "spin"` makes it loop forever,
+//! `"trap"` panics, and `"count"` returns `count-{n}`, n counting the `dedupe_key` calls
+//! this instance has served (so a test can tell a reused instance from a fresh one).
 //! Settings: `forward_url`; `tag` (added as header `x-build-tag` to every delivery).
 //! Every delivery carries `x-build: a` (or `b` when built with the `build-b` feature), so
 //! hot-swap tests can tell which build handled an event.
@@ -32,6 +34,9 @@ const VERSION: &str = if cfg!(feature = "build-b") {
 
 switchyard_sdk::export!(Hostile);
 
+/// `dedupe_key` calls served by this instance (`"dedupe": "count"`).
+static DEDUPE_CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 fn body(webhook: &Webhook) -> Value {
     serde_json::from_slice(&webhook.body).unwrap_or(Value::Null)
 }
@@ -47,8 +52,12 @@ impl Connector for Hostile {
 
     fn dedupe_key(webhook: &Webhook) -> Option<String> {
         let body = body(webhook);
-        if body["dedupe"] == "spin" {
-            spin();
+        let calls = DEDUPE_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        match body["dedupe"].as_str() {
+            Some("spin") => spin(),
+            Some("trap") => panic!("asked to trap in dedupe-key"),
+            Some("count") => return Some(format!("count-{calls}")),
+            _ => {}
         }
         body["key"].as_str().map(str::to_string)
     }
