@@ -84,7 +84,7 @@ struct Warm {
 }
 
 impl Plugin {
-    /// Instances that are warm now (tests and `phases` look at it).
+    /// Instances idle for `dedupe-key` calls now (tests look at it).
     pub fn warm_instances(&self) -> usize {
         self.warm.lock().map(|warm| warm.len()).unwrap_or(0)
     }
@@ -246,8 +246,10 @@ impl Runtime {
         grants: Arc<Grants>,
         webhook: &Webhook,
     ) -> Result<Option<String>, CallError> {
-        if let Some(warm) = plugin.take_warm(&grants) {
-            match self.dedupe_key_in(plugin, warm, webhook).await {
+        let deadline = self.limits.deadline;
+        if let Some(mut warm) = plugin.take_warm(&grants) {
+            let started = arm_deadline(&mut warm.store, deadline);
+            match self.dedupe_key_in(plugin, warm, started, webhook).await {
                 // A reused instance may be what broke: try once more in a fresh one. Not
                 // after a deadline, which would double how long the sender waits.
                 Err(CallError::Trap(err)) => {
@@ -257,40 +259,37 @@ impl Runtime {
             }
         }
         let mut store = self.new_store(grants);
-        let deadline = self.limits.deadline;
-        arm_deadline(&mut store, deadline);
-        let bindings = tokio::time::timeout(deadline, plugin.pre.instantiate_async(&mut store))
+        // One deadline covers instantiating and the call.
+        let started = arm_deadline(&mut store, deadline);
+        let bindings = tokio::time::timeout(deadline, instantiate(plugin, &mut store))
             .await
-            .map_err(|_| CallError::Deadline(deadline))?
-            .map_err(|err| CallError::Instantiate(format!("{err:#}")))?;
+            .map_err(|_| CallError::Deadline(deadline))??;
         let warm = Warm {
             store,
             bindings,
             calls: 0,
         };
-        self.dedupe_key_in(plugin, warm, webhook).await
+        self.dedupe_key_in(plugin, warm, started, webhook).await
     }
 
-    /// One `dedupe-key` call in `warm`, which goes back to the plugin's idle set when the
-    /// call returned normally.
+    /// One `dedupe-key` call in `warm`, whose deadline was armed at `started`. The instance
+    /// goes back to the plugin's idle set when the call returned normally.
     async fn dedupe_key_in(
         &self,
         plugin: &Plugin,
         mut warm: Warm,
+        started: Instant,
         webhook: &Webhook,
     ) -> Result<Option<String>, CallError> {
         let deadline = self.limits.deadline;
-        let started = arm_deadline(&mut warm.store, deadline);
+        // Nobody reads a dedupe call's logs; clearing them keeps a reused store small.
         let state = warm.store.data_mut();
         state.logs.clear();
         state.fetches.clear();
         let call = warm.bindings.call_dedupe_key(&mut warm.store, webhook);
-        let key = match tokio::time::timeout(deadline, call).await {
-            Ok(Ok(key)) => key,
-            Ok(Err(_)) | Err(_) if started.elapsed() >= deadline => {
-                return Err(CallError::Deadline(deadline));
-            }
-            Ok(Err(err)) => return Err(CallError::Trap(trap_text(&err))),
+        let left = deadline.saturating_sub(started.elapsed());
+        let key = match tokio::time::timeout(left, call).await {
+            Ok(result) => result.map_err(|err| call_error(&err, started, deadline))?,
             Err(_) => return Err(CallError::Deadline(deadline)),
         };
         warm.calls += 1;
@@ -343,11 +342,7 @@ impl Runtime {
         let started = arm_deadline(&mut store, deadline);
 
         let work = async {
-            let bindings = plugin
-                .pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|err| CallError::Instantiate(format!("{err:#}")))?;
+            let bindings = instantiate(plugin, &mut store).await?;
             let returned = match export {
                 Export::Manifest => bindings
                     .call_manifest(&mut store)
@@ -358,13 +353,7 @@ impl Runtime {
                     .await
                     .map(Returned::Handle),
             };
-            returned.map_err(|err| {
-                if started.elapsed() >= deadline {
-                    CallError::Deadline(deadline)
-                } else {
-                    CallError::Trap(trap_text(&err))
-                }
-            })
+            returned.map_err(|err| call_error(&err, started, deadline))
         };
         // The epoch callback interrupts a spinning guest; this timeout covers time spent
         // awaiting host imports (a slow `http.fetch`).
@@ -373,6 +362,27 @@ impl Runtime {
             Err(_) => return (Err(CallError::Deadline(deadline)), None),
         };
         (result, Some(store.into_data()))
+    }
+}
+
+/// A fresh instance of `plugin` in `store`.
+async fn instantiate(
+    plugin: &Plugin,
+    store: &mut Store<CallState>,
+) -> Result<Connector, CallError> {
+    plugin
+        .pre
+        .instantiate_async(store)
+        .await
+        .map_err(|err| CallError::Instantiate(format!("{err:#}")))
+}
+
+/// What a failed export call means: the deadline when it had passed, else a trap.
+fn call_error(err: &wasmtime::Error, started: Instant, deadline: Duration) -> CallError {
+    if started.elapsed() >= deadline {
+        CallError::Deadline(deadline)
+    } else {
+        CallError::Trap(trap_text(err))
     }
 }
 
