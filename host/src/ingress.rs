@@ -182,11 +182,14 @@ async fn receive(
     app.storage.sync().await.map_err(ApiError::unavailable)?;
 
     let body = match inserted {
-        Inserted::Accepted { id } => {
-            // Always queued: the worker checks pause against the connector as it is then,
-            // so a resume between this request and the queue cannot strand the event.
-            let _ = app.dispatch_tx.try_send(id.clone());
-            json!({ "id": id, "status": "accepted" })
+        Inserted::Accepted { id: event_id } => {
+            // Queued unless the connector is paused (or gone) *now*, after the event is
+            // stored: a resume flips the connector first and then queues everything
+            // pending, so it either sees this event or came before this check.
+            if app.connectors.get(&id).is_some_and(|c| !c.config.paused) {
+                let _ = app.dispatch_tx.try_send(event_id.clone());
+            }
+            json!({ "id": event_id, "status": "accepted" })
         }
         Inserted::Duplicate { first_id, .. } => json!({ "id": first_id, "status": "duplicate" }),
     };

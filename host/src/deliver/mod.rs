@@ -157,14 +157,38 @@ fn trimmed(response: &OutboundResponse) -> OutboundResponse {
 }
 
 /// Derive the event's status from the deliveries of its latest connector run: any dead →
-/// dead; all succeeded → succeeded; any retrying → retrying.
+/// dead; all succeeded → succeeded; any retrying → retrying. When `row` is the run's only
+/// delivery (the common case), the others are not read.
+///
+/// The deliveries are read inside the update, so a concurrent delivery of the same event
+/// that wins the compare-and-swap makes this one read them again: the last writer always
+/// saw every row as it is.
 fn settle_event(app: &App, row: &DeliveryRecord) -> Result<(), StoreError> {
-    let rows = app.storage.deliveries(&row.event_id)?;
+    let mut others: Vec<DeliveryRecord> = Vec::new();
+    let mut failed = None;
     app.storage.update_event(&row.event_id, &mut |record| {
-        let current: Vec<_> = rows
-            .iter()
-            .filter(|r| r.index >= record.deliveries_from)
-            .collect();
+        let only_this = row.index == record.deliveries_from
+            && record
+                .attempts
+                .last()
+                .is_some_and(|attempt| attempt.deliveries == 1);
+        let current: Vec<&DeliveryRecord> = if only_this {
+            vec![row]
+        } else {
+            // Read on every try of the update: when a concurrent delivery of the same
+            // event wins the compare-and-swap, its row has changed too.
+            match app.storage.deliveries(&row.event_id) {
+                Ok(rows) => others = rows,
+                Err(err) => {
+                    failed = Some(err);
+                    return;
+                }
+            }
+            others
+                .iter()
+                .filter(|r| r.index >= record.deliveries_from)
+                .collect()
+        };
         if current.is_empty() {
             return;
         }
@@ -188,5 +212,8 @@ fn settle_event(app: &App, row: &DeliveryRecord) -> Result<(), StoreError> {
             ));
         }
     })?;
-    Ok(())
+    match failed {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
 }

@@ -4,6 +4,7 @@
 //! write an ingress answer depends on is followed by [`Storage::sync`], a group commit:
 //! one flusher, many waiters, so a 200 is never sent for a request a crash could lose.
 
+pub mod inbox;
 pub mod retention;
 pub mod sled;
 

@@ -1,8 +1,10 @@
 //! The embedded store on sled 0.34.
 //!
 //! Trees (keys are ULID event ids, which sort by time):
-//! - `requests`: id → [`StoredRequest`] (immutable, the large part);
-//! - `events`: id → [`EventRecord`] (status, attempts);
+//! - `events`: id → [`EventRecord`] (status, attempts), prefixed with the [`Location`] of
+//!   its [`StoredRequest`] in the [`Inbox`] (the large, immutable part, kept out of sled:
+//!   see `inbox.rs`);
+//! - `requests`: id → [`StoredRequest`], for events stored before the inbox existed;
 //! - `pending`: id → `()`, the dispatch queue (events the connector must still see);
 //! - `dedupe`: `{connector}\0{key}` → `{event_id, at}`;
 //! - `outbox`: `{event_id}/{index:05}` → [`DeliveryRecord`];
@@ -27,6 +29,7 @@
 
 use std::fs::File;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 
 use futures::FutureExt;
@@ -36,6 +39,7 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::oneshot;
 
+use super::inbox::{Inbox, Location};
 use super::{
     DeliveryRecord, EventQuery, EventRecord, Inserted, NewEvent, ReplayError, Result, Status,
     Storage, StoreError, StoredRequest,
@@ -53,6 +57,7 @@ pub struct SledStore {
     outbox: sled::Tree,
     outbox_open: sled::Tree,
     kv: sled::Tree,
+    inbox: Arc<Inbox>,
     /// The group-commit flusher; `None` when durability is switched off (benchmarks).
     flusher: Option<Flusher>,
     /// Serialises the dedupe check-and-claim per key (striped).
@@ -112,18 +117,19 @@ impl SledStore {
             .path(path)
             // The workload is append-mostly (new events, then a few updates): a modest
             // page cache serves it, and keeps the host's RSS small.
-            .cache_capacity(64 << 20)
+            .cache_capacity(32 << 20)
             .flush_every_ms(Some(500))
             .open()
             .map_err(|err| StoreError(format!("opening {}: {err}", path.display())))?;
+        let inbox = Arc::new(Inbox::open(&path.join("inbox"))?);
         let flusher = if durable {
             let log = File::open(path.join("db"))
                 .map_err(|err| StoreError(format!("opening the sled log: {err}")))?;
-            Some(spawn_flusher(db.clone(), log))
+            Some(spawn_flusher(db.clone(), log, inbox.clone()))
         } else {
             None
         };
-        Ok(SledStore {
+        let store = SledStore {
             requests: db.open_tree("requests")?,
             events: db.open_tree("events")?,
             pending: db.open_tree("pending")?,
@@ -131,10 +137,55 @@ impl SledStore {
             outbox: db.open_tree("outbox")?,
             outbox_open: db.open_tree("outbox_open")?,
             kv: db.open_tree("kv")?,
+            inbox,
             db,
             flusher,
             dedupe_locks: KeyLocks::new(64),
-        })
+        };
+        store.drop_unacknowledged()?;
+        Ok(store)
+    }
+
+    /// After a crash: remove queued events whose request did not reach the disk. sled can
+    /// write a record before the group commit syncs the inbox, so such an event exists, but
+    /// it was never acknowledged (the answer waits for both): its sender still has it and
+    /// will send it again, which its dedupe entry must not turn into a `duplicate`.
+    fn drop_unacknowledged(&self) -> Result<()> {
+        let mut dropped = 0;
+        for key in self.pending.iter().keys() {
+            let key = key?;
+            let Some(value) = self.events.get(&key)? else {
+                continue;
+            };
+            let Some(location) = location_of(&value) else {
+                continue;
+            };
+            if !self.inbox.may_be_torn(location) || self.inbox.read(location)?.is_some() {
+                continue;
+            }
+            let record = decode_event(&value)?;
+            if let Some(dk) = record
+                .dedupe_key
+                .as_ref()
+                .map(|k| Self::kv_key(&record.connector, k))
+                && let Some(entry) = self.dedupe.get(&dk)?
+                && serde_json::from_slice::<DedupeEntry>(&entry)
+                    .is_ok_and(|e| e.event_id == record.id)
+            {
+                self.dedupe.remove(dk)?;
+            }
+            self.pending.remove(&key)?;
+            self.events.remove(&key)?;
+            dropped += 1;
+        }
+        if dropped > 0 {
+            tracing::warn!(
+                count = dropped,
+                "removed events whose request was lost in a crash before they were acknowledged"
+            );
+            self.db.flush()?;
+        }
+        Ok(())
     }
 
     /// A delivery's key: sorts by event, then index.
@@ -152,7 +203,7 @@ impl SledStore {
 }
 
 /// The single flusher thread. It ends when the store (the last sender) is dropped.
-fn spawn_flusher(db: sled::Db, log: File) -> Flusher {
+fn spawn_flusher(db: sled::Db, log: File, inbox: Arc<Inbox>) -> Flusher {
     let (tx, rx) = std_mpsc::channel::<Waiter>();
     let thread = std::thread::Builder::new()
         .name("switchyard-flush".into())
@@ -160,14 +211,19 @@ fn spawn_flusher(db: sled::Db, log: File) -> Flusher {
             while let Ok(first) = rx.recv() {
                 let mut waiters = vec![first];
                 waiters.extend(rx.try_iter());
-                let result = db
-                    .flush()
-                    .map_err(StoreError::from)
-                    .and_then(|_| {
+                // The inbox and sled are synced side by side: their order does not matter
+                // (see `inbox.rs`), and the answer waits for both.
+                let result = std::thread::scope(|scope| {
+                    let inbox_synced = scope.spawn(|| inbox.sync());
+                    let sled_synced = db.flush().map_err(StoreError::from).and_then(|_| {
                         log.sync_data()
                             .map_err(|err| StoreError(format!("fdatasync: {err}")))
-                    })
-                    .map(|_| ());
+                    });
+                    let inbox_synced = inbox_synced
+                        .join()
+                        .unwrap_or_else(|_| Err(StoreError("syncing the inbox panicked".into())));
+                    inbox_synced.and(sled_synced)
+                });
                 if let Err(err) = &result {
                     tracing::error!("group commit failed: {err}");
                 }
@@ -194,6 +250,35 @@ fn tx_error(err: TransactionError<StoreError>) -> StoreError {
     }
 }
 
+/// An `events` value: `0x01`, the request's [`Location`], then the record's JSON; or, for
+/// events stored before the inbox, the JSON alone.
+const TAGGED: u8 = 1;
+
+fn location_of(value: &[u8]) -> Option<Location> {
+    match value.first() {
+        Some(&TAGGED) => Location::decode(&value[1..]),
+        _ => None,
+    }
+}
+
+/// The bytes before the record's JSON (empty for an untagged value).
+fn prefix_of(value: &[u8]) -> &[u8] {
+    match value.first() {
+        Some(&TAGGED) => &value[..(1 + Location::ENCODED).min(value.len())],
+        _ => &[],
+    }
+}
+
+fn decode_event(value: &[u8]) -> Result<EventRecord> {
+    Ok(serde_json::from_slice(&value[prefix_of(value).len()..])?)
+}
+
+fn encode_event(prefix: &[u8], record: &EventRecord) -> Result<Vec<u8>> {
+    let mut value = prefix.to_vec();
+    serde_json::to_writer(&mut value, record)?;
+    Ok(value)
+}
+
 impl Storage for SledStore {
     fn insert_event(&self, event: NewEvent) -> Result<Inserted> {
         let NewEvent {
@@ -201,7 +286,11 @@ impl Storage for SledStore {
             request,
             dedupe,
         } = event;
-        let request_bytes = serde_json::to_vec(&request)?;
+        // The request goes to the inbox first, outside the dedupe lock.
+        let location = self.inbox.append(&serde_json::to_vec(&request)?)?;
+        let mut prefix = Vec::with_capacity(1 + Location::ENCODED);
+        prefix.push(TAGGED);
+        location.encode(&mut prefix);
         let now = record.received_at;
         let dedupe_key = dedupe
             .as_ref()
@@ -229,10 +318,8 @@ impl Storage for SledStore {
         }
         // Written in this order, so that whatever prefix a crash leaves is consistent:
         // the dedupe entry only ever points at an event that is stored and queued.
-        self.requests
-            .insert(record.id.as_bytes(), request_bytes.as_slice())?;
         self.events
-            .insert(record.id.as_bytes(), serde_json::to_vec(&record)?)?;
+            .insert(record.id.as_bytes(), encode_event(&prefix, &record)?)?;
         if record.status == Status::Pending {
             self.pending.insert(record.id.as_bytes(), &[])?;
         }
@@ -271,13 +358,20 @@ impl Storage for SledStore {
 
     fn event(&self, id: &str) -> Result<Option<EventRecord>> {
         match self.events.get(id.as_bytes())? {
-            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            Some(bytes) => Ok(Some(decode_event(&bytes)?)),
             None => Ok(None),
         }
     }
 
     fn request(&self, id: &str) -> Result<Option<StoredRequest>> {
-        match self.requests.get(id.as_bytes())? {
+        let Some(value) = self.events.get(id.as_bytes())? else {
+            return Ok(None);
+        };
+        let bytes = match location_of(&value) {
+            Some(location) => self.inbox.read(location)?,
+            None => self.requests.get(id.as_bytes())?.map(|v| v.to_vec()),
+        };
+        match bytes {
             Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
             None => Ok(None),
         }
@@ -293,10 +387,10 @@ impl Storage for SledStore {
             let Some(current) = self.events.get(id.as_bytes())? else {
                 return Ok(None);
             };
-            let mut record: EventRecord = serde_json::from_slice(&current)?;
+            let mut record = decode_event(&current)?;
             update(&mut record);
             record.updated_at = crate::time::now_ms();
-            let new = serde_json::to_vec(&record)?;
+            let new = encode_event(prefix_of(&current), &record)?;
             match self
                 .events
                 .compare_and_swap(id.as_bytes(), Some(current), Some(new))?
@@ -330,8 +424,11 @@ impl Storage for SledStore {
                 .insert(key.as_bytes(), serde_json::to_vec(delivery)?)?;
             self.outbox_open.insert(key.as_bytes(), &[])?;
         }
+        // The record keeps its request's location.
+        let current = self.events.get(record.id.as_bytes())?;
+        let prefix = current.as_deref().map(prefix_of).unwrap_or_default();
         self.events
-            .insert(record.id.as_bytes(), serde_json::to_vec(record)?)?;
+            .insert(record.id.as_bytes(), encode_event(prefix, record)?)?;
         if !keep_pending {
             self.pending.remove(record.id.as_bytes())?;
         }
@@ -405,7 +502,7 @@ impl Storage for SledStore {
             let (key, value) = item?;
             scanned += 1;
             last_key = Some(key.clone());
-            let record: EventRecord = serde_json::from_slice(&value)?;
+            let record = decode_event(&value)?;
             let matches = query
                 .connector
                 .as_ref()
@@ -436,7 +533,7 @@ impl Storage for SledStore {
             let Some(bytes) = events.get(id.as_bytes())? else {
                 return Ok(Err(ReplayError::NotFound(id.to_string())));
             };
-            let mut record: EventRecord = serde_json::from_slice(&bytes).map_err(abort)?;
+            let mut record = decode_event(&bytes).map_err(abort)?;
             let refusal = match record.status {
                 Status::Pending | Status::Retrying => Some("it is still being processed"),
                 Status::Rejected => Some("its signature was never verified"),
@@ -454,7 +551,8 @@ impl Storage for SledStore {
             record.next_attempt_at = None;
             record.deliveries_from = existing;
             record.updated_at = crate::time::now_ms();
-            events.insert(id.as_bytes(), serde_json::to_vec(&record).map_err(abort)?)?;
+            let value = encode_event(prefix_of(&bytes), &record).map_err(abort)?;
+            events.insert(id.as_bytes(), value)?;
             pending.insert(id.as_bytes(), &[])?;
             Ok(Ok(record))
         });
@@ -465,7 +563,7 @@ impl Storage for SledStore {
         let mut removed = 0;
         for item in self.events.iter().take(batch) {
             let (key, value) = item?;
-            let record: EventRecord = serde_json::from_slice(&value)?;
+            let record = decode_event(&value)?;
             if record.received_at >= cutoff {
                 break;
             }
@@ -506,6 +604,15 @@ impl Storage for SledStore {
                 })
                 .map_err(tx_error)?;
             removed += 1;
+        }
+        if removed < batch {
+            // The scan is complete: no event received before the cutoff is left, so no
+            // segment written to only before it is needed.
+            let cutoff = std::time::UNIX_EPOCH + std::time::Duration::from_millis(cutoff);
+            let deleted = self.inbox.delete_before(cutoff)?;
+            if deleted > 0 {
+                tracing::info!(segments = deleted, "retention deleted inbox segments");
+            }
         }
         Ok(removed)
     }
@@ -574,6 +681,7 @@ impl Drop for SledStore {
     fn drop(&mut self) {
         // Best effort: a clean shutdown leaves nothing for recovery to replay.
         self.flusher.take();
+        let _ = self.inbox.sync();
         let _ = self.db.flush();
     }
 }
@@ -627,6 +735,112 @@ mod tests {
             b"{}"
         );
         assert_eq!(store.pending_events().unwrap(), vec!["01A".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn an_event_whose_request_a_crash_lost_is_removed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment;
+        let lost_at;
+        {
+            let store = SledStore::open(dir.path(), true).unwrap();
+            store
+                .insert_event(new_event("01A", 10, Some("evt_1")))
+                .unwrap();
+            store.sync().await.unwrap();
+            store
+                .insert_event(new_event("01B", 20, Some("evt_2")))
+                .unwrap();
+            // sled writes the record on its own; the inbox entry has not been synced, and
+            // the crash takes it (the file ends where the last sync left it).
+            store.db.flush().unwrap();
+            let value = store.events.get("01B").unwrap().unwrap();
+            let location = location_of(&value).unwrap();
+            segment = location.segment;
+            lost_at = location.offset;
+        }
+        let path = dir.path().join("inbox").join(format!("{segment:016x}.seg"));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(lost_at)
+            .unwrap();
+
+        let store = SledStore::open(dir.path(), true).unwrap();
+        // The acknowledged event is intact; the other one was never acknowledged, so it is
+        // gone, and its sender's retry is accepted rather than taken for a duplicate.
+        assert_eq!(
+            store.request("01A").unwrap().unwrap().body.as_bytes(),
+            b"{}"
+        );
+        assert_eq!(store.event("01B").unwrap(), None);
+        assert_eq!(store.pending_events().unwrap(), vec!["01A".to_string()]);
+        assert_eq!(
+            store
+                .insert_event(new_event("01C", 30, Some("evt_2")))
+                .unwrap(),
+            Inserted::Accepted { id: "01C".into() }
+        );
+        assert!(matches!(
+            store
+                .insert_event(new_event("01D", 40, Some("evt_1")))
+                .unwrap(),
+            Inserted::Duplicate { .. }
+        ));
+    }
+
+    #[test]
+    fn events_stored_before_the_inbox_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), false).unwrap();
+        // The earlier layout: the record's JSON alone, the request in `requests`.
+        let old = record("01OLD", 10);
+        store
+            .events
+            .insert("01OLD", serde_json::to_vec(&old).unwrap())
+            .unwrap();
+        store
+            .requests
+            .insert("01OLD", serde_json::to_vec(&request(b"legacy")).unwrap())
+            .unwrap();
+        assert_eq!(store.event("01OLD").unwrap(), Some(old));
+        assert_eq!(
+            store.request("01OLD").unwrap().unwrap().body.as_bytes(),
+            b"legacy"
+        );
+        let updated = store
+            .update_event("01OLD", &mut |r| r.status = Status::Succeeded)
+            .unwrap()
+            .unwrap();
+        assert_eq!(updated.status, Status::Succeeded);
+        assert_eq!(
+            store.request("01OLD").unwrap().unwrap().body.as_bytes(),
+            b"legacy"
+        );
+    }
+
+    #[test]
+    fn updates_keep_the_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), false).unwrap();
+        let mut event = new_event("01A", 10, None);
+        event.request = request(b"the body");
+        store.insert_event(event).unwrap();
+        let mut rec = store.event("01A").unwrap().unwrap();
+        rec.status = Status::Succeeded;
+        store.finish_dispatch(&rec, &[], false).unwrap();
+        store
+            .update_event("01A", &mut |r| r.error = Some("x".into()))
+            .unwrap();
+        store.replay("01A").unwrap();
+        let rec = store.event("01A").unwrap().unwrap();
+        assert_eq!(rec.status, Status::Pending);
+        assert_eq!(rec.error, None);
+        assert_eq!(
+            store.request("01A").unwrap().unwrap().body.as_bytes(),
+            b"the body"
+        );
     }
 
     #[tokio::test]

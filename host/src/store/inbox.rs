@@ -1,0 +1,361 @@
+//! The inbox: append-only segment files holding the stored requests (the large, immutable
+//! part of an event), so that accepting an event costs one `write` here and only small
+//! records in sled.
+//!
+//! Segments live in `{storage.path}/inbox/` as `{n:016x}.seg`. Each entry is a header —
+//! payload length and CRC-32 of the payload, both little-endian `u32` — followed by the
+//! payload. An event's record in sled holds the entry's [`Location`].
+//!
+//! **Durability.** The group commit calls [`Inbox::sync`] (an `fdatasync` of the segment
+//! being written) as well as flushing sled, so everything acknowledged is on disk in both.
+//! sled may also write records on its own before the inbox is synced; after a crash such a
+//! record can point past the end of its segment or at a torn entry. The CRC check finds
+//! those ([`Inbox::read`] returns `None`), and they can only be events that were never
+//! acknowledged. The store removes them on open (see `SledStore::open`).
+//!
+//! A new process always starts a new segment, so only the last segment of the previous run
+//! can have a torn tail: a segment is synced before the next one is started.
+//!
+//! **Retention.** A segment is deleted once it is sealed (not the one being written) and
+//! its last write is older than the retention cutoff: every entry in it belongs to an
+//! event received before then, which retention has removed.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{Result, StoreError};
+
+/// A segment is sealed and a new one started past this size…
+const SEGMENT_BYTES: u64 = 64 << 20;
+/// …or this age, so that retention can delete old ones on a quiet instance too.
+const SEGMENT_AGE: Duration = Duration::from_secs(3600);
+const HEADER: usize = 8;
+
+/// Where an entry is: segment number, offset of its header, payload length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub segment: u64,
+    pub offset: u64,
+    pub len: u32,
+}
+
+impl Location {
+    pub const ENCODED: usize = 20;
+
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.segment.to_le_bytes());
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.len.to_le_bytes());
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Location> {
+        let bytes: &[u8; Self::ENCODED] = bytes.get(..Self::ENCODED)?.try_into().ok()?;
+        Some(Location {
+            segment: u64::from_le_bytes(bytes[0..8].try_into().ok()?),
+            offset: u64::from_le_bytes(bytes[8..16].try_into().ok()?),
+            len: u32::from_le_bytes(bytes[16..20].try_into().ok()?),
+        })
+    }
+}
+
+struct Writer {
+    segment: u64,
+    file: Arc<File>,
+    offset: u64,
+    started: Instant,
+}
+
+/// The segment files of one store.
+pub struct Inbox {
+    dir: PathBuf,
+    writer: Mutex<Writer>,
+    /// Open handles for reading, by segment number.
+    readers: RwLock<HashMap<u64, Arc<File>>>,
+    /// The segment the previous process was writing when it stopped, if any: the only
+    /// one that can end in a torn entry.
+    last_of_previous_run: Option<u64>,
+}
+
+impl Inbox {
+    /// Open the inbox under `dir`, starting a new segment after the existing ones.
+    pub fn open(dir: &Path) -> Result<Inbox> {
+        fs::create_dir_all(dir)
+            .map_err(|err| StoreError(format!("creating {}: {err}", dir.display())))?;
+        let last = segments(dir)?.into_iter().map(|(n, _)| n).max();
+        let segment = last.map_or(0, |n| n + 1);
+        let file = create_segment(dir, segment)?;
+        Ok(Inbox {
+            dir: dir.to_path_buf(),
+            writer: Mutex::new(Writer {
+                segment,
+                file: Arc::new(file),
+                offset: 0,
+                started: Instant::now(),
+            }),
+            readers: RwLock::new(HashMap::new()),
+            last_of_previous_run: last,
+        })
+    }
+
+    /// Append `payload`; not durable until the next [`Inbox::sync`].
+    pub fn append(&self, payload: &[u8]) -> Result<Location> {
+        let len = u32::try_from(payload.len())
+            .map_err(|_| StoreError("request too large for the inbox".into()))?;
+        let mut entry = Vec::with_capacity(HEADER + payload.len());
+        entry.extend_from_slice(&len.to_le_bytes());
+        entry.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        entry.extend_from_slice(payload);
+
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if writer.offset >= SEGMENT_BYTES
+            || (writer.offset > 0 && writer.started.elapsed() >= SEGMENT_AGE)
+        {
+            self.roll(&mut writer)?;
+        }
+        let location = Location {
+            segment: writer.segment,
+            offset: writer.offset,
+            len,
+        };
+        // A failed or short write leaves the offset where it was only if nothing was
+        // written; to be safe, the next entry goes to a new segment.
+        if let Err(err) = (&*writer.file).write_all(&entry) {
+            writer.offset = SEGMENT_BYTES;
+            return Err(StoreError(format!("writing the inbox: {err}")));
+        }
+        writer.offset += entry.len() as u64;
+        Ok(location)
+    }
+
+    /// Seal the current segment (synced) and start the next.
+    fn roll(&self, writer: &mut Writer) -> Result<()> {
+        writer
+            .file
+            .sync_data()
+            .map_err(|err| StoreError(format!("syncing the inbox: {err}")))?;
+        let segment = writer.segment + 1;
+        let file = create_segment(&self.dir, segment)?;
+        *writer = Writer {
+            segment,
+            file: Arc::new(file),
+            offset: 0,
+            started: Instant::now(),
+        };
+        Ok(())
+    }
+
+    /// Make every entry appended so far durable. Sealed segments were synced when sealed.
+    pub fn sync(&self) -> Result<()> {
+        let file = self
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .file
+            .clone();
+        file.sync_data()
+            .map_err(|err| StoreError(format!("syncing the inbox: {err}")))
+    }
+
+    /// The payload at `location`, or `None` when it is not there intact (a crash before it
+    /// was synced, or its segment deleted by retention).
+    pub fn read(&self, location: Location) -> Result<Option<Vec<u8>>> {
+        let Some(file) = self.reader(location.segment)? else {
+            return Ok(None);
+        };
+        let mut entry = vec![0; HEADER + location.len as usize];
+        match file.read_exact_at(&mut entry, location.offset) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(err) => return Err(StoreError(format!("reading the inbox: {err}"))),
+        }
+        let len = u32::from_le_bytes(entry[0..4].try_into().expect("4 bytes"));
+        let crc = u32::from_le_bytes(entry[4..8].try_into().expect("4 bytes"));
+        let payload = entry.split_off(HEADER);
+        if len != location.len || crc != crc32fast::hash(&payload) {
+            return Ok(None);
+        }
+        Ok(Some(payload))
+    }
+
+    fn reader(&self, segment: u64) -> Result<Option<Arc<File>>> {
+        if let Some(file) = self
+            .readers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&segment)
+        {
+            return Ok(Some(file.clone()));
+        }
+        let file = match File::open(segment_path(&self.dir, segment)) {
+            Ok(file) => Arc::new(file),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(StoreError(format!("opening an inbox segment: {err}"))),
+        };
+        self.readers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(segment, file.clone());
+        Ok(Some(file))
+    }
+
+    /// Whether `location` may be torn by a crash of the previous process.
+    pub fn may_be_torn(&self, location: Location) -> bool {
+        self.last_of_previous_run == Some(location.segment)
+    }
+
+    /// Delete sealed segments last written before `cutoff`. Returns how many.
+    pub fn delete_before(&self, cutoff: SystemTime) -> Result<usize> {
+        let current = self
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .segment;
+        let mut deleted = 0;
+        for (segment, path) in segments(&self.dir)? {
+            if segment >= current {
+                continue;
+            }
+            let modified = fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .map_err(|err| StoreError(format!("reading {}: {err}", path.display())))?;
+            if modified >= cutoff {
+                continue;
+            }
+            self.readers
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&segment);
+            match fs::remove_file(&path) {
+                Ok(()) => deleted += 1,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => {
+                    return Err(StoreError(format!("deleting {}: {err}", path.display())));
+                }
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+fn segment_path(dir: &Path, segment: u64) -> PathBuf {
+    dir.join(format!("{segment:016x}.seg"))
+}
+
+/// Create a segment file and make its directory entry durable.
+fn create_segment(dir: &Path, segment: u64) -> Result<File> {
+    let path = segment_path(dir, segment);
+    let file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(&path)
+        .map_err(|err| StoreError(format!("creating {}: {err}", path.display())))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|err| StoreError(format!("syncing {}: {err}", dir.display())))?;
+    Ok(file)
+}
+
+/// The segment files under `dir`, by number.
+fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let entries =
+        fs::read_dir(dir).map_err(|err| StoreError(format!("reading {}: {err}", dir.display())))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|err| StoreError(format!("reading {}: {err}", dir.display())))?;
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".seg")) else {
+            continue;
+        };
+        if let Ok(n) = u64::from_str_radix(stem, 16) {
+            found.push((n, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_read_back_across_reopen_and_a_new_segment_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = {
+            let inbox = Inbox::open(dir.path()).unwrap();
+            let a = inbox.append(b"first").unwrap();
+            let b = inbox.append(b"second").unwrap();
+            inbox.sync().unwrap();
+            assert_eq!(inbox.read(a).unwrap().as_deref(), Some(&b"first"[..]));
+            (a, b)
+        };
+        let inbox = Inbox::open(dir.path()).unwrap();
+        assert_eq!(inbox.read(b).unwrap().as_deref(), Some(&b"second"[..]));
+        let c = inbox.append(b"third").unwrap();
+        assert_eq!(
+            c.segment,
+            a.segment + 1,
+            "a new process writes a new segment"
+        );
+        assert!(inbox.may_be_torn(a));
+        assert!(!inbox.may_be_torn(c));
+    }
+
+    #[test]
+    fn a_torn_or_missing_entry_reads_as_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(dir.path()).unwrap();
+        let a = inbox.append(b"kept").unwrap();
+        let b = inbox.append(b"torn by a crash").unwrap();
+        inbox.sync().unwrap();
+        // Cut the file inside the second entry, as a crash before its sync can.
+        let path = segment_path(dir.path(), b.segment);
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(b.offset + 10).unwrap();
+        assert_eq!(inbox.read(a).unwrap().as_deref(), Some(&b"kept"[..]));
+        assert_eq!(inbox.read(b).unwrap(), None);
+        // Garbage where an entry should be fails its checksum.
+        file.write_all_at(b"XXXX", a.offset + HEADER as u64)
+            .unwrap();
+        assert_eq!(inbox.read(a).unwrap(), None);
+        // A location in a segment that does not exist.
+        let gone = Location { segment: 99, ..a };
+        assert_eq!(inbox.read(gone).unwrap(), None);
+    }
+
+    #[test]
+    fn only_sealed_segments_older_than_the_cutoff_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = Inbox::open(dir.path()).unwrap().append(b"old").unwrap();
+        let inbox = Inbox::open(dir.path()).unwrap();
+        let current = inbox.append(b"new").unwrap();
+        // Nothing is older than a cutoff in the past.
+        let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        assert_eq!(inbox.delete_before(an_hour_ago).unwrap(), 0);
+        assert!(inbox.read(old).unwrap().is_some());
+        // Everything is older than a cutoff in the future, but the current segment stays.
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        assert_eq!(inbox.delete_before(later).unwrap(), 1);
+        assert_eq!(inbox.read(old).unwrap(), None);
+        assert_eq!(inbox.read(current).unwrap().as_deref(), Some(&b"new"[..]));
+    }
+
+    #[test]
+    fn locations_round_trip() {
+        let loc = Location {
+            segment: 7,
+            offset: 1 << 40,
+            len: 1500,
+        };
+        let mut bytes = Vec::new();
+        loc.encode(&mut bytes);
+        assert_eq!(bytes.len(), Location::ENCODED);
+        assert_eq!(Location::decode(&bytes), Some(loc));
+        assert_eq!(Location::decode(&bytes[..19]), None);
+    }
+}
