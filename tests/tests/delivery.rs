@@ -182,6 +182,28 @@ async fn each_delivery_is_retried_on_its_own() {
     host.stop().await;
 }
 
+/// Deliveries of one event that finish together each settle the event; whichever settles
+/// last must see all of them, so the event ends `succeeded`, not stuck `pending`.
+#[tokio::test]
+async fn many_deliveries_finishing_together_settle_the_event() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["hostile.wasm"]);
+    let host = Host::start(&config(&dirs, &receiver, "")).await;
+    let urls: Vec<String> = (0..24)
+        .map(|i| format!("{}/d{i}", receiver.origin()))
+        .collect();
+    let ids = [
+        send(&host, json!({"do": "many", "urls": urls})).await,
+        send(&host, json!({"do": "many", "urls": urls, "n": 2})).await,
+    ];
+    receiver.wait_delivered(48).await;
+    for id in &ids {
+        let record = host.wait_for_status(id, "succeeded").await;
+        assert_eq!(record["deliveries"].as_array().unwrap().len(), 24);
+    }
+    host.stop().await;
+}
+
 #[tokio::test]
 async fn dead_events_are_listed_and_replayable() {
     let receiver = Receiver::start().await;

@@ -100,7 +100,9 @@ async fn run(app: Arc<App>, connector: Arc<Connector>, mut row: DeliveryRecord) 
         row.next_attempt_at = match verdict {
             Verdict::Retry { not_before } if row.status == DeliveryStatus::Retrying => {
                 let delay = backoff(&policy, number, not_before, rand::rng().random());
-                Some(crate::time::now_ms() + delay.as_millis() as u64)
+                // Rounded up: `now_ms` truncates, and a `Retry-After: 1` must never be
+                // retried after 999.6 ms.
+                Some(crate::time::now_ms() + delay.as_millis() as u64 + 1)
             }
             _ => None,
         };

@@ -193,6 +193,64 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn inbox_segments_go_with_their_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let segments = || {
+            let mut names: Vec<String> = std::fs::read_dir(dir.path().join("inbox"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let now = crate::time::now_ms();
+        // A previous process wrote 40-day-old events into its segment, last written then.
+        let old: Vec<String> = {
+            let store = SledStore::open(dir.path(), false).unwrap();
+            (0..5)
+                .map(|i| {
+                    id_of(
+                        store
+                            .insert_event(event(now - 40 * DAY + i, &format!("old{i}")))
+                            .unwrap(),
+                    )
+                })
+                .collect()
+        };
+        let first = segments().remove(0);
+        let forty_days_ago = std::time::SystemTime::now() - Duration::from_millis(40 * DAY);
+        std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("inbox").join(&first))
+            .unwrap()
+            .set_modified(forty_days_ago)
+            .unwrap();
+
+        let store = SledStore::open(dir.path(), false).unwrap();
+        let recent = id_of(store.insert_event(event(now - DAY, "new")).unwrap());
+        assert_eq!(segments().len(), 2);
+        let swept = sweep(
+            &store,
+            now,
+            Duration::from_millis(30 * DAY),
+            Duration::from_millis(7 * DAY),
+        )
+        .await
+        .unwrap();
+        assert_eq!(swept.events, 5);
+        assert!(!segments().contains(&first), "the old segment is deleted");
+        assert_eq!(segments().len(), 1, "the segment being written stays");
+        for id in &old {
+            assert!(store.event(id).unwrap().is_none());
+        }
+        let request = store
+            .request(&recent)
+            .unwrap()
+            .expect("recent request kept");
+        assert_eq!(request.body.as_bytes(), b"{}");
+    }
+
+    #[tokio::test]
     async fn dedupe_entries_expire_after_their_window() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path(), false).unwrap();
