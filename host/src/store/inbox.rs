@@ -35,6 +35,8 @@ const SEGMENT_BYTES: u64 = 64 << 20;
 /// …or this age, so that retention can delete old ones on a quiet instance too.
 const SEGMENT_AGE: Duration = Duration::from_secs(3600);
 const HEADER: usize = 8;
+/// Segments kept open for reading at most.
+const MAX_OPEN_READERS: usize = 32;
 
 /// Where an entry is: segment number, offset of its header, payload length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +88,15 @@ impl Inbox {
     pub fn open(dir: &Path) -> Result<Inbox> {
         fs::create_dir_all(dir)
             .map_err(|err| StoreError(format!("creating {}: {err}", dir.display())))?;
-        let last = segments(dir)?.into_iter().map(|(n, _)| n).max();
+        let existing = segments(dir)?;
+        let last = existing.iter().map(|(n, _)| *n).max();
+        // Each start begins a segment: those a start left empty (a crash loop leaves many)
+        // hold nothing and go now.
+        for (_, path) in &existing {
+            if fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+                let _ = fs::remove_file(path);
+            }
+        }
         let segment = last.map_or(0, |n| n + 1);
         let file = create_segment(dir, segment)?;
         Ok(Inbox {
@@ -196,10 +206,16 @@ impl Inbox {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(StoreError(format!("opening an inbox segment: {err}"))),
         };
-        self.readers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(segment, file.clone());
+        let mut readers = self.readers.write().unwrap_or_else(|p| p.into_inner());
+        if readers.len() >= MAX_OPEN_READERS {
+            // Keep the file descriptors bounded: reads cluster on recent segments, and a
+            // segment dropped here is simply opened again.
+            readers.retain(|&n, _| n + 2 >= segment);
+            if readers.len() >= MAX_OPEN_READERS {
+                readers.clear();
+            }
+        }
+        readers.insert(segment, file.clone());
         Ok(Some(file))
     }
 
@@ -343,6 +359,42 @@ mod tests {
         assert_eq!(inbox.delete_before(later).unwrap(), 1);
         assert_eq!(inbox.read(old).unwrap(), None);
         assert_eq!(inbox.read(current).unwrap().as_deref(), Some(&b"new"[..]));
+    }
+
+    #[test]
+    fn empty_segments_of_earlier_starts_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..5 {
+            Inbox::open(dir.path()).unwrap();
+        }
+        let kept = Inbox::open(dir.path()).unwrap().append(b"x").unwrap();
+        let inbox = Inbox::open(dir.path()).unwrap();
+        let files: Vec<u64> = segments(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(files, vec![kept.segment, kept.segment + 1]);
+        assert_eq!(inbox.read(kept).unwrap().as_deref(), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn reading_many_segments_keeps_few_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let locations: Vec<Location> = (0..MAX_OPEN_READERS + 10)
+            .map(|i| {
+                let inbox = Inbox::open(dir.path()).unwrap();
+                let location = inbox.append(format!("entry {i}").as_bytes()).unwrap();
+                inbox.sync().unwrap();
+                location
+            })
+            .collect();
+        let inbox = Inbox::open(dir.path()).unwrap();
+        for (i, location) in locations.iter().enumerate() {
+            let read = inbox.read(*location).unwrap().unwrap();
+            assert_eq!(read, format!("entry {i}").into_bytes());
+            assert!(inbox.readers.read().unwrap().len() <= MAX_OPEN_READERS);
+        }
     }
 
     #[test]
