@@ -13,8 +13,11 @@
 //! those ([`Inbox::read`] returns `None`), and they can only be events that were never
 //! acknowledged. The store removes them on open (see `SledStore::open`).
 //!
-//! A new process always starts a new segment, so only the last segment of the previous run
-//! can have a torn tail: a segment is synced before the next one is started.
+//! A new process always starts a new segment, and a segment is synced before the next one
+//! is started, so only the last segment holding data can have a torn tail, and a location
+//! in a later segment (left empty, so removed) is lost by definition. Checking from the
+//! last segment with data, not from the last segment, also covers a second crash during
+//! the recovery of the first: that run's segment is empty.
 //!
 //! **Retention.** A segment is deleted once it is sealed (not the one being written) and
 //! its last write is older than the retention cutoff: every entry in it belongs to an
@@ -78,9 +81,9 @@ pub struct Inbox {
     writer: Mutex<Writer>,
     /// Open handles for reading, by segment number.
     readers: RwLock<HashMap<u64, Arc<File>>>,
-    /// The segment the previous process was writing when it stopped, if any: the only
-    /// one that can end in a torn entry.
-    last_of_previous_run: Option<u64>,
+    /// Segments whose entries a crash may have torn: from the last one holding data up
+    /// to (not including) the one this process writes.
+    suspect: std::ops::Range<u64>,
 }
 
 impl Inbox {
@@ -90,6 +93,11 @@ impl Inbox {
             .map_err(|err| StoreError(format!("creating {}: {err}", dir.display())))?;
         let existing = segments(dir)?;
         let last = existing.iter().map(|(n, _)| *n).max();
+        let last_with_data = existing
+            .iter()
+            .filter(|(_, path)| fs::metadata(path).is_ok_and(|m| m.len() > 0))
+            .map(|(n, _)| *n)
+            .max();
         // Each start begins a segment: those a start left empty (a crash loop leaves many)
         // hold nothing and go now.
         for (_, path) in &existing {
@@ -108,7 +116,7 @@ impl Inbox {
                 started: Instant::now(),
             }),
             readers: RwLock::new(HashMap::new()),
-            last_of_previous_run: last,
+            suspect: last_with_data.unwrap_or(0)..segment,
         })
     }
 
@@ -219,9 +227,10 @@ impl Inbox {
         Ok(Some(file))
     }
 
-    /// Whether `location` may be torn by a crash of the previous process.
+    /// Whether `location`, written before this process opened the inbox, may have been
+    /// torn by a crash.
     pub fn may_be_torn(&self, location: Location) -> bool {
-        self.last_of_previous_run == Some(location.segment)
+        self.suspect.contains(&location.segment)
     }
 
     /// Delete sealed segments last written before `cutoff`. Returns how many.
@@ -359,6 +368,34 @@ mod tests {
         assert_eq!(inbox.delete_before(later).unwrap(), 1);
         assert_eq!(inbox.read(old).unwrap(), None);
         assert_eq!(inbox.read(current).unwrap().as_deref(), Some(&b"new"[..]));
+    }
+
+    #[test]
+    fn a_crash_during_recovery_keeps_the_torn_segment_suspect() {
+        let dir = tempfile::tempdir().unwrap();
+        let (synced, older) = {
+            let first = Inbox::open(dir.path()).unwrap();
+            let older = first.append(b"old").unwrap();
+            first.roll(&mut first.writer.lock().unwrap()).unwrap();
+            let synced = first.append(b"torn later").unwrap();
+            first.sync().unwrap();
+            (synced, older)
+        };
+        // A second run starts and dies before it writes anything: its segment is empty.
+        drop(Inbox::open(dir.path()).unwrap());
+        let third = Inbox::open(dir.path()).unwrap();
+        assert!(third.may_be_torn(synced), "the last segment with data");
+        assert!(
+            !third.may_be_torn(older),
+            "sealed and synced before the next"
+        );
+        let lost_in_the_empty_one = Location {
+            segment: synced.segment + 1,
+            ..synced
+        };
+        assert!(third.may_be_torn(lost_in_the_empty_one));
+        let own = third.append(b"new").unwrap();
+        assert!(!third.may_be_torn(own));
     }
 
     #[test]
