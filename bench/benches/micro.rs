@@ -18,6 +18,10 @@ use switchyard::plugin::{AllowedHosts, Grants, HandleOutcome, Limits, Runtime};
 use switchyard::secret::Secret;
 use switchyard::store::sled::SledStore;
 use switchyard::store::{EventRecord, Inserted, NewEvent, Storage, StoredRequest};
+
+// The allocator of the `switchyard` binary, so the figures are the ones the host sees.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use switchyard::verify::{self, DEFAULT_TOLERANCE, Scheme, Verifier};
 
 const SECRET: &str = "whsec_bench_only_secret";
