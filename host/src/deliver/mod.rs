@@ -166,42 +166,39 @@ fn trimmed(response: &OutboundResponse) -> OutboundResponse {
 /// that wins the compare-and-swap makes this one read them again: the last writer always
 /// saw every row as it is.
 fn settle_event(app: &App, row: &DeliveryRecord) -> Result<(), StoreError> {
-    let mut others: Vec<DeliveryRecord> = Vec::new();
     let mut failed = None;
     app.storage.update_event(&row.event_id, &mut |record| {
+        failed = None;
         let only_this = row.index == record.deliveries_from
             && record
                 .attempts
                 .last()
                 .is_some_and(|attempt| attempt.deliveries == 1);
-        let current: Vec<&DeliveryRecord> = if only_this {
-            vec![row]
+        let statuses: Vec<DeliveryStatus> = if only_this {
+            vec![row.status]
         } else {
             // Read on every try of the update: when a concurrent delivery of the same
             // event wins the compare-and-swap, its row has changed too.
             match app.storage.deliveries(&row.event_id) {
-                Ok(rows) => others = rows,
+                Ok(rows) => rows
+                    .iter()
+                    .filter(|r| r.index >= record.deliveries_from)
+                    .map(|r| r.status)
+                    .collect(),
                 Err(err) => {
                     failed = Some(err);
                     return;
                 }
             }
-            others
-                .iter()
-                .filter(|r| r.index >= record.deliveries_from)
-                .collect()
         };
-        if current.is_empty() {
+        if statuses.is_empty() {
             return;
         }
-        let status = if current.iter().any(|r| r.status == DeliveryStatus::Dead) {
+        let status = if statuses.contains(&DeliveryStatus::Dead) {
             Status::Dead
-        } else if current
-            .iter()
-            .all(|r| r.status == DeliveryStatus::Succeeded)
-        {
+        } else if statuses.iter().all(|s| *s == DeliveryStatus::Succeeded) {
             Status::Succeeded
-        } else if current.iter().any(|r| r.status == DeliveryStatus::Retrying) {
+        } else if statuses.contains(&DeliveryStatus::Retrying) {
             Status::Retrying
         } else {
             Status::Pending

@@ -91,19 +91,23 @@ impl Inbox {
     pub fn open(dir: &Path) -> Result<Inbox> {
         fs::create_dir_all(dir)
             .map_err(|err| StoreError(format!("creating {}: {err}", dir.display())))?;
-        let existing = segments(dir)?;
-        let last = existing.iter().map(|(n, _)| *n).max();
+        let existing: Vec<(u64, PathBuf, u64)> = segments(dir)?
+            .into_iter()
+            .map(|(n, path)| {
+                let len = fs::metadata(&path).map_or(0, |m| m.len());
+                (n, path, len)
+            })
+            .collect();
+        let last = existing.iter().map(|(n, ..)| *n).max();
         let last_with_data = existing
             .iter()
-            .filter(|(_, path)| fs::metadata(path).is_ok_and(|m| m.len() > 0))
-            .map(|(n, _)| *n)
+            .filter(|(.., len)| *len > 0)
+            .map(|(n, ..)| *n)
             .max();
         // Each start begins a segment: those a start left empty (a crash loop leaves many)
         // hold nothing and go now.
-        for (_, path) in &existing {
-            if fs::metadata(path).is_ok_and(|m| m.len() == 0) {
-                let _ = fs::remove_file(path);
-            }
+        for (_, path, _) in existing.iter().filter(|(.., len)| *len == 0) {
+            let _ = fs::remove_file(path);
         }
         let segment = last.map_or(0, |n| n + 1);
         let file = create_segment(dir, segment)?;
@@ -120,6 +124,16 @@ impl Inbox {
         })
     }
 
+    // A panic while holding either lock leaves nothing half-done that matters here: the
+    // writer's offset only moves after a complete write, and the readers are a cache.
+    fn writer(&self) -> std::sync::MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn readers_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u64, Arc<File>>> {
+        self.readers.write().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Append `payload`; not durable until the next [`Inbox::sync`].
     pub fn append(&self, payload: &[u8]) -> Result<Location> {
         let len = u32::try_from(payload.len())
@@ -129,7 +143,7 @@ impl Inbox {
         entry.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
         entry.extend_from_slice(payload);
 
-        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut writer = self.writer();
         if writer.offset >= SEGMENT_BYTES
             || (writer.offset > 0 && writer.started.elapsed() >= SEGMENT_AGE)
         {
@@ -169,12 +183,7 @@ impl Inbox {
 
     /// Make every entry appended so far durable. Sealed segments were synced when sealed.
     pub fn sync(&self) -> Result<()> {
-        let file = self
-            .writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .file
-            .clone();
+        let file = self.writer().file.clone();
         file.sync_data()
             .map_err(|err| StoreError(format!("syncing the inbox: {err}")))
     }
@@ -214,7 +223,7 @@ impl Inbox {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(StoreError(format!("opening an inbox segment: {err}"))),
         };
-        let mut readers = self.readers.write().unwrap_or_else(|p| p.into_inner());
+        let mut readers = self.readers_mut();
         if readers.len() >= MAX_OPEN_READERS {
             // Keep the file descriptors bounded: reads cluster on recent segments, and a
             // segment dropped here is simply opened again.
@@ -235,11 +244,7 @@ impl Inbox {
 
     /// Delete sealed segments last written before `cutoff`. Returns how many.
     pub fn delete_before(&self, cutoff: SystemTime) -> Result<usize> {
-        let current = self
-            .writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .segment;
+        let current = self.writer().segment;
         let mut deleted = 0;
         for (segment, path) in segments(&self.dir)? {
             if segment >= current {
@@ -251,10 +256,7 @@ impl Inbox {
             if modified >= cutoff {
                 continue;
             }
-            self.readers
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&segment);
+            self.readers_mut().remove(&segment);
             match fs::remove_file(&path) {
                 Ok(()) => deleted += 1,
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}

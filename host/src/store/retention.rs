@@ -107,6 +107,18 @@ mod tests {
         }
     }
 
+    /// A sweep with the default retention (30 days) and dedupe window (7 days).
+    async fn sweep_defaults(store: &SledStore, now: u64) -> Swept {
+        sweep(
+            store,
+            now,
+            Duration::from_millis(30 * DAY),
+            Duration::from_millis(7 * DAY),
+        )
+        .await
+        .unwrap()
+    }
+
     fn id_of(inserted: Inserted) -> String {
         match inserted {
             Inserted::Accepted { id } | Inserted::Duplicate { id, .. } => id,
@@ -155,14 +167,7 @@ mod tests {
             })
             .collect();
 
-        let swept = sweep(
-            &store,
-            now,
-            Duration::from_millis(30 * DAY),
-            Duration::from_millis(7 * DAY),
-        )
-        .await
-        .unwrap();
+        let swept = sweep_defaults(&store, now).await;
         assert_eq!(swept.events, 450);
         for id in &old {
             assert!(store.event(id).unwrap().is_none());
@@ -229,14 +234,7 @@ mod tests {
         let store = SledStore::open(dir.path(), false).unwrap();
         let recent = id_of(store.insert_event(event(now - DAY, "new")).unwrap());
         assert_eq!(segments().len(), 2);
-        let swept = sweep(
-            &store,
-            now,
-            Duration::from_millis(30 * DAY),
-            Duration::from_millis(7 * DAY),
-        )
-        .await
-        .unwrap();
+        let swept = sweep_defaults(&store, now).await;
         assert_eq!(swept.events, 5);
         assert!(!segments().contains(&first), "the old segment is deleted");
         assert_eq!(segments().len(), 1, "the segment being written stays");
@@ -261,14 +259,7 @@ mod tests {
                 .unwrap();
         }
         store.insert_event(event(now - DAY, "fresh")).unwrap();
-        let swept = sweep(
-            &store,
-            now,
-            Duration::from_millis(30 * DAY),
-            Duration::from_millis(7 * DAY),
-        )
-        .await
-        .unwrap();
+        let swept = sweep_defaults(&store, now).await;
         assert_eq!(
             swept,
             Swept {

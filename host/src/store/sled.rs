@@ -107,6 +107,11 @@ struct DedupeEntry {
     at: u64,
 }
 
+/// Whether a `dedupe` value is the claim of event `id` (a later event may hold the key now).
+fn claimed_by(entry: &[u8], id: &str) -> bool {
+    serde_json::from_slice::<DedupeEntry>(entry).is_ok_and(|e| e.event_id == id)
+}
+
 impl SledStore {
     /// Open (or create) the store at `path`. With `durable = false` no flush is awaited
     /// before acknowledging: a crash may lose the last ~0.5 s of accepted events.
@@ -164,13 +169,9 @@ impl SledStore {
                 continue;
             }
             let record = decode_event(&value)?;
-            if let Some(dk) = record
-                .dedupe_key
-                .as_ref()
-                .map(|k| Self::kv_key(&record.connector, k))
+            if let Some(dk) = Self::dedupe_key_of(&record)
                 && let Some(entry) = self.dedupe.get(&dk)?
-                && serde_json::from_slice::<DedupeEntry>(&entry)
-                    .is_ok_and(|e| e.event_id == record.id)
+                && claimed_by(&entry, &record.id)
             {
                 self.dedupe.remove(dk)?;
             }
@@ -186,6 +187,14 @@ impl SledStore {
             self.db.flush()?;
         }
         Ok(())
+    }
+
+    /// The `dedupe` tree key an event claimed, if it has a dedupe key.
+    fn dedupe_key_of(record: &EventRecord) -> Option<Vec<u8>> {
+        record
+            .dedupe_key
+            .as_ref()
+            .map(|key| Self::kv_key(&record.connector, key))
     }
 
     /// A delivery's key: sorts by event, then index.
@@ -573,10 +582,7 @@ impl Storage for SledStore {
                 .scan_prefix(prefix.as_bytes())
                 .keys()
                 .collect::<std::result::Result<_, _>>()?;
-            let dedupe_key = record
-                .dedupe_key
-                .as_ref()
-                .map(|k| Self::kv_key(&record.connector, k));
+            let dedupe_key = Self::dedupe_key_of(&record);
             (
                 &self.requests,
                 &self.events,
@@ -595,8 +601,7 @@ impl Storage for SledStore {
                     }
                     if let Some(dk) = &dedupe_key
                         && let Some(entry) = dedupe.get(dk)?
-                        && serde_json::from_slice::<DedupeEntry>(&entry)
-                            .is_ok_and(|e| e.event_id == record.id)
+                        && claimed_by(&entry, &record.id)
                     {
                         dedupe.remove(dk.as_slice())?;
                     }
