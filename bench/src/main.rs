@@ -106,7 +106,7 @@ enum Command {
         /// or fsync costs nothing.
         #[arg(long, default_value = "target/bench-tmp")]
         tmp: PathBuf,
-        /// Only these scenarios (repeatable): ingress, ingress-no-flush, baseline, end-to-end.
+        /// Only these scenarios (repeatable): ingress, ingress-no-flush, baseline, end-to-end, hot-swap.
         #[arg(long = "scenario")]
         scenarios: Vec<run::Scenario>,
     },

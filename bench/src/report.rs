@@ -309,7 +309,17 @@ pub fn section(context: &Context, options: &RunOptions, outcomes: &[Outcome]) ->
             verdict(d >= 5_000.0)
         );
     }
-    let rss = [Scenario::Ingress, Scenario::EndToEnd]
+    if let (Some(swapping), Some(steady)) = (row(Scenario::HotSwap), row(Scenario::EndToEnd)) {
+        let factor = swapping.p99_ms / steady.p99_ms;
+        let _ = writeln!(
+            s,
+            "| p99 during hot swaps (vs end to end, same runs) | ≤ 2 × steady | {:.1} ms vs {:.1} ms = {factor:.2} × | {} |",
+            swapping.p99_ms,
+            steady.p99_ms,
+            verdict(factor <= 2.0)
+        );
+    }
+    let rss = [Scenario::Ingress, Scenario::EndToEnd, Scenario::HotSwap]
         .into_iter()
         .filter_map(|sc| row(sc).and_then(|r| r.peak_rss_mb))
         .reduce(f64::max);
@@ -391,6 +401,12 @@ pub fn section(context: &Context, options: &RunOptions, outcomes: &[Outcome]) ->
                 notes.push(format!(
                     "{} run {run}: {} events signed during the run (the pre-signed {} ran out)",
                     outcome.scenario, m.load.signed_late, m.load.presigned
+                ));
+            }
+            if let Some(swaps) = m.swaps {
+                notes.push(format!(
+                    "{} run {run}: {} builds installed, {} swaps seen serving",
+                    outcome.scenario, swaps.installed, swaps.seen
                 ));
             }
             if let Some(d) = m.delivered {

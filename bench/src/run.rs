@@ -31,6 +31,10 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 const SETTLE: Duration = Duration::from_secs(2);
 /// The log lines of a child kept for error messages.
 const LOG_LINES: usize = 40;
+/// How often the hot-swap scenario installs the other build of the connector.
+const SWAP_EVERY: Duration = Duration::from_millis(850);
+/// The admin token of the generated config.
+const ADMIN_TOKEN: &str = "bench-admin-token";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Scenario {
@@ -42,14 +46,19 @@ pub enum Scenario {
     Baseline,
     /// Connector active, forwarding every event to the receiver.
     EndToEnd,
+    /// End to end, with a new build of the connector installed every [`SWAP_EVERY`]
+    /// throughout the load: two builds that differ only in a custom section, so every
+    /// install is a new digest that the host compiles, swaps in and drains the old one of.
+    HotSwap,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::Ingress,
         Scenario::IngressNoFlush,
         Scenario::Baseline,
         Scenario::EndToEnd,
+        Scenario::HotSwap,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +67,7 @@ impl Scenario {
             Scenario::IngressNoFlush => "ingress-no-flush",
             Scenario::Baseline => "baseline",
             Scenario::EndToEnd => "end-to-end",
+            Scenario::HotSwap => "hot-swap",
         }
     }
 }
@@ -75,9 +85,8 @@ impl FromStr for Scenario {
             .into_iter()
             .find(|s| s.name() == text)
             .ok_or_else(|| {
-                format!(
-                    "unknown scenario `{text}`: ingress, ingress-no-flush, baseline, end-to-end"
-                )
+                let known: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                format!("unknown scenario `{text}`: {}", known.join(", "))
             })
     }
 }
@@ -116,12 +125,22 @@ pub struct Delivered {
     pub lag: Duration,
 }
 
+/// What the hot-swap scenario did to the connector during the load.
+#[derive(Debug, Clone, Copy)]
+pub struct Swaps {
+    /// Builds written to the plugins folder.
+    pub installed: u32,
+    /// Changes of the serving digest that the admin API showed (polled before each install).
+    pub seen: u32,
+}
+
 /// One run of one scenario.
 #[derive(Debug, Clone)]
 pub struct Measured {
     pub load: LoadReport,
     pub rss: Option<Rss>,
     pub delivered: Option<Delivered>,
+    pub swaps: Option<Swaps>,
     /// Share of the machine's CPU time used during the load by processes other than the
     /// benchmark and its servers (a build running beside it), in percent.
     pub others_cpu_pct: Option<f64>,
@@ -259,14 +278,15 @@ impl Env {
             Scenario::Ingress => self.ingress(dir.path(), true).await,
             Scenario::IngressNoFlush => self.ingress(dir.path(), false).await,
             Scenario::Baseline => self.baseline(dir.path()).await,
-            Scenario::EndToEnd => self.end_to_end(dir.path()).await,
+            Scenario::EndToEnd => self.end_to_end(dir.path(), false).await,
+            Scenario::HotSwap => self.end_to_end(dir.path(), true).await,
         }
         // Children are killed (on drop) before `dir` is removed.
     }
 
     async fn ingress(&self, dir: &Path, durable: bool) -> anyhow::Result<Measured> {
         // A downstream that is never called: the connector is paused.
-        let config = self.config(dir, durable, true, "http://127.0.0.1:9")?;
+        let config = self.config(dir, durable, true, "http://127.0.0.1:9", None)?;
         let mut host = self.switchyard(&config).await?;
         let (load, others_cpu_pct) = self.load(host.addr, &[host.pid()]).await?;
         let rss = read_rss(host.pid());
@@ -275,6 +295,7 @@ impl Env {
             load,
             rss,
             delivered: None,
+            swaps: None,
             others_cpu_pct,
         })
     }
@@ -299,22 +320,60 @@ impl Env {
             load,
             rss,
             delivered: None,
+            swaps: None,
             others_cpu_pct,
         })
     }
 
-    async fn end_to_end(&self, dir: &Path) -> anyhow::Result<Measured> {
+    /// End to end; with `swap`, from a plugins folder of its own that the host watches and
+    /// the other build is installed in every [`SWAP_EVERY`] during the load.
+    async fn end_to_end(&self, dir: &Path, swap: bool) -> anyhow::Result<Measured> {
         let mut command = Command::new(&self.bench);
         command.args(["receiver", "--listen", "127.0.0.1:0"]);
         let mut receiver = Child::start("receiver", command).await?;
         let origin = format!("http://{}", receiver.addr);
-        let config = self.config(dir, true, false, &origin)?;
+        let builds = if swap {
+            let a =
+                std::fs::read(self.plugins.join("stripe.wasm")).context("reading stripe.wasm")?;
+            let b = with_custom_section(&a, "switchyard-bench-build", b"b");
+            let dir = dir.join("plugins");
+            std::fs::create_dir_all(&dir).context("creating the plugins folder")?;
+            install(&dir, &a)?;
+            Some((dir, [b, a]))
+        } else {
+            None
+        };
+        let config = self.config(
+            dir,
+            true,
+            false,
+            &origin,
+            builds.as_ref().map(|(dir, _)| dir.as_path()),
+        )?;
         let mut host = self.switchyard(&config).await?;
+        let http = reqwest::Client::new();
+        let swapper = builds.map(|(dir, builds)| {
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let task = tokio::spawn(swap_builds(
+                http.clone(),
+                format!("http://{}/v1/connectors/stripe", host.addr),
+                dir,
+                builds,
+                stop.clone(),
+            ));
+            (stop, task)
+        });
         let (load, others_cpu_pct) = self.load(host.addr, &[host.pid(), receiver.pid()]).await?;
         let rss = read_rss(host.pid());
         let load_ended = Instant::now();
+        let swaps = match swapper {
+            Some((stop, task)) => {
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                Some(task.await.context("the swapper panicked")??)
+            }
+            None => None,
+        };
 
-        let http = reqwest::Client::new();
         let deadline = load_ended + CATCH_UP_TIMEOUT;
         let count = loop {
             host.alive()?;
@@ -338,6 +397,7 @@ impl Env {
                 caught_up: count.count >= load.total_ok,
                 lag: Duration::from_millis(count.last_ms.saturating_sub(end_of_load_ms)),
             }),
+            swaps,
             others_cpu_pct,
         })
     }
@@ -381,18 +441,20 @@ impl Env {
         Child::start("switchyard", command).await
     }
 
-    /// A config with the Stripe connector forwarding to `origin`.
+    /// A config with the Stripe connector forwarding to `origin`; with `watched`, plugins
+    /// come from that folder and the host watches it.
     fn config(
         &self,
         dir: &Path,
         durable: bool,
         paused: bool,
         origin: &str,
+        watched: Option<&Path>,
     ) -> anyhow::Result<PathBuf> {
         let text = format!(
             r#"[server]
 listen = "127.0.0.1:0"
-admin_token = "bench-admin-token"
+admin_token = {admin_token:?}
 
 [storage]
 path = {data:?}
@@ -400,7 +462,7 @@ durable = {durable}
 
 [plugins]
 dir = {plugins:?}
-watch = false
+watch = {watch}
 
 [[connector]]
 id = "stripe"
@@ -413,12 +475,91 @@ allowed_hosts = [{origin:?}]
 forward_url = "{origin}/billing"
 "#,
             data = dir.join("data").display().to_string(),
-            plugins = self.plugins.display().to_string(),
+            admin_token = ADMIN_TOKEN,
+            plugins = watched.unwrap_or(&self.plugins).display().to_string(),
+            watch = watched.is_some(),
             secret = BENCH_SECRET,
         );
         let path = dir.join("switchyard.toml");
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
+    }
+}
+
+/// Write `wasm` as `stripe.wasm` in `dir` the way operators should: a temporary name in the
+/// same folder, then a rename, so the watcher never sees half a file.
+fn install(dir: &Path, wasm: &[u8]) -> anyhow::Result<()> {
+    let tmp = dir.join(".stripe.wasm.tmp");
+    std::fs::write(&tmp, wasm).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join("stripe.wasm")).context("installing stripe.wasm")
+}
+
+/// `wasm` with a custom section appended (id 0: a name and bytes the runtime ignores): the
+/// same connector with another digest.
+fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    let mut content = Vec::new();
+    leb128(&mut content, name.len() as u64);
+    content.extend_from_slice(name.as_bytes());
+    content.extend_from_slice(payload);
+    let mut out = wasm.to_vec();
+    out.push(0);
+    leb128(&mut out, content.len() as u64);
+    out.extend_from_slice(&content);
+    out
+}
+
+fn leb128(out: &mut Vec<u8>, mut value: u64) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Install `builds` in turn every [`SWAP_EVERY`] until `stop`; before each install, ask the
+/// admin API which digest is serving, to count the swaps that took effect.
+async fn swap_builds(
+    http: reqwest::Client,
+    connector_url: String,
+    dir: PathBuf,
+    builds: [Vec<u8>; 2],
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<Swaps> {
+    let digest = || async {
+        let response = http
+            .get(&connector_url)
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await?
+            .error_for_status()?;
+        let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
+        anyhow::Ok(body["digest"].as_str().unwrap_or_default().to_string())
+    };
+    let mut swaps = Swaps {
+        installed: 0,
+        seen: 0,
+    };
+    let mut serving = digest().await.context("asking for the serving digest")?;
+    loop {
+        tokio::time::sleep(SWAP_EVERY).await;
+        let now = digest().await.context("asking for the serving digest")?;
+        if now != serving {
+            swaps.seen += 1;
+            serving = now;
+        }
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(swaps);
+        }
+        let dir = dir.clone();
+        let build = builds[swaps.installed as usize % 2].clone();
+        tokio::task::spawn_blocking(move || install(&dir, &build))
+            .await
+            .context("the install task panicked")??;
+        swaps.installed += 1;
     }
 }
 
@@ -614,5 +755,37 @@ impl Drop for Child {
     fn drop(&mut self) {
         let _ = self.process.kill();
         let _ = self.process.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leb128_is_unsigned_little_endian_base_128() {
+        let encode = |value| {
+            let mut out = Vec::new();
+            leb128(&mut out, value);
+            out
+        };
+        assert_eq!(encode(0), [0x00]);
+        assert_eq!(encode(127), [0x7f]);
+        assert_eq!(encode(128), [0x80, 0x01]);
+        assert_eq!(encode(300), [0xac, 0x02]);
+    }
+
+    #[test]
+    fn a_custom_section_is_appended_whole() {
+        let module = b"\0asm\x01\0\0\0";
+        let out = with_custom_section(module, "build", b"b");
+        // id 0, size 7 = name length (1) + "build" (5) + payload (1).
+        assert_eq!(&out[..8], module);
+        assert_eq!(&out[8..], b"\x00\x07\x05buildb");
+
+        let long = with_custom_section(module, "n", &[7; 200]);
+        // 1 + 1 + 200 = 202 bytes: a two-byte size.
+        assert_eq!(&long[8..12], &[0x00, 0xca, 0x01, 0x01]);
+        assert_eq!(long.len(), 8 + 3 + 202);
     }
 }
