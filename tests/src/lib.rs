@@ -473,11 +473,36 @@ impl ChildHost {
     /// [`ChildHost::start`] with `dir` as the working directory (relative paths in the
     /// config are relative to it).
     pub fn start_in(dir: &Path, config: &Path) -> ChildHost {
-        use std::io::BufRead as _;
-        let mut child = std::process::Command::new(binary())
+        let mut command = std::process::Command::new(binary());
+        command
             .current_dir(dir)
             .args(["serve", "--config"])
-            .arg(config)
+            .arg(config);
+        ChildHost::spawn(command)
+    }
+
+    /// [`ChildHost::start`] with every file the host writes limited to `bytes`
+    /// (`RLIMIT_FSIZE`, set by `prlimit`): a write past it fails with `EFBIG`, the way a
+    /// full disk fails one. `SIGXFSZ`, which would end the process instead, is ignored
+    /// (an ignored signal stays ignored across `exec`).
+    pub fn start_with_file_size_limit(config: &Path, bytes: u64) -> ChildHost {
+        let mut command = std::process::Command::new("sh");
+        command
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("-c")
+            .arg(format!(
+                r#"trap '' XFSZ; exec prlimit --fsize={bytes} -- "$@""#
+            ))
+            .arg("sh")
+            .arg(binary())
+            .args(["serve", "--config"])
+            .arg(config);
+        ChildHost::spawn(command)
+    }
+
+    fn spawn(mut command: std::process::Command) -> ChildHost {
+        use std::io::BufRead as _;
+        let mut child = command
             .env("RUST_LOG", "info")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -524,6 +549,11 @@ impl ChildHost {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// SIGKILL: no shutdown, no flush, nothing.

@@ -12,13 +12,10 @@ use switchyard_tests::*;
 const SENDERS: usize = 4;
 const PER_SENDER: usize = 100;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_midway_loses_nothing_that_got_a_200() {
-    let receiver = Receiver::start().await;
-    // The downstream fails for a while, so retries are pending when the host dies.
-    receiver.respond_with(&[503; 120]);
-    let dirs = Dirs::new(&["stripe.wasm"]);
-    let config_path = dirs.root.path().join("switchyard.toml");
+/// The config file of a host with the Stripe connector forwarding to `origin`, with `extra`
+/// at the end of the connector's keys (a key, or a subtable).
+fn write_config(dirs: &Dirs, origin: &str, extra: &str) -> std::path::PathBuf {
+    let path = dirs.root.path().join("switchyard.toml");
     let config = dirs.base_config()
         + &format!(
             r#"
@@ -27,15 +24,34 @@ id = "stripe"
 plugin = "stripe.wasm"
 secret = "{STRIPE_SECRET}"
 allowed_hosts = ["{origin}"]
-[connector.retry]
-initial_backoff = "50ms"
-max_backoff = "500ms"
 [connector.settings]
 forward_url = "{origin}/billing"
-"#,
-            origin = receiver.origin()
+"#
         );
-    std::fs::write(&config_path, config).unwrap();
+    // Keys of `[[connector]]` go before its subtables.
+    let config = if extra.starts_with('[') {
+        config + extra + "\n"
+    } else {
+        config.replace(
+            "[connector.settings]",
+            &format!("{extra}\n[connector.settings]"),
+        )
+    };
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_midway_loses_nothing_that_got_a_200() {
+    let receiver = Receiver::start().await;
+    // The downstream fails for a while, so retries are pending when the host dies.
+    receiver.respond_with(&[503; 120]);
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let config_path = write_config(
+        &dirs,
+        &receiver.origin(),
+        "[connector.retry]\ninitial_backoff = \"50ms\"\nmax_backoff = \"500ms\"",
+    );
 
     let host = ChildHost::start(&config_path);
     let base = host.url("/hooks/stripe");
@@ -150,6 +166,110 @@ forward_url = "{origin}/billing"
             .iter()
             .filter(|r| r.status == 503)
             .count()
+    );
+    host.kill_9();
+}
+
+/// A write that fails (a full disk, simulated by a file-size limit on the real binary) is
+/// answered 503, never 200; the host keeps serving; after a restart without the limit,
+/// every event that got a 200 is in the log with its body intact, and the sender's retry of
+/// a refused event is accepted, not taken for a duplicate of something never stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_is_a_503_and_loses_nothing() {
+    const LIMIT: u64 = 4 << 20;
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    // Paused: the events stay in the log, nothing is delivered.
+    let config_path = write_config(&dirs, "http://127.0.0.1:9", "paused = true");
+    let client = reqwest::Client::new();
+    // ~40 KB events: the inbox segment reaches the limit after about a hundred.
+    let event = |evt: &str| {
+        serde_json::to_vec(&serde_json::json!({
+            "id": evt,
+            "object": "event",
+            "type": "invoice.paid",
+            "data": { "object": { "id": "in_1", "object": "invoice", "description": "x".repeat(40_000) } },
+        }))
+        .unwrap()
+    };
+    let send = |base: String, body: Vec<u8>| {
+        let client = client.clone();
+        async move {
+            let mut request = client.post(base).body(body.clone());
+            for (k, v) in stripe_headers(STRIPE_SECRET, &body, now()) {
+                request = request.header(k, v);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let answer: Value = response.json().await.unwrap();
+            (status, answer)
+        }
+    };
+
+    let mut host = ChildHost::start_with_file_size_limit(&config_path, LIMIT);
+    let mut accepted = Vec::new(); // (evt, id, body)
+    let mut refused = Vec::new(); // evt
+    let mut accepted_after_refusal = 0;
+    for _ in 0..400 {
+        let evt = evt_id();
+        let body = event(&evt);
+        let (status, answer) = send(host.url("/hooks/stripe"), body.clone()).await;
+        match status {
+            200 => {
+                assert_eq!(answer["status"], "accepted", "{answer}");
+                accepted.push((evt, answer["id"].as_str().unwrap().to_string(), body));
+                if !refused.is_empty() {
+                    accepted_after_refusal += 1;
+                }
+            }
+            503 => {
+                assert_eq!(answer["error"]["code"], "unavailable", "{answer}");
+                refused.push(evt);
+            }
+            other => panic!("unexpected {other}: {answer}"),
+        }
+        if accepted_after_refusal >= 10 {
+            break;
+        }
+    }
+    assert!(
+        !refused.is_empty(),
+        "no write failed under a {LIMIT}-byte file limit ({} accepted)",
+        accepted.len()
+    );
+    assert!(host.is_running(), "the host survived the failed writes");
+    assert_eq!(
+        accepted_after_refusal,
+        10,
+        "the host kept accepting after a failed write; log:\n{}",
+        host.log.lock().unwrap()
+    );
+    host.kill_9();
+
+    let host = ChildHost::start(&config_path);
+    for (_, id, body) in &accepted {
+        let response = client
+            .get(host.url(&format!("/v1/events/{id}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "event {id} is in the log");
+        let event: Value = response.json().await.unwrap();
+        assert_eq!(
+            event["request"]["body"].as_str().unwrap().as_bytes(),
+            body.as_slice(),
+            "event {id} kept its body"
+        );
+    }
+    for evt in &refused {
+        let (status, answer) = send(host.url("/hooks/stripe"), event(evt)).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["status"], "accepted", "the retry of {evt}: {answer}");
+    }
+    eprintln!(
+        "disk-full test: {} accepted, {} refused with 503, all accepted ones intact after a restart",
+        accepted.len(),
+        refused.len()
     );
     host.kill_9();
 }
