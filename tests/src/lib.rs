@@ -551,6 +551,16 @@ impl ChildHost {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// `GET path` on the admin API, with the admin token.
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("admin request")
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

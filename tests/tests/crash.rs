@@ -145,14 +145,8 @@ async fn kill_9_midway_loses_nothing_that_got_a_200() {
         host.log.lock().unwrap()
     );
     // And each has its record in the event log.
-    let admin = reqwest::Client::new();
     for id in acknowledged.values().take(50) {
-        let response = admin
-            .get(host.url(&format!("/v1/events/{id}")))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let response = host.admin_get(&format!("/v1/events/{id}")).await;
         assert_eq!(response.status(), 200, "event {id} is in the log");
     }
     eprintln!(
@@ -247,12 +241,7 @@ async fn a_failed_write_is_a_503_and_loses_nothing() {
 
     let host = ChildHost::start(&config_path);
     for (_, id, body) in &accepted {
-        let response = client
-            .get(host.url(&format!("/v1/events/{id}")))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let response = host.admin_get(&format!("/v1/events/{id}")).await;
         assert_eq!(response.status(), 200, "event {id} is in the log");
         let event: Value = response.json().await.unwrap();
         assert_eq!(
