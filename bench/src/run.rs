@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -353,7 +354,7 @@ impl Env {
         let mut host = self.switchyard(&config).await?;
         let http = reqwest::Client::new();
         let swapper = builds.map(|(dir, builds)| {
-            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stop = Arc::new(AtomicBool::new(false));
             let task = tokio::spawn(swap_builds(
                 http.clone(),
                 format!("http://{}/v1/connectors/stripe", host.addr),
@@ -368,7 +369,7 @@ impl Env {
         let load_ended = Instant::now();
         let swaps = match swapper {
             Some((stop, task)) => {
-                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                stop.store(true, Ordering::SeqCst);
                 Some(task.await.context("the swapper panicked")??)
             }
             None => None,
@@ -494,30 +495,17 @@ fn install(dir: &Path, wasm: &[u8]) -> anyhow::Result<()> {
     std::fs::rename(&tmp, dir.join("stripe.wasm")).context("installing stripe.wasm")
 }
 
-/// `wasm` with a custom section appended (id 0: a name and bytes the runtime ignores): the
-/// same connector with another digest.
+/// `wasm` with a custom section appended (a name and bytes the runtime ignores): the same
+/// connector with another digest.
 fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
-    let mut content = Vec::new();
-    leb128(&mut content, name.len() as u64);
-    content.extend_from_slice(name.as_bytes());
-    content.extend_from_slice(payload);
+    use wasm_encoder::ComponentSection as _;
     let mut out = wasm.to_vec();
-    out.push(0);
-    leb128(&mut out, content.len() as u64);
-    out.extend_from_slice(&content);
-    out
-}
-
-fn leb128(out: &mut Vec<u8>, mut value: u64) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
+    wasm_encoder::CustomSection {
+        name: name.into(),
+        data: payload.into(),
     }
+    .append_to_component(&mut out);
+    out
 }
 
 /// Install `builds` in turn every [`SWAP_EVERY`] until `stop`; before each install, ask the
@@ -527,7 +515,7 @@ async fn swap_builds(
     connector_url: String,
     dir: PathBuf,
     builds: [Vec<u8>; 2],
-    stop: Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Swaps> {
     let digest = || async {
         let response = http
@@ -551,7 +539,7 @@ async fn swap_builds(
             swaps.seen += 1;
             serving = now;
         }
-        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+        if stop.load(Ordering::SeqCst) {
             return Ok(swaps);
         }
         let dir = dir.clone();
@@ -761,19 +749,6 @@ impl Drop for Child {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn leb128_is_unsigned_little_endian_base_128() {
-        let encode = |value| {
-            let mut out = Vec::new();
-            leb128(&mut out, value);
-            out
-        };
-        assert_eq!(encode(0), [0x00]);
-        assert_eq!(encode(127), [0x7f]);
-        assert_eq!(encode(128), [0x80, 0x01]);
-        assert_eq!(encode(300), [0xac, 0x02]);
-    }
 
     #[test]
     fn a_custom_section_is_appended_whole() {

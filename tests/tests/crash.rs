@@ -12,8 +12,9 @@ use switchyard_tests::*;
 const SENDERS: usize = 4;
 const PER_SENDER: usize = 100;
 
-/// The config file of a host with the Stripe connector forwarding to `origin`, with `extra`
-/// at the end of the connector's keys (a key, or a subtable).
+/// The config file of a host with the Stripe connector forwarding to `origin`, with
+/// `extra` among the connector's keys (keys, or subtables: before `[connector.settings]`,
+/// either is valid TOML).
 fn write_config(dirs: &Dirs, origin: &str, extra: &str) -> std::path::PathBuf {
     let path = dirs.root.path().join("switchyard.toml");
     let config = dirs.base_config()
@@ -24,19 +25,11 @@ id = "stripe"
 plugin = "stripe.wasm"
 secret = "{STRIPE_SECRET}"
 allowed_hosts = ["{origin}"]
+{extra}
 [connector.settings]
 forward_url = "{origin}/billing"
 "#
         );
-    // Keys of `[[connector]]` go before its subtables.
-    let config = if extra.starts_with('[') {
-        config + extra + "\n"
-    } else {
-        config.replace(
-            "[connector.settings]",
-            &format!("{extra}\n[connector.settings]"),
-        )
-    };
     std::fs::write(&path, config).unwrap();
     path
 }
