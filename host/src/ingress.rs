@@ -1,7 +1,7 @@
 //! Ingress: `POST|GET|HEAD /hooks/{connector}`.
 //!
 //! `POST` is read up to `server.max_body_bytes` (413 beyond), verified (401), deduped,
-//! stored, and answered 200 only once the store has made it durable (503 when it cannot).
+//! stored, and answered 200 only once the store says it is durable (503 when it cannot).
 //! `GET`/`HEAD` answer 200 with an empty body: Mailchimp and Mandrill validate a URL so.
 
 use std::sync::Arc;
@@ -134,12 +134,14 @@ async fn receive(
             record.status = Status::Rejected;
             record.verification.verified = false;
             record.verification.error = Some(err.to_string());
-            // Logged, not awaited: a rejection promises the sender nothing.
-            if let Err(store_err) = app.storage.insert_event(NewEvent {
+            // Recorded before the answer, but a failure only logged: a rejection promises
+            // the sender nothing.
+            let recorded = app.storage.insert_event(NewEvent {
                 record,
                 request,
                 dedupe: None,
-            }) {
+            });
+            if let Err(store_err) = recorded.await {
                 tracing::warn!(connector = %id, "recording a rejected request failed: {store_err}");
             }
             return Err(ApiError::unauthorized(err.code(), err.to_string()));
@@ -178,8 +180,8 @@ async fn receive(
             request,
             dedupe: dedupe.map(|key| (key, window)),
         })
+        .await
         .map_err(ApiError::unavailable)?;
-    app.storage.sync().await.map_err(ApiError::unavailable)?;
 
     let body = match inserted {
         Inserted::Accepted { id: event_id } => {

@@ -146,16 +146,31 @@ async fn swapping_builds_under_load_loses_nothing() {
     assert!(builds.get("a").copied().unwrap_or(0) > 0, "{builds:?}");
     assert!(builds.get("b").copied().unwrap_or(0) > 0, "{builds:?}");
 
-    // Each attempt records the digest and version of the code that ran it.
-    let page: Value = host
-        .admin_get("/v1/events?limit=1000")
-        .await
-        .json()
-        .await
-        .unwrap();
+    // Each attempt records the digest and version of the code that ran it: read the whole
+    // log (the newest page alone can fall within one build's time).
+    let mut events = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page: Value = host
+            .admin_get(&format!("/v1/events?limit=1000{cursor}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        events.extend(page["data"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        events.len(),
+        accepted.len(),
+        "every accepted event is in the log"
+    );
     let mut digests = HashSet::new();
     let mut versions = HashSet::new();
-    for event in page["data"].as_array().unwrap() {
+    for event in &events {
         let attempt = &event["attempts"][0];
         digests.insert(
             attempt["plugin_digest"]

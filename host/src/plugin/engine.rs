@@ -535,7 +535,7 @@ mod timing {
             let id = ulid::Ulid::new().to_string();
             let mut record = crate::store::EventRecord::received(id, "stripe".into(), 1, "stripe");
             record.dedupe_key = Some(format!("evt_{i}"));
-            crate::store::Storage::insert_event(
+            futures::executor::block_on(crate::store::Storage::insert_event(
                 &store,
                 crate::store::NewEvent {
                     record,
@@ -548,7 +548,7 @@ mod timing {
                     },
                     dedupe: Some((format!("evt_{i}"), 1000)),
                 },
-            )
+            ))
             .unwrap();
         }
         eprintln!("insert_event {:?}", t.elapsed() / n);

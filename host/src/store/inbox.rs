@@ -84,6 +84,11 @@ pub struct Inbox {
     /// Segments whose entries a crash may have torn: from the last one holding data up
     /// to (not including) the one this process writes.
     suspect: std::ops::Range<u64>,
+    /// Segments whose `fdatasync` failed (see [`Inbox::sync`]).
+    poisoned: Mutex<Vec<u64>>,
+    /// Tests: this many next syncs fail as a dying disk's would.
+    #[cfg(test)]
+    pub(super) failing_syncs: std::sync::atomic::AtomicUsize,
 }
 
 impl Inbox {
@@ -121,6 +126,9 @@ impl Inbox {
             }),
             readers: RwLock::new(HashMap::new()),
             suspect: last_with_data.unwrap_or(0)..segment,
+            poisoned: Mutex::new(Vec::new()),
+            #[cfg(test)]
+            failing_syncs: Default::default(),
         })
     }
 
@@ -136,12 +144,25 @@ impl Inbox {
 
     /// Append `payload`; not durable until the next [`Inbox::sync`].
     pub fn append(&self, payload: &[u8]) -> Result<Location> {
-        let len = u32::try_from(payload.len())
-            .map_err(|_| StoreError("request too large for the inbox".into()))?;
-        let mut entry = Vec::with_capacity(HEADER + payload.len());
-        entry.extend_from_slice(&len.to_le_bytes());
-        entry.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        entry.extend_from_slice(payload);
+        let locations = self.append_batch(&[payload])?;
+        Ok(locations[0])
+    }
+
+    /// Append `payloads` in one write, in order; not durable until the next
+    /// [`Inbox::sync`]. All of them are written or, on an error, none is acknowledged: the
+    /// next append starts a new segment.
+    pub fn append_batch(&self, payloads: &[&[u8]]) -> Result<Vec<Location>> {
+        let size: usize = payloads.iter().map(|p| HEADER + p.len()).sum();
+        let mut entries = Vec::with_capacity(size);
+        let mut lens = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            let len = u32::try_from(payload.len())
+                .map_err(|_| StoreError("request too large for the inbox".into()))?;
+            entries.extend_from_slice(&len.to_le_bytes());
+            entries.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+            entries.extend_from_slice(payload);
+            lens.push(len);
+        }
 
         let mut writer = self.writer();
         if writer.offset >= SEGMENT_BYTES
@@ -149,27 +170,49 @@ impl Inbox {
         {
             self.roll(&mut writer)?;
         }
-        let location = Location {
-            segment: writer.segment,
-            offset: writer.offset,
-            len,
-        };
         // A failed or short write leaves the offset where it was only if nothing was
         // written; to be safe, the next entry goes to a new segment.
-        if let Err(err) = (&*writer.file).write_all(&entry) {
+        if let Err(err) = (&*writer.file).write_all(&entries) {
             writer.offset = SEGMENT_BYTES;
             return Err(StoreError(format!("writing the inbox: {err}")));
         }
-        writer.offset += entry.len() as u64;
-        Ok(location)
+        let mut offset = writer.offset;
+        let locations = lens
+            .into_iter()
+            .map(|len| {
+                let location = Location {
+                    segment: writer.segment,
+                    offset,
+                    len,
+                };
+                offset += (HEADER + len as usize) as u64;
+                location
+            })
+            .collect();
+        writer.offset = offset;
+        Ok(locations)
+    }
+
+    /// Where the next entry will be written (its length unknown: 0).
+    pub fn head(&self) -> Location {
+        let writer = self.writer();
+        Location {
+            segment: writer.segment,
+            offset: writer.offset,
+            len: 0,
+        }
     }
 
     /// Seal the current segment (synced) and start the next.
     fn roll(&self, writer: &mut Writer) -> Result<()> {
-        writer
-            .file
-            .sync_data()
-            .map_err(|err| StoreError(format!("syncing the inbox: {err}")))?;
+        // A segment whose sync failed is not synced again: what it holds past its last
+        // good sync was refused, and a second `fdatasync` would only report success.
+        if !self.is_poisoned(writer.segment) {
+            writer
+                .file
+                .sync_data()
+                .map_err(|err| StoreError(format!("syncing the inbox: {err}")))?;
+        }
         let segment = writer.segment + 1;
         let file = create_segment(&self.dir, segment)?;
         *writer = Writer {
@@ -182,10 +225,103 @@ impl Inbox {
     }
 
     /// Make every entry appended so far durable. Sealed segments were synced when sealed.
+    ///
+    /// When the `fdatasync` fails, the kernel may have dropped any write since the last
+    /// good one, and a later sync would not say so: the segment is *poisoned* (see
+    /// [`Inbox::is_poisoned`]; nothing in it past that point may be acknowledged) and the
+    /// next append starts a new one.
     pub fn sync(&self) -> Result<()> {
-        let file = self.writer().file.clone();
-        file.sync_data()
-            .map_err(|err| StoreError(format!("syncing the inbox: {err}")))
+        let (segment, file) = {
+            let writer = self.writer();
+            (writer.segment, writer.file.clone())
+        };
+        #[cfg(test)]
+        let file = {
+            use std::sync::atomic::Ordering::SeqCst;
+            let fail = self
+                .failing_syncs
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            SyncTarget { file, fail }
+        };
+        file.sync_data().map_err(|err| {
+            self.poisoned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(segment);
+            let mut writer = self.writer();
+            if writer.segment == segment {
+                writer.offset = SEGMENT_BYTES;
+            }
+            StoreError(format!("syncing the inbox: {err}"))
+        })
+    }
+
+    /// Whether a sync of `segment` failed in this process: its entries written since its
+    /// last good sync must not be acknowledged.
+    pub fn is_poisoned(&self, segment: u64) -> bool {
+        self.poisoned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&segment)
+    }
+
+    /// Call `visit` with every intact entry from `from` on, in order, in the segments
+    /// written before this process opened the inbox. A segment is read up to its first
+    /// torn or short entry (a crash's cut), then the next one is read.
+    pub fn scan_earlier(
+        &self,
+        from: Location,
+        mut visit: impl FnMut(Location, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        use std::io::{BufReader, Read as _, Seek as _, SeekFrom};
+        let current = self.writer().segment;
+        for (segment, path) in segments(&self.dir)? {
+            if segment < from.segment || segment >= current {
+                continue;
+            }
+            let file = File::open(&path)
+                .map_err(|err| StoreError(format!("opening {}: {err}", path.display())))?;
+            let size = file
+                .metadata()
+                .map_err(|err| StoreError(format!("reading {}: {err}", path.display())))?
+                .len();
+            let mut reader = BufReader::with_capacity(1 << 20, file);
+            let mut offset = if segment == from.segment {
+                from.offset
+            } else {
+                0
+            };
+            reader
+                .seek(SeekFrom::Start(offset))
+                .map_err(|err| StoreError(format!("reading {}: {err}", path.display())))?;
+            let mut header = [0u8; HEADER];
+            loop {
+                if reader.read_exact(&mut header).is_err() {
+                    break;
+                }
+                let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
+                let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+                // A torn header can claim any length: never read past the file.
+                if offset + (HEADER as u64) + u64::from(len) > size {
+                    break;
+                }
+                let mut payload = vec![0; len as usize];
+                if reader.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
+                    break;
+                }
+                visit(
+                    Location {
+                        segment,
+                        offset,
+                        len,
+                    },
+                    &payload,
+                )?;
+                offset += (HEADER + len as usize) as u64;
+            }
+        }
+        Ok(())
     }
 
     /// The payload at `location`, or `None` when it is not there intact (a crash before it
@@ -266,6 +402,23 @@ impl Inbox {
             }
         }
         Ok(deleted)
+    }
+}
+
+/// Tests: a segment file whose sync may be made to fail.
+#[cfg(test)]
+struct SyncTarget {
+    file: Arc<File>,
+    fail: bool,
+}
+
+#[cfg(test)]
+impl SyncTarget {
+    fn sync_data(&self) -> std::io::Result<()> {
+        if self.fail {
+            return Err(std::io::Error::other("injected I/O error"));
+        }
+        self.file.sync_data()
     }
 }
 

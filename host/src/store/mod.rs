@@ -1,10 +1,12 @@
 //! Durable storage of events, their attempts and their deliveries.
 //!
-//! The pipeline talks to [`Storage`]; [`sled::SledStore`] is the embedded engine. Every
-//! write an ingress answer depends on is followed by [`Storage::sync`], a group commit:
-//! one flusher, many waiters, so a 200 is never sent for a request a crash could lose.
+//! The pipeline talks to [`Storage`]; [`sled::SledStore`] is the embedded engine. A new
+//! event is acknowledged only once [`Storage::insert_event`] says it is durable, so a 200
+//! is never sent for a request a crash could lose; other writes an answer depends on are
+//! followed by [`Storage::sync`], a group commit.
 
 pub mod inbox;
+mod ingest;
 pub mod retention;
 pub mod sled;
 
@@ -341,13 +343,15 @@ pub enum ReplayError {
 
 /// The pipeline's view of storage.
 pub trait Storage: Send + Sync + 'static {
-    /// Store a new event (or a rejected/duplicate record) atomically with its request,
-    /// its dedupe entry and its place in the dispatch queue. Not yet durable: see [`sync`].
-    ///
-    /// [`sync`]: Storage::sync
-    fn insert_event(&self, event: NewEvent) -> Result<Inserted>;
+    /// Store a new event (or a rejected/duplicate record) with its request, its dedupe
+    /// entry and its place in the dispatch queue. Resolves once it is durable, with what
+    /// was decided (accepted or a duplicate); an error means it is not stored and was not
+    /// acknowledged. The write is queued when this is called, whether or not the future is
+    /// awaited, unless the store's queue is full: then the future waits for room.
+    fn insert_event(&self, event: NewEvent) -> BoxFuture<'static, Result<Inserted>>;
 
-    /// Resolves once everything written before the call is on disk (group commit).
+    /// Resolves once every other write made before the call (updates, replays, kv) is on
+    /// disk: a group commit.
     fn sync(&self) -> BoxFuture<'static, Result<()>>;
 
     fn event(&self, id: &str) -> Result<Option<EventRecord>>;
@@ -406,4 +410,17 @@ pub trait Storage: Send + Sync + 'static {
     fn kv_get(&self, connector: &str, key: &str) -> Result<Option<Vec<u8>>>;
     fn kv_set(&self, connector: &str, key: &str, value: &[u8]) -> Result<()>;
     fn kv_delete(&self, connector: &str, key: &str) -> Result<()>;
+}
+
+/// For tests written as plain functions: insert and wait until it is durable.
+#[cfg(test)]
+pub(crate) trait InsertNow {
+    fn insert_now(&self, event: NewEvent) -> Result<Inserted>;
+}
+
+#[cfg(test)]
+impl<S: Storage + ?Sized> InsertNow for S {
+    fn insert_now(&self, event: NewEvent) -> Result<Inserted> {
+        futures::executor::block_on(self.insert_event(event))
+    }
 }

@@ -80,6 +80,7 @@ pub async fn run(storage: Arc<dyn Storage>, retention: Duration, dedupe_window: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::InsertNow as _;
     use crate::store::sled::SledStore;
     use crate::store::{
         DeliveryRecord, DeliveryStatus, EventQuery, EventRecord, Inserted, NewEvent, Status,
@@ -135,7 +136,7 @@ mod tests {
         for i in 0..450 {
             old.push(id_of(
                 store
-                    .insert_event(event(now - 40 * DAY + i, &format!("old{i}")))
+                    .insert_now(event(now - 40 * DAY + i, &format!("old{i}")))
                     .unwrap(),
             ));
         }
@@ -161,7 +162,7 @@ mod tests {
             .map(|i| {
                 id_of(
                     store
-                        .insert_event(event(now - DAY + i, &format!("new{i}")))
+                        .insert_now(event(now - DAY + i, &format!("new{i}")))
                         .unwrap(),
                 )
             })
@@ -188,11 +189,11 @@ mod tests {
         assert_eq!(page.len(), 3);
         // The removed events' dedupe keys are free again; the recent ones still dedupe.
         assert!(matches!(
-            store.insert_event(event(now, "old7")).unwrap(),
+            store.insert_now(event(now, "old7")).unwrap(),
             Inserted::Accepted { .. }
         ));
         assert!(matches!(
-            store.insert_event(event(now, "new1")).unwrap(),
+            store.insert_now(event(now, "new1")).unwrap(),
             Inserted::Duplicate { .. }
         ));
     }
@@ -216,7 +217,7 @@ mod tests {
                 .map(|i| {
                     id_of(
                         store
-                            .insert_event(event(now - 40 * DAY + i, &format!("old{i}")))
+                            .insert_now(event(now - 40 * DAY + i, &format!("old{i}")))
                             .unwrap(),
                     )
                 })
@@ -232,7 +233,7 @@ mod tests {
             .unwrap();
 
         let store = SledStore::open(dir.path(), false).unwrap();
-        let recent = id_of(store.insert_event(event(now - DAY, "new")).unwrap());
+        let recent = id_of(store.insert_now(event(now - DAY, "new")).unwrap());
         assert_eq!(segments().len(), 2);
         let swept = sweep_defaults(&store, now).await;
         assert_eq!(swept.events, 5);
@@ -255,10 +256,10 @@ mod tests {
         let now = 100 * DAY;
         for i in 0..500 {
             store
-                .insert_event(event(now - 8 * DAY + i, &format!("k{i}")))
+                .insert_now(event(now - 8 * DAY + i, &format!("k{i}")))
                 .unwrap();
         }
-        store.insert_event(event(now - DAY, "fresh")).unwrap();
+        store.insert_now(event(now - DAY, "fresh")).unwrap();
         let swept = sweep_defaults(&store, now).await;
         assert_eq!(
             swept,
@@ -276,7 +277,7 @@ mod tests {
             .unwrap();
         assert_eq!(page.len(), 501);
         assert!(matches!(
-            store.insert_event(event(now, "fresh")).unwrap(),
+            store.insert_now(event(now, "fresh")).unwrap(),
             Inserted::Duplicate { .. }
         ));
     }

@@ -11,21 +11,27 @@
 //! - `outbox_open`: the same keys for deliveries not yet final (the delivery queue);
 //! - `kv`: `{connector}\0{key}` → bytes.
 //!
-//! **Durability.** sled 0.34 hangs when several tasks call `flush_async` at once
-//! (spacejam/sled#1308), and its flush ends in `sync_file_range`, which neither flushes
-//! the drive cache nor the file size. So exactly one thread flushes, followed by an
-//! `fdatasync` of the log file, and every waiter that registered before the flush started
-//! is released by it: a group commit.
+//! - `meta`: the store's own bookkeeping (how far sled holds the inbox: `ingest.rs`).
+//!
+//! **New events** go through the inbox, the write-ahead log of ingress, and are written to
+//! sled behind it by one thread; an answer waits for the inbox's `fdatasync` only (see
+//! `ingest.rs`, which says why).
+//!
+//! **Everything else is written to sled directly and made durable by [`Storage::sync`]**
+//! where an answer depends on it (a replay), and by a checkpoint every second otherwise.
+//! sled 0.34 hangs when several tasks call `flush_async` at once (spacejam/sled#1308), and
+//! its flush ends in `sync_file_range`, which neither flushes the drive cache nor the file
+//! size. So exactly one thread flushes, followed by an `fdatasync` of the log file, and
+//! every waiter that registered before the flush started is released by it.
 //!
 //! **No transactions on the hot path.** A sled 0.34 transaction takes the global
 //! concurrency-control *write* lock, and a flush holds its *read* lock for the whole
-//! `sync_file_range`: every transaction waits for the flush in progress, which serialised
-//! ingress behind the group commit (measured: 2.3k accepted/s against 25k/s for plain
-//! inserts). Event, dispatch and delivery writes are therefore ordered plain inserts,
-//! arranged so that any prefix a crash leaves is consistent (sled recovers a prefix of its
-//! log): a dedupe entry is written after the event it points at, deliveries before the
-//! event leaves the dispatch queue. Rare maintenance (replay, retention) keeps
-//! transactions.
+//! `sync_file_range`: every transaction waits for the flush in progress (measured: 2.3k
+//! accepted/s against 25k/s for plain inserts). Event, dispatch and delivery writes are
+//! therefore ordered plain inserts, arranged so that any prefix a crash leaves is
+//! consistent (sled recovers a prefix of its log): a dedupe entry is written after the
+//! event it points at, deliveries before the event leaves the dispatch queue. Rare
+//! maintenance (replay, retention) keeps transactions.
 
 use std::fs::File;
 use std::path::Path;
@@ -40,6 +46,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::oneshot;
 
 use super::inbox::{Inbox, Location};
+use super::ingest::{self, Ingest};
 use super::{
     DeliveryRecord, EventQuery, EventRecord, Inserted, NewEvent, ReplayError, Result, Status,
     Storage, StoreError, StoredRequest,
@@ -57,31 +64,13 @@ pub struct SledStore {
     outbox: sled::Tree,
     outbox_open: sled::Tree,
     kv: sled::Tree,
+    meta: sled::Tree,
     inbox: Arc<Inbox>,
-    /// The group-commit flusher; `None` when durability is switched off (benchmarks).
+    /// Accepts new events (`ingest.rs`). Dropped first: it drains its queue into sled.
+    ingest: Option<Ingest>,
+    /// Flushes sled for [`Storage::sync`] and the checkpoints; `None` when durability is
+    /// switched off (benchmarks).
     flusher: Option<Flusher>,
-    /// Serialises the dedupe check-and-claim per key (striped).
-    dedupe_locks: KeyLocks,
-}
-
-/// A fixed set of mutexes picked by key hash: writers of the same key take turns, writers
-/// of different keys (almost always) do not.
-struct KeyLocks(Vec<std::sync::Mutex<()>>);
-
-impl KeyLocks {
-    fn new(stripes: usize) -> Self {
-        KeyLocks((0..stripes).map(|_| std::sync::Mutex::new(())).collect())
-    }
-
-    fn lock(&self, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
-        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
-        let stripe = &self.0[(hash as usize) % self.0.len()];
-        // A panic while holding a stripe poisons nothing we rely on: the data is in sled.
-        stripe
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 /// The flusher thread and its queue of waiters.
@@ -101,14 +90,15 @@ impl Drop for Flusher {
     }
 }
 
+/// A `dedupe` value: the event that claimed the key, and when it was received.
 #[derive(Serialize, Deserialize)]
-struct DedupeEntry {
-    event_id: String,
-    at: u64,
+pub(super) struct DedupeEntry {
+    pub event_id: String,
+    pub at: u64,
 }
 
 /// Whether a `dedupe` value is the claim of event `id` (a later event may hold the key now).
-fn claimed_by(entry: &[u8], id: &str) -> bool {
+pub(super) fn claimed_by(entry: &[u8], id: &str) -> bool {
     serde_json::from_slice::<DedupeEntry>(entry).is_ok_and(|e| e.event_id == id)
 }
 
@@ -130,11 +120,11 @@ impl SledStore {
         let flusher = if durable {
             let log = File::open(path.join("db"))
                 .map_err(|err| StoreError(format!("opening the sled log: {err}")))?;
-            Some(spawn_flusher(db.clone(), log, inbox.clone()))
+            Some(spawn_flusher(db.clone(), log))
         } else {
             None
         };
-        let store = SledStore {
+        let mut store = SledStore {
             requests: db.open_tree("requests")?,
             events: db.open_tree("events")?,
             pending: db.open_tree("pending")?,
@@ -142,12 +132,29 @@ impl SledStore {
             outbox: db.open_tree("outbox")?,
             outbox_open: db.open_tree("outbox_open")?,
             kv: db.open_tree("kv")?,
+            meta: db.open_tree("meta")?,
             inbox,
             db,
+            ingest: None,
             flusher,
-            dedupe_locks: KeyLocks::new(64),
         };
+        let trees = ingest::Trees {
+            events: store.events.clone(),
+            pending: store.pending.clone(),
+            dedupe: store.dedupe.clone(),
+            meta: store.meta.clone(),
+        };
+        // Acknowledged events sled lost first, then the ones never acknowledged go.
+        let replayed = ingest::replay(&trees, &store.inbox)?;
+        if replayed > 0 {
+            tracing::warn!(
+                count = replayed,
+                "applied acknowledged events again from the inbox (sled had lost them in a crash)"
+            );
+        }
         store.drop_unacknowledged()?;
+        store.db.flush()?;
+        store.ingest = Some(Ingest::start(trees, store.inbox.clone(), durable)?);
         Ok(store)
     }
 
@@ -184,7 +191,6 @@ impl SledStore {
                 count = dropped,
                 "removed events whose request was lost in a crash before they were acknowledged"
             );
-            self.db.flush()?;
         }
         Ok(())
     }
@@ -194,47 +200,48 @@ impl SledStore {
         record
             .dedupe_key
             .as_ref()
-            .map(|key| Self::kv_key(&record.connector, key))
+            .map(|key| kv_key(&record.connector, key))
     }
 
     /// A delivery's key: sorts by event, then index.
     fn delivery_key(event_id: &str, index: u32) -> String {
         format!("{event_id}/{index:05}")
     }
-
-    fn kv_key(connector: &str, key: &str) -> Vec<u8> {
-        let mut k = Vec::with_capacity(connector.len() + 1 + key.len());
-        k.extend_from_slice(connector.as_bytes());
-        k.push(0);
-        k.extend_from_slice(key.as_bytes());
-        k
-    }
 }
 
+/// `{connector}\0{key}`: the key of a connector's entry in `dedupe` and `kv`.
+pub(super) fn kv_key(connector: &str, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(connector.len() + 1 + key.len());
+    k.extend_from_slice(connector.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// How often sled is made durable when nobody asks.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The single flusher thread. It ends when the store (the last sender) is dropped.
-fn spawn_flusher(db: sled::Db, log: File, inbox: Arc<Inbox>) -> Flusher {
+fn spawn_flusher(db: sled::Db, log: File) -> Flusher {
     let (tx, rx) = std_mpsc::channel::<Waiter>();
     let thread = std::thread::Builder::new()
         .name("switchyard-flush".into())
         .spawn(move || {
-            while let Ok(first) = rx.recv() {
-                let mut waiters = vec![first];
+            loop {
+                // Between syncs that someone waits for, a checkpoint: sled's own flush is
+                // not durable, and the inbox replay after a crash then stays short.
+                let mut waiters = match rx.recv_timeout(CHECKPOINT_EVERY) {
+                    Ok(first) => vec![first],
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => Vec::new(),
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+                };
                 waiters.extend(rx.try_iter());
-                // The inbox and sled are synced side by side: their order does not matter
-                // (see `inbox.rs`), and the answer waits for both.
-                let result = std::thread::scope(|scope| {
-                    let inbox_synced = scope.spawn(|| inbox.sync());
-                    let sled_synced = db.flush().map_err(StoreError::from).and_then(|_| {
-                        log.sync_data()
-                            .map_err(|err| StoreError(format!("fdatasync: {err}")))
-                    });
-                    let inbox_synced = inbox_synced
-                        .join()
-                        .unwrap_or_else(|_| Err(StoreError("syncing the inbox panicked".into())));
-                    inbox_synced.and(sled_synced)
+                let result = db.flush().map_err(StoreError::from).and_then(|_| {
+                    log.sync_data()
+                        .map_err(|err| StoreError(format!("fdatasync: {err}")))
                 });
                 if let Err(err) = &result {
-                    tracing::error!("group commit failed: {err}");
+                    tracing::error!("making sled durable failed: {err}");
                 }
                 for waiter in waiters {
                     let _ = waiter.send(result.clone());
@@ -282,6 +289,15 @@ fn decode_event(value: &[u8]) -> Result<EventRecord> {
     Ok(serde_json::from_slice(&value[prefix_of(value).len()..])?)
 }
 
+/// An `events` value for a record (as JSON) whose request is at `location`.
+pub(super) fn event_value(location: Location, record_json: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(1 + Location::ENCODED + record_json.len());
+    value.push(TAGGED);
+    location.encode(&mut value);
+    value.extend_from_slice(record_json);
+    value
+}
+
 fn encode_event(prefix: &[u8], record: &EventRecord) -> Result<Vec<u8>> {
     let mut value = prefix.to_vec();
     serde_json::to_writer(&mut value, record)?;
@@ -289,65 +305,29 @@ fn encode_event(prefix: &[u8], record: &EventRecord) -> Result<Vec<u8>> {
 }
 
 impl Storage for SledStore {
-    fn insert_event(&self, event: NewEvent) -> Result<Inserted> {
-        let NewEvent {
-            mut record,
-            request,
-            dedupe,
-        } = event;
-        // The request goes to the inbox first, outside the dedupe lock.
-        let location = self.inbox.append(&serde_json::to_vec(&request)?)?;
-        let mut prefix = Vec::with_capacity(1 + Location::ENCODED);
-        prefix.push(TAGGED);
-        location.encode(&mut prefix);
-        let now = record.received_at;
-        let dedupe_key = dedupe
-            .as_ref()
-            .map(|(key, _)| Self::kv_key(&record.connector, key));
-
-        // Check-and-claim of the dedupe key under a lock for that key, so two copies of
-        // one event arriving together cannot both be accepted.
-        let _claim = dedupe_key.as_ref().map(|key| self.dedupe_locks.lock(key));
-        let mut first = None;
-        if let (Some(key), Some((_, window))) = (&dedupe_key, &dedupe)
-            && let Some(existing) = self.dedupe.get(key)?
-        {
-            let entry: DedupeEntry = serde_json::from_slice(&existing)?;
-            // An entry whose event is gone (retention, or a crash before the event was
-            // written) does not count.
-            if now.saturating_sub(entry.at) <= *window
-                && self.events.contains_key(entry.event_id.as_bytes())?
-            {
-                first = Some(entry.event_id);
+    fn insert_event(&self, event: NewEvent) -> BoxFuture<'static, Result<Inserted>> {
+        let stopped = || StoreError("the store is shutting down".into());
+        let Some(ingest) = &self.ingest else {
+            return futures::future::ready(Err(stopped())).boxed();
+        };
+        let (reply, answer) = futures::channel::oneshot::channel();
+        // Queued now when there is room, so the write happens whether or not the caller
+        // awaits it; when the queue is full, the future waits for room.
+        let waiting = match ingest.jobs.try_send(ingest::Job { event, reply }) {
+            Ok(()) => None,
+            Err(async_channel::TrySendError::Full(job)) => Some(job),
+            Err(async_channel::TrySendError::Closed(_)) => {
+                return futures::future::ready(Err(stopped())).boxed();
             }
+        };
+        let jobs = ingest.jobs.clone();
+        async move {
+            if let Some(job) = waiting {
+                jobs.send(job).await.map_err(|_| stopped())?;
+            }
+            answer.await.unwrap_or_else(|_| Err(stopped()))
         }
-        if let Some(first_id) = &first {
-            record.status = Status::Duplicate;
-            record.duplicate_of = Some(first_id.clone());
-        }
-        // Written in this order, so that whatever prefix a crash leaves is consistent:
-        // the dedupe entry only ever points at an event that is stored and queued.
-        self.events
-            .insert(record.id.as_bytes(), encode_event(&prefix, &record)?)?;
-        if record.status == Status::Pending {
-            self.pending.insert(record.id.as_bytes(), &[])?;
-        }
-        if let (Some(key), None) = (&dedupe_key, &first) {
-            let entry = DedupeEntry {
-                event_id: record.id.clone(),
-                at: now,
-            };
-            self.dedupe
-                .insert(key.as_slice(), serde_json::to_vec(&entry)?)?;
-        }
-        record.updated_at = now;
-        Ok(match first {
-            Some(first_id) => Inserted::Duplicate {
-                id: record.id,
-                first_id,
-            },
-            None => Inserted::Accepted { id: record.id },
-        })
+        .boxed()
     }
 
     fn sync(&self) -> BoxFuture<'static, Result<()>> {
@@ -381,7 +361,7 @@ impl Storage for SledStore {
             None => self.requests.get(id.as_bytes())?.map(|v| v.to_vec()),
         };
         match bytes {
-            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            Some(bytes) => Ok(Some(serde_json::from_slice(ingest::entry_request(&bytes))?)),
             None => Ok(None),
         }
     }
@@ -665,19 +645,16 @@ impl Storage for SledStore {
     }
 
     fn kv_get(&self, connector: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .kv
-            .get(Self::kv_key(connector, key))?
-            .map(|v| v.to_vec()))
+        Ok(self.kv.get(kv_key(connector, key))?.map(|v| v.to_vec()))
     }
 
     fn kv_set(&self, connector: &str, key: &str, value: &[u8]) -> Result<()> {
-        self.kv.insert(Self::kv_key(connector, key), value)?;
+        self.kv.insert(kv_key(connector, key), value)?;
         Ok(())
     }
 
     fn kv_delete(&self, connector: &str, key: &str) -> Result<()> {
-        self.kv.remove(Self::kv_key(connector, key))?;
+        self.kv.remove(kv_key(connector, key))?;
         Ok(())
     }
 }
@@ -685,6 +662,7 @@ impl Storage for SledStore {
 impl Drop for SledStore {
     fn drop(&mut self) {
         // Best effort: a clean shutdown leaves nothing for recovery to replay.
+        self.ingest.take();
         self.flusher.take();
         let _ = self.inbox.sync();
         let _ = self.db.flush();
@@ -696,6 +674,7 @@ mod tests {
     use super::*;
     use crate::outbound::OutboundRequest;
     use crate::store::DeliveryStatus;
+    use crate::store::InsertNow as _;
 
     fn record(id: &str, at: u64) -> EventRecord {
         let mut record = EventRecord::received(id.into(), "stripe".into(), at, "stripe");
@@ -727,7 +706,7 @@ mod tests {
         {
             let store = SledStore::open(dir.path(), true).unwrap();
             let inserted = store
-                .insert_event(new_event("01A", 10, Some("evt_1")))
+                .insert_now(new_event("01A", 10, Some("evt_1")))
                 .unwrap();
             assert_eq!(inserted, Inserted::Accepted { id: "01A".into() });
             store.sync().await.unwrap();
@@ -743,6 +722,106 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn acknowledged_events_sled_lost_come_back_from_the_inbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kept, lost) = ("01A", ["01B", "01C"]);
+        {
+            let store = SledStore::open(dir.path(), true).unwrap();
+            store
+                .insert_event(new_event(kept, 10, Some("evt_a")))
+                .await
+                .unwrap();
+            let from = store.inbox.head();
+            for (i, id) in lost.iter().enumerate() {
+                let key = format!("evt_{i}");
+                let inserted = store.insert_event(new_event(id, 20, Some(&key))).await;
+                assert_eq!(inserted.unwrap(), Inserted::Accepted { id: id.to_string() });
+            }
+            // What a crash leaves when sled had written up to `from` only: the later
+            // events are acknowledged (in the synced inbox) but absent from sled.
+            for (i, id) in lost.iter().enumerate() {
+                store.events.remove(id).unwrap();
+                store.pending.remove(id).unwrap();
+                store
+                    .dedupe
+                    .remove(kv_key("stripe", &format!("evt_{i}")))
+                    .unwrap();
+            }
+            let mut applied = Vec::new();
+            from.encode(&mut applied);
+            store.meta.insert(ingest::APPLIED, applied).unwrap();
+        }
+        let store = SledStore::open(dir.path(), true).unwrap();
+        for id in lost {
+            let record = store.event(id).unwrap().expect("the lost event is back");
+            assert_eq!(record.status, Status::Pending);
+            assert_eq!(store.request(id).unwrap().unwrap().body.as_bytes(), b"{}");
+        }
+        assert_eq!(store.pending_events().unwrap(), vec!["01A", "01B", "01C"]);
+        // Their dedupe claims came back too: a repeat is a duplicate.
+        let again = store
+            .insert_event(new_event("01D", 30, Some("evt_1")))
+            .await
+            .unwrap();
+        assert_eq!(
+            again,
+            Inserted::Duplicate {
+                id: "01D".into(),
+                first_id: "01C".into()
+            }
+        );
+        // Replayed once: the next start has nothing to apply.
+        drop(store);
+        let store = SledStore::open(dir.path(), true).unwrap();
+        assert_eq!(store.pending_events().unwrap().len(), 3);
+        assert_eq!(
+            store.event("01D").unwrap().unwrap().status,
+            Status::Duplicate
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_acknowledges_nothing_since_the_last_good_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), true).unwrap();
+        store
+            .insert_event(new_event("01A", 10, Some("evt_a")))
+            .await
+            .unwrap();
+        store
+            .inbox
+            .failing_syncs
+            .store(1, std::sync::atomic::Ordering::SeqCst);
+        let failed = store
+            .insert_event(new_event("01B", 20, Some("evt_b")))
+            .await;
+        assert!(
+            failed
+                .unwrap_err()
+                .to_string()
+                .contains("injected I/O error"),
+            "the sync's error is the answer"
+        );
+        // Not stored, not queued, and its dedupe key is free: the sender's retry is new.
+        assert_eq!(store.event("01B").unwrap(), None);
+        assert_eq!(store.pending_events().unwrap(), vec!["01A"]);
+        let retry = store
+            .insert_event(new_event("01C", 30, Some("evt_b")))
+            .await
+            .unwrap();
+        assert_eq!(retry, Inserted::Accepted { id: "01C".into() });
+        // The retry went to a new segment: the failed one may have lost anything since
+        // its last good sync.
+        let segment_of = |id: &str| {
+            location_of(&store.events.get(id).unwrap().unwrap())
+                .unwrap()
+                .segment
+        };
+        assert_eq!(segment_of("01C"), segment_of("01A") + 1);
+        assert!(store.inbox.is_poisoned(segment_of("01A")));
+    }
+
+    #[tokio::test]
     async fn an_event_whose_request_a_crash_lost_is_removed_on_open() {
         let dir = tempfile::tempdir().unwrap();
         let segment;
@@ -750,11 +829,11 @@ mod tests {
         {
             let store = SledStore::open(dir.path(), true).unwrap();
             store
-                .insert_event(new_event("01A", 10, Some("evt_1")))
+                .insert_now(new_event("01A", 10, Some("evt_1")))
                 .unwrap();
             store.sync().await.unwrap();
             store
-                .insert_event(new_event("01B", 20, Some("evt_2")))
+                .insert_now(new_event("01B", 20, Some("evt_2")))
                 .unwrap();
             // sled writes the record on its own; the inbox entry has not been synced, and
             // the crash takes it (the file ends where the last sync left it).
@@ -783,13 +862,13 @@ mod tests {
         assert_eq!(store.pending_events().unwrap(), vec!["01A".to_string()]);
         assert_eq!(
             store
-                .insert_event(new_event("01C", 30, Some("evt_2")))
+                .insert_now(new_event("01C", 30, Some("evt_2")))
                 .unwrap(),
             Inserted::Accepted { id: "01C".into() }
         );
         assert!(matches!(
             store
-                .insert_event(new_event("01D", 40, Some("evt_1")))
+                .insert_now(new_event("01D", 40, Some("evt_1")))
                 .unwrap(),
             Inserted::Duplicate { .. }
         ));
@@ -831,7 +910,7 @@ mod tests {
         let store = SledStore::open(dir.path(), false).unwrap();
         let mut event = new_event("01A", 10, None);
         event.request = request(b"the body");
-        store.insert_event(event).unwrap();
+        store.insert_now(event).unwrap();
         let mut rec = store.event("01A").unwrap().unwrap();
         rec.status = Status::Succeeded;
         store.finish_dispatch(&rec, &[], false).unwrap();
@@ -857,7 +936,7 @@ mod tests {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
                 store
-                    .insert_event(new_event(&format!("{i:04}"), 10, None))
+                    .insert_now(new_event(&format!("{i:04}"), 10, None))
                     .unwrap();
                 store.sync().await
             }));
@@ -882,7 +961,7 @@ mod tests {
                         .map(|k| {
                             let id = format!("{k:03}-{i}");
                             store
-                                .insert_event(new_event(&id, 10, Some(&format!("evt_{k}"))))
+                                .insert_now(new_event(&id, 10, Some(&format!("evt_{k}"))))
                                 .unwrap()
                         })
                         .filter(|inserted| matches!(inserted, Inserted::Accepted { .. }))
@@ -900,10 +979,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path(), false).unwrap();
         store
-            .insert_event(new_event("01A", 10, Some("evt_1")))
+            .insert_now(new_event("01A", 10, Some("evt_1")))
             .unwrap();
         let again = store
-            .insert_event(new_event("01B", 500, Some("evt_1")))
+            .insert_now(new_event("01B", 500, Some("evt_1")))
             .unwrap();
         assert_eq!(
             again,
@@ -919,13 +998,13 @@ mod tests {
         // Another key is not a duplicate; nor is the same key after the window.
         assert!(matches!(
             store
-                .insert_event(new_event("01C", 600, Some("evt_2")))
+                .insert_now(new_event("01C", 600, Some("evt_2")))
                 .unwrap(),
             Inserted::Accepted { .. }
         ));
         assert!(matches!(
             store
-                .insert_event(new_event("01D", 5_000, Some("evt_1")))
+                .insert_now(new_event("01D", 5_000, Some("evt_1")))
                 .unwrap(),
             Inserted::Accepted { .. }
         ));
@@ -935,7 +1014,7 @@ mod tests {
     fn finishing_a_dispatch_moves_the_event_to_the_outbox() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path(), false).unwrap();
-        store.insert_event(new_event("01A", 10, None)).unwrap();
+        store.insert_now(new_event("01A", 10, None)).unwrap();
         let mut rec = store.event("01A").unwrap().unwrap();
         rec.status = Status::Pending;
         let delivery = DeliveryRecord {

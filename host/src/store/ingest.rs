@@ -1,0 +1,428 @@
+//! How the sled store accepts new events: the inbox is the write-ahead log of ingress, and
+//! sled is written behind it by one thread.
+//!
+//! Each new event is one inbox entry that holds its record and its request
+//! ([`encode_entry`]); the answer to the sender waits only for that entry's `fdatasync`.
+//! Two threads do the work:
+//!
+//! 1. The **sequencer** takes queued [`Job`]s in batches. It decides each one's dedupe
+//!    (one thread decides them all, so two copies of an event can never both be accepted,
+//!    and no lock is needed), appends the whole batch to the inbox in one `write`, applies
+//!    it to sled — record, dispatch queue, dedupe entry, in that order — and records how far
+//!    sled holds the inbox (`meta/ingest.applied`). Then it hands the batch to the syncer.
+//! 2. The **syncer** `fdatasync`s the inbox once for every batch handed over since its last
+//!    sync (a group commit) and answers each job. When the sync fails, nothing written since
+//!    the last good sync is acknowledged: those jobs get the error and their sled writes are
+//!    undone, so the sender's retry is accepted and not taken for a duplicate.
+//!
+//! sled is not flushed for an answer. It flushes on its own and at the store's checkpoints;
+//! after a crash, the inbox entries from `ingest.applied` on are applied again
+//! ([`replay`]), so an acknowledged event that sled had not written yet comes back whole.
+//! sled recovers a prefix of its log, so a recovered `ingest.applied` implies every write
+//! the sequencer made before it.
+//!
+//! Why: sled 0.34 inserts from many request tasks at once, with a flush per group commit,
+//! cost about three times the same inserts made by one thread behind the log
+//! (BENCHMARKS.md, "What limits it").
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
+
+use futures::channel::oneshot;
+
+use super::inbox::{Inbox, Location};
+use super::sled::{DedupeEntry, claimed_by, event_value, kv_key};
+use super::{EventRecord, Inserted, NewEvent, Result, Status, StoreError, StoredRequest};
+
+/// Jobs taken into one batch at most…
+const MAX_BATCH: usize = 512;
+/// …and bodies of at most this many bytes in all (a batch is one `write`).
+const MAX_BATCH_BYTES: usize = 8 << 20;
+/// Jobs waiting for the sequencer at most; ingress waits for room beyond that.
+pub(super) const QUEUE: usize = 4096;
+
+/// The key in the `meta` tree of how far sled holds the inbox: the [`Location`] where the
+/// entries not yet applied (or not known to be) begin.
+pub(super) const APPLIED: &[u8] = b"ingest.applied";
+
+/// An inbox payload in this layout starts with this byte, then the record's JSON length
+/// (`u32`, little-endian), the record's JSON and the request's JSON. Payloads written
+/// before the record moved into the inbox are the request's JSON alone (they start with
+/// `{`).
+const ENTRY: u8 = 2;
+
+/// The inbox payload of an event.
+pub(super) fn encode_entry(record_json: &[u8], request: &StoredRequest) -> Result<Vec<u8>> {
+    let len = u32::try_from(record_json.len())
+        .map_err(|_| StoreError("event record too large".into()))?;
+    let mut entry = Vec::with_capacity(5 + record_json.len() + request.body.len() + 512);
+    entry.push(ENTRY);
+    entry.extend_from_slice(&len.to_le_bytes());
+    entry.extend_from_slice(record_json);
+    serde_json::to_writer(&mut entry, request)?;
+    Ok(entry)
+}
+
+/// The record's JSON in an inbox payload (`None` for the older, request-only layout).
+pub(super) fn entry_record(payload: &[u8]) -> Option<&[u8]> {
+    let (len, rest) = split_entry(payload)?;
+    rest.get(..len)
+}
+
+/// The request's JSON in an inbox payload of either layout.
+pub(super) fn entry_request(payload: &[u8]) -> &[u8] {
+    match split_entry(payload) {
+        Some((len, rest)) => rest.get(len..).unwrap_or_default(),
+        None => payload,
+    }
+}
+
+fn split_entry(payload: &[u8]) -> Option<(usize, &[u8])> {
+    if payload.first() != Some(&ENTRY) {
+        return None;
+    }
+    let len = u32::from_le_bytes(payload.get(1..5)?.try_into().ok()?) as usize;
+    Some((len, &payload[5..]))
+}
+
+/// A new event waiting for the sequencer, and who to tell once it is durable.
+pub(super) struct Job {
+    pub event: NewEvent,
+    pub reply: oneshot::Sender<Result<Inserted>>,
+}
+
+/// The trees the sequencer writes.
+#[derive(Clone)]
+pub(super) struct Trees {
+    pub events: sled::Tree,
+    pub pending: sled::Tree,
+    pub dedupe: sled::Tree,
+    pub meta: sled::Tree,
+}
+
+/// The sequencer and syncer threads; dropping this drains the queue and joins both.
+pub(super) struct Ingest {
+    pub jobs: async_channel::Sender<Job>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Ingest {
+    /// Start both threads. With `durable = false` nothing is synced before answering.
+    pub fn start(trees: Trees, inbox: Arc<Inbox>, durable: bool) -> Result<Ingest> {
+        let (jobs, queue) = async_channel::bounded::<Job>(QUEUE);
+        let (handover, batches) = std_mpsc::channel::<Batch>();
+        let spawn = |name: &str, work: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(work)
+                .map_err(|err| StoreError(format!("starting the {name} thread: {err}")))
+        };
+        let syncer = {
+            let (trees, inbox) = (trees.clone(), inbox.clone());
+            spawn(
+                "switchyard-sync",
+                Box::new(move || sync_batches(batches, &trees, &inbox, durable)),
+            )?
+        };
+        let sequencer = spawn(
+            "switchyard-seq",
+            Box::new(move || {
+                while let Ok(first) = queue.recv_blocking() {
+                    let mut batch = vec![first];
+                    let mut bytes = batch[0].event.request.body.len();
+                    while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+                        match queue.try_recv() {
+                            Ok(job) => {
+                                bytes += job.event.request.body.len();
+                                batch.push(job);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if let Some(batch) = sequence(&trees, &inbox, batch) {
+                        // The syncer outlives this loop (it ends when `handover` drops).
+                        let _ = handover.send(batch);
+                    }
+                }
+            }),
+        )?;
+        Ok(Ingest {
+            jobs,
+            threads: vec![sequencer, syncer],
+        })
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        // The sequencer takes what is queued, then ends; the syncer ends after it, once it
+        // has answered the last batch.
+        self.jobs.close();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A batch written to the inbox and applied to sled, waiting for its sync.
+struct Batch {
+    /// The inbox segment it was written to.
+    segment: u64,
+    answers: Vec<Answer>,
+}
+
+struct Answer {
+    reply: oneshot::Sender<Result<Inserted>>,
+    inserted: Inserted,
+    /// What to undo if the sync fails.
+    id: String,
+    claim: Option<Vec<u8>>,
+}
+
+/// One event, decided: its record is final and its inbox entry encoded.
+struct Decided {
+    id: String,
+    record_json: Vec<u8>,
+    entry: Vec<u8>,
+    queued: bool,
+    /// The `dedupe` tree key this event claims.
+    claim: Option<(Vec<u8>, u64)>,
+    inserted: Inserted,
+}
+
+/// Decide, write and apply one batch. `None` when no job of it is left to sync (each has
+/// been answered with its error).
+fn sequence(trees: &Trees, inbox: &Inbox, jobs: Vec<Job>) -> Option<Batch> {
+    // Claims made earlier in this batch: not in sled yet.
+    let mut claims: HashMap<Vec<u8>, String> = HashMap::new();
+    let mut decided = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match decide(trees, &mut claims, job.event) {
+            Ok(event) => decided.push((event, job.reply)),
+            Err(err) => {
+                let _ = job.reply.send(Err(err));
+            }
+        }
+    }
+    if decided.is_empty() {
+        return None;
+    }
+    let payloads: Vec<&[u8]> = decided.iter().map(|(d, _)| d.entry.as_slice()).collect();
+    let locations = match inbox.append_batch(&payloads) {
+        Ok(locations) => locations,
+        Err(err) => {
+            tracing::error!(requests = decided.len(), "{err}; refused");
+            for (_, reply) in decided {
+                let _ = reply.send(Err(err.clone()));
+            }
+            return None;
+        }
+    };
+    let segment = locations[0].segment;
+    let mut answers = Vec::with_capacity(decided.len());
+    for ((event, reply), location) in decided.into_iter().zip(locations) {
+        let claim = event.claim.as_ref().map(|(key, _)| key.clone());
+        match apply(trees, &event, location) {
+            Ok(()) => answers.push(Answer {
+                reply,
+                inserted: event.inserted,
+                id: event.id,
+                claim,
+            }),
+            Err(err) => {
+                tracing::error!(event_id = %event.id, "storing the event failed: {err}");
+                if let Err(undo_err) = undo(trees, &event.id, claim.as_deref()) {
+                    tracing::error!(event_id = %event.id, "undoing a failed store: {undo_err}");
+                }
+                let _ = reply.send(Err(err));
+            }
+        }
+    }
+    let mut applied = Vec::with_capacity(Location::ENCODED);
+    inbox.head().encode(&mut applied);
+    if let Err(err) = trees.meta.insert(APPLIED, applied) {
+        // Only makes a recovery replay more of the inbox than it needs to.
+        tracing::warn!("recording how far sled holds the inbox: {err}");
+    }
+    Some(Batch { segment, answers })
+}
+
+/// Dedupe one event against sled and the earlier jobs of its batch, and encode it.
+fn decide(
+    trees: &Trees,
+    claims: &mut HashMap<Vec<u8>, String>,
+    event: NewEvent,
+) -> Result<Decided> {
+    let NewEvent {
+        mut record,
+        request,
+        dedupe,
+    } = event;
+    let now = record.received_at;
+    let mut claim = None;
+    // The record names the key it was checked on (recovery claims it again from there).
+    record.dedupe_key = dedupe.as_ref().map(|(key, _)| key.clone());
+    if let Some((key, window)) = &dedupe {
+        let tree_key = kv_key(&record.connector, key);
+        let first = match claims.get(&tree_key) {
+            Some(id) => Some(id.clone()),
+            None => first_claim(trees, &tree_key, now, *window)?,
+        };
+        match first {
+            Some(first_id) => {
+                record.status = Status::Duplicate;
+                record.duplicate_of = Some(first_id);
+            }
+            None => {
+                claims.insert(tree_key.clone(), record.id.clone());
+                claim = Some((tree_key, now));
+            }
+        }
+    }
+    let inserted = match &record.duplicate_of {
+        Some(first_id) => Inserted::Duplicate {
+            id: record.id.clone(),
+            first_id: first_id.clone(),
+        },
+        None => Inserted::Accepted {
+            id: record.id.clone(),
+        },
+    };
+    let record_json = serde_json::to_vec(&record)?;
+    let entry = encode_entry(&record_json, &request)?;
+    Ok(Decided {
+        queued: record.status == Status::Pending,
+        id: record.id,
+        record_json,
+        entry,
+        claim,
+        inserted,
+    })
+}
+
+/// The event that holds the dedupe key `tree_key` within `window` of `now`, if any. An
+/// entry whose event is gone (retention, or a crash before it was acknowledged) does not
+/// count.
+fn first_claim(trees: &Trees, tree_key: &[u8], now: u64, window: u64) -> Result<Option<String>> {
+    let Some(existing) = trees.dedupe.get(tree_key)? else {
+        return Ok(None);
+    };
+    let entry: DedupeEntry = serde_json::from_slice(&existing)?;
+    let live = now.saturating_sub(entry.at) <= window
+        && trees.events.contains_key(entry.event_id.as_bytes())?;
+    Ok(live.then_some(entry.event_id))
+}
+
+/// Written in this order, so that whatever prefix a crash leaves is consistent: the dedupe
+/// entry only ever points at an event that is stored and queued.
+fn apply(trees: &Trees, event: &Decided, location: Location) -> Result<()> {
+    trees.events.insert(
+        event.id.as_bytes(),
+        event_value(location, &event.record_json),
+    )?;
+    if event.queued {
+        trees.pending.insert(event.id.as_bytes(), &[])?;
+    }
+    if let Some((key, at)) = &event.claim {
+        let entry = DedupeEntry {
+            event_id: event.id.clone(),
+            at: *at,
+        };
+        trees
+            .dedupe
+            .insert(key.as_slice(), serde_json::to_vec(&entry)?)?;
+    }
+    Ok(())
+}
+
+/// Take back an event that will not be acknowledged.
+fn undo(trees: &Trees, id: &str, claim: Option<&[u8]>) -> Result<()> {
+    if let Some(key) = claim
+        && let Some(entry) = trees.dedupe.get(key)?
+        && claimed_by(&entry, id)
+    {
+        trees.dedupe.remove(key)?;
+    }
+    trees.pending.remove(id.as_bytes())?;
+    trees.events.remove(id.as_bytes())?;
+    Ok(())
+}
+
+/// The syncer: one `fdatasync` for every batch handed over since the last, then answers.
+fn sync_batches(batches: std_mpsc::Receiver<Batch>, trees: &Trees, inbox: &Inbox, durable: bool) {
+    while let Ok(first) = batches.recv() {
+        let mut group = vec![first];
+        group.extend(batches.try_iter());
+        let synced = if durable { inbox.sync() } else { Ok(()) };
+        if let Err(err) = &synced {
+            let requests: usize = group.iter().map(|b| b.answers.len()).sum();
+            tracing::error!(requests, "{err}; refused");
+        }
+        for batch in group {
+            let result = match &synced {
+                // Written to a segment whose sync failed after the write: the failed sync
+                // may have dropped it, and this sync was of another segment.
+                Ok(()) if durable && inbox.is_poisoned(batch.segment) => Err(StoreError(
+                    "an earlier sync of the inbox failed; not acknowledged".into(),
+                )),
+                Ok(()) => Ok(()),
+                Err(err) => Err(err.clone()),
+            };
+            for answer in batch.answers {
+                let answered = match &result {
+                    Ok(()) => Ok(answer.inserted),
+                    Err(err) => {
+                        if let Err(undo_err) = undo(trees, &answer.id, answer.claim.as_deref()) {
+                            tracing::error!(event_id = %answer.id, "undoing a refused event: {undo_err}");
+                        }
+                        Err(err.clone())
+                    }
+                };
+                let _ = answer.reply.send(answered);
+            }
+        }
+    }
+}
+
+/// After a crash: apply again every inbox entry from `ingest.applied` on that sled does not
+/// have. Returns how many events came back. Only events absent from sled are written (one
+/// that sled has may have moved on since), with their dispatch-queue entry and dedupe claim.
+pub(super) fn replay(trees: &Trees, inbox: &Inbox) -> Result<usize> {
+    let Some(from) = trees.meta.get(APPLIED)?.and_then(|v| Location::decode(&v)) else {
+        // A new store, or one written before the inbox held records: sled was synced for
+        // every answer then.
+        return Ok(0);
+    };
+    let mut replayed = 0;
+    inbox.scan_earlier(from, |location, payload| {
+        let Some(record_json) = entry_record(payload) else {
+            return Ok(());
+        };
+        let record: EventRecord = serde_json::from_slice(record_json)?;
+        if trees.events.contains_key(record.id.as_bytes())? {
+            return Ok(());
+        }
+        let claim = match (&record.dedupe_key, record.status) {
+            (Some(key), Status::Pending) => {
+                Some((kv_key(&record.connector, key), record.received_at))
+            }
+            _ => None,
+        };
+        let event = Decided {
+            queued: record.status == Status::Pending,
+            id: record.id,
+            record_json: record_json.to_vec(),
+            entry: Vec::new(),
+            claim,
+            inserted: Inserted::Accepted { id: String::new() },
+        };
+        apply(trees, &event, location)?;
+        replayed += 1;
+        Ok(())
+    })?;
+    let mut applied = Vec::with_capacity(Location::ENCODED);
+    inbox.head().encode(&mut applied);
+    trees.meta.insert(APPLIED, applied)?;
+    Ok(replayed)
+}
