@@ -15,6 +15,10 @@
 //!    the last good sync is acknowledged: those jobs get the error and their sled writes are
 //!    undone, so the sender's retry is accepted and not taken for a duplicate.
 //!
+//! The dispatch queue of new events is one `queue` entry per batch, listing the batch's
+//! accepted events ([`Batches`]), instead of one entry per event: each record carries its
+//! batch's key until it is dispatched, and the entry goes once all of them are.
+//!
 //! sled is not flushed for an answer. It flushes on its own and at the store's checkpoints;
 //! after a crash, the inbox entries from `ingest.applied` on are applied again
 //! ([`replay`]), so an acknowledged event that sled had not written yet comes back whole.
@@ -99,6 +103,111 @@ pub(super) struct Trees {
     pub pending: sled::Tree,
     pub dedupe: sled::Tree,
     pub meta: sled::Tree,
+    pub batches: Batches,
+}
+
+/// The `queue` tree: batch key (the id of the batch's first accepted event) → the ids of
+/// its accepted events (each a length byte and the id). Beside it, in memory, how many of
+/// each batch's events have not been dispatched yet; when none is left the entry goes.
+///
+/// An event is queued in a batch while its `events` value carries that batch's key (see
+/// `sled.rs`); dispatch removes the key from the value first and then calls
+/// [`Batches::leave`], so after a crash an entry's undispatched events are exactly those
+/// whose values still name it ([`Batches::load`] counts them again).
+#[derive(Clone)]
+pub(super) struct Batches {
+    tree: sled::Tree,
+    open: Arc<std::sync::Mutex<HashMap<Vec<u8>, usize>>>,
+}
+
+impl Batches {
+    pub fn new(tree: sled::Tree) -> Self {
+        Batches {
+            tree,
+            open: Default::default(),
+        }
+    }
+
+    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, usize>> {
+        // The counts are only ever changed whole; a panic elsewhere leaves them usable.
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Write the entry of a new batch; before its events, so that none of them can be on
+    /// disk without it.
+    fn add(&self, key: &[u8], ids: &[&str]) -> Result<()> {
+        let mut value = Vec::with_capacity(ids.len() * 27);
+        for id in ids {
+            value.push(id.len() as u8);
+            value.extend_from_slice(id.as_bytes());
+        }
+        self.open().insert(key.to_vec(), ids.len());
+        self.tree.insert(key, value)?;
+        Ok(())
+    }
+
+    /// One event of batch `key` has left the queue (dispatched, or taken back).
+    pub fn leave(&self, key: &[u8]) -> Result<()> {
+        let done = {
+            let mut open = self.open();
+            match open.get_mut(key) {
+                Some(left) if *left > 1 => {
+                    *left -= 1;
+                    false
+                }
+                Some(_) => {
+                    open.remove(key);
+                    true
+                }
+                None => false,
+            }
+        };
+        if done {
+            self.tree.remove(key)?;
+        }
+        Ok(())
+    }
+
+    /// Every entry: its key and the ids it lists.
+    pub fn entries(&self) -> impl Iterator<Item = Result<(sled::IVec, Vec<String>)>> + '_ {
+        self.tree.iter().map(|item| {
+            let (key, value) = item?;
+            let mut ids = Vec::new();
+            let mut rest = &value[..];
+            while let Some((&len, tail)) = rest.split_first() {
+                let (id, tail) = tail.split_at((len as usize).min(tail.len()));
+                ids.push(String::from_utf8_lossy(id).into_owned());
+                rest = tail;
+            }
+            Ok((key, ids))
+        })
+    }
+
+    /// On open: count each entry's events still waiting in it (`waiting` says whether an
+    /// event does), and remove the entries none is left in.
+    pub fn load(&self, mut waiting: impl FnMut(&[u8], &str) -> Result<bool>) -> Result<()> {
+        let mut open = HashMap::new();
+        let mut done = Vec::new();
+        for entry in self.entries() {
+            let (key, ids) = entry?;
+            let mut left = 0;
+            for id in &ids {
+                if waiting(&key, id)? {
+                    left += 1;
+                }
+            }
+            if left == 0 {
+                done.push(key);
+            } else {
+                open.insert(key.to_vec(), left);
+            }
+        }
+        for key in done {
+            self.tree.remove(key)?;
+        }
+        *self.open() = open;
+        Ok(())
+    }
 }
 
 /// The sequencer and syncer threads; dropping this drains the queue and joins both.
@@ -178,6 +287,7 @@ struct Answer {
     /// What to undo if the sync fails.
     id: String,
     claim: Option<Vec<u8>>,
+    batch: Option<Vec<u8>>,
 }
 
 /// One event, decided: its record is final and its inbox entry encoded.
@@ -220,19 +330,48 @@ fn sequence(trees: &Trees, inbox: &Inbox, jobs: Vec<Job>) -> Option<Batch> {
         }
     };
     let segment = locations[0].segment;
+    // The batch's accepted events are queued under the first one's id, the entry written
+    // before them.
+    let queued: Vec<&str> = decided
+        .iter()
+        .filter(|(d, _)| d.queued)
+        .map(|(d, _)| d.id.as_str())
+        .collect();
+    let batch = match queued.first() {
+        Some(first) if queued.iter().all(|id| id.len() <= u8::MAX as usize) => {
+            let key = first.as_bytes().to_vec();
+            match trees.batches.add(&key, &queued) {
+                Ok(()) => Some(key),
+                Err(err) => {
+                    tracing::error!(
+                        requests = decided.len(),
+                        "queueing the batch failed: {err}; refused"
+                    );
+                    for (_, reply) in decided {
+                        let _ = reply.send(Err(err.clone()));
+                    }
+                    return None;
+                }
+            }
+        }
+        // Ids too long for a batch entry (never ULIDs): queued one by one.
+        _ => None,
+    };
     let mut answers = Vec::with_capacity(decided.len());
     for ((event, reply), location) in decided.into_iter().zip(locations) {
         let claim = event.claim.as_ref().map(|(key, _)| key.clone());
-        match apply(trees, &event, location) {
+        let batch = batch.clone().filter(|_| event.queued);
+        match apply(trees, &event, location, batch.as_deref()) {
             Ok(()) => answers.push(Answer {
                 reply,
                 inserted: event.inserted,
                 id: event.id,
                 claim,
+                batch,
             }),
             Err(err) => {
                 tracing::error!(event_id = %event.id, "storing the event failed: {err}");
-                if let Err(undo_err) = undo(trees, &event.id, claim.as_deref()) {
+                if let Err(undo_err) = undo(trees, &event.id, claim.as_deref(), batch.as_deref()) {
                     tracing::error!(event_id = %event.id, "undoing a failed store: {undo_err}");
                 }
                 let _ = reply.send(Err(err));
@@ -315,13 +454,14 @@ fn first_claim(trees: &Trees, tree_key: &[u8], now: u64, window: u64) -> Result<
 }
 
 /// Written in this order, so that whatever prefix a crash leaves is consistent: the dedupe
-/// entry only ever points at an event that is stored and queued.
-fn apply(trees: &Trees, event: &Decided, location: Location) -> Result<()> {
+/// entry only ever points at an event that is stored and queued. A queued event waits in
+/// `batch` (whose entry is already written) or, without one, gets its own `pending` entry.
+fn apply(trees: &Trees, event: &Decided, location: Location, batch: Option<&[u8]>) -> Result<()> {
     trees.events.insert(
         event.id.as_bytes(),
-        event_value(location, &event.record_json),
+        event_value(location, batch, &event.record_json),
     )?;
-    if event.queued {
+    if event.queued && batch.is_none() {
         trees.pending.insert(event.id.as_bytes(), &[])?;
     }
     if let Some((key, at)) = &event.claim {
@@ -337,7 +477,7 @@ fn apply(trees: &Trees, event: &Decided, location: Location) -> Result<()> {
 }
 
 /// Take back an event that will not be acknowledged.
-fn undo(trees: &Trees, id: &str, claim: Option<&[u8]>) -> Result<()> {
+fn undo(trees: &Trees, id: &str, claim: Option<&[u8]>, batch: Option<&[u8]>) -> Result<()> {
     if let Some(key) = claim
         && let Some(entry) = trees.dedupe.get(key)?
         && claimed_by(&entry, id)
@@ -346,6 +486,9 @@ fn undo(trees: &Trees, id: &str, claim: Option<&[u8]>) -> Result<()> {
     }
     trees.pending.remove(id.as_bytes())?;
     trees.events.remove(id.as_bytes())?;
+    if let Some(batch) = batch {
+        trees.batches.leave(batch)?;
+    }
     Ok(())
 }
 
@@ -373,7 +516,13 @@ fn sync_batches(batches: std_mpsc::Receiver<Batch>, trees: &Trees, inbox: &Inbox
                 let answered = match &result {
                     Ok(()) => Ok(answer.inserted),
                     Err(err) => {
-                        if let Err(undo_err) = undo(trees, &answer.id, answer.claim.as_deref()) {
+                        let undone = undo(
+                            trees,
+                            &answer.id,
+                            answer.claim.as_deref(),
+                            answer.batch.as_deref(),
+                        );
+                        if let Err(undo_err) = undone {
                             tracing::error!(event_id = %answer.id, "undoing a refused event: {undo_err}");
                         }
                         Err(err.clone())
@@ -417,7 +566,8 @@ pub(super) fn replay(trees: &Trees, inbox: &Inbox) -> Result<usize> {
             claim,
             inserted: Inserted::Accepted { id: String::new() },
         };
-        apply(trees, &event, location)?;
+        // Queued on its own: its batch entry may be lost with it.
+        apply(trees, &event, location, None)?;
         replayed += 1;
         Ok(())
     })?;

@@ -5,7 +5,9 @@
 //!   its [`StoredRequest`] in the [`Inbox`] (the large, immutable part, kept out of sled:
 //!   see `inbox.rs`);
 //! - `requests`: id → [`StoredRequest`], for events stored before the inbox existed;
-//! - `pending`: id → `()`, the dispatch queue (events the connector must still see);
+//! - `queue`: the dispatch queue of new events, one entry per batch of them (see
+//!   `ingest.rs`);
+//! - `pending`: id → `()`, the rest of the dispatch queue (scheduled retries, replays);
 //! - `dedupe`: `{connector}\0{key}` → `{event_id, at}`;
 //! - `outbox`: `{event_id}/{index:05}` → [`DeliveryRecord`];
 //! - `outbox_open`: the same keys for deliveries not yet final (the delivery queue);
@@ -65,6 +67,7 @@ pub struct SledStore {
     outbox_open: sled::Tree,
     kv: sled::Tree,
     meta: sled::Tree,
+    batches: ingest::Batches,
     inbox: Arc<Inbox>,
     /// Accepts new events (`ingest.rs`). Dropped first: it drains its queue into sled.
     ingest: Option<Ingest>,
@@ -133,6 +136,7 @@ impl SledStore {
             outbox_open: db.open_tree("outbox_open")?,
             kv: db.open_tree("kv")?,
             meta: db.open_tree("meta")?,
+            batches: ingest::Batches::new(db.open_tree("queue")?),
             inbox,
             db,
             ingest: None,
@@ -143,6 +147,7 @@ impl SledStore {
             pending: store.pending.clone(),
             dedupe: store.dedupe.clone(),
             meta: store.meta.clone(),
+            batches: store.batches.clone(),
         };
         // Acknowledged events sled lost first, then the ones never acknowledged go.
         let replayed = ingest::replay(&trees, &store.inbox)?;
@@ -153,6 +158,7 @@ impl SledStore {
             );
         }
         store.drop_unacknowledged()?;
+        store.batches.load(|batch, id| store.waits_in(batch, id))?;
         store.db.flush()?;
         store.ingest = Some(Ingest::start(trees, store.inbox.clone(), durable)?);
         Ok(store)
@@ -164,8 +170,7 @@ impl SledStore {
     /// will send it again, which its dedupe entry must not turn into a `duplicate`.
     fn drop_unacknowledged(&self) -> Result<()> {
         let mut dropped = 0;
-        for key in self.pending.iter().keys() {
-            let key = key?;
+        for key in self.pending_events()? {
             let Some(value) = self.events.get(&key)? else {
                 continue;
             };
@@ -187,12 +192,21 @@ impl SledStore {
             dropped += 1;
         }
         if dropped > 0 {
+            // Their batch entries are counted after this (`Batches::load`).
             tracing::warn!(
                 count = dropped,
                 "removed events whose request was lost in a crash before they were acknowledged"
             );
         }
         Ok(())
+    }
+
+    /// Whether event `id` still waits in the `queue` batch `batch`.
+    fn waits_in(&self, batch: &[u8], id: &str) -> Result<bool> {
+        Ok(self
+            .events
+            .get(id.as_bytes())?
+            .is_some_and(|value| batch_of(&value) == Some(batch)))
     }
 
     /// The `dedupe` tree key an event claimed, if it has a dedupe key.
@@ -266,22 +280,51 @@ fn tx_error(err: TransactionError<StoreError>) -> StoreError {
     }
 }
 
-/// An `events` value: `0x01`, the request's [`Location`], then the record's JSON; or, for
-/// events stored before the inbox, the JSON alone.
+/// An `events` value is a prefix, then the record's JSON. The prefix is `0x01` and the
+/// request's [`Location`]; or `0x03`, the location, and the key of the `queue` batch the
+/// event waits in (one length byte, then the key) while it has not been dispatched; or,
+/// for events stored before the inbox, nothing.
 const TAGGED: u8 = 1;
+const QUEUED: u8 = 3;
 
 fn location_of(value: &[u8]) -> Option<Location> {
     match value.first() {
-        Some(&TAGGED) => Location::decode(&value[1..]),
+        Some(&TAGGED | &QUEUED) => Location::decode(&value[1..]),
         _ => None,
     }
 }
 
 /// The bytes before the record's JSON (empty for an untagged value).
 fn prefix_of(value: &[u8]) -> &[u8] {
+    let end = match value.first() {
+        Some(&TAGGED) => 1 + Location::ENCODED,
+        Some(&QUEUED) => {
+            let len = value.get(1 + Location::ENCODED).copied().unwrap_or(0) as usize;
+            1 + Location::ENCODED + 1 + len
+        }
+        _ => 0,
+    };
+    &value[..end.min(value.len())]
+}
+
+/// The `queue` batch an undispatched event waits in.
+pub(super) fn batch_of(value: &[u8]) -> Option<&[u8]> {
     match value.first() {
-        Some(&TAGGED) => &value[..(1 + Location::ENCODED).min(value.len())],
-        _ => &[],
+        Some(&QUEUED) => prefix_of(value).get(1 + Location::ENCODED + 1..),
+        _ => None,
+    }
+}
+
+/// The prefix of a value once its event has left the `queue` batch: the location alone.
+fn dispatched_prefix(value: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let prefix = prefix_of(value);
+    match prefix.first() {
+        Some(&QUEUED) => {
+            let mut tagged = prefix[..1 + Location::ENCODED].to_vec();
+            tagged[0] = TAGGED;
+            tagged.into()
+        }
+        _ => prefix.into(),
     }
 }
 
@@ -289,11 +332,22 @@ fn decode_event(value: &[u8]) -> Result<EventRecord> {
     Ok(serde_json::from_slice(&value[prefix_of(value).len()..])?)
 }
 
-/// An `events` value for a record (as JSON) whose request is at `location`.
-pub(super) fn event_value(location: Location, record_json: &[u8]) -> Vec<u8> {
-    let mut value = Vec::with_capacity(1 + Location::ENCODED + record_json.len());
-    value.push(TAGGED);
-    location.encode(&mut value);
+/// An `events` value for a record (as JSON) whose request is at `location`, waiting in the
+/// `queue` batch `batch` if it is given (at most 255 bytes).
+pub(super) fn event_value(location: Location, batch: Option<&[u8]>, record_json: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(2 + Location::ENCODED + 32 + record_json.len());
+    match batch {
+        Some(key) => {
+            value.push(QUEUED);
+            location.encode(&mut value);
+            value.push(key.len() as u8);
+            value.extend_from_slice(key);
+        }
+        None => {
+            value.push(TAGGED);
+            location.encode(&mut value);
+        }
+    }
     value.extend_from_slice(record_json);
     value
 }
@@ -391,11 +445,23 @@ impl Storage for SledStore {
     }
 
     fn pending_events(&self) -> Result<Vec<String>> {
-        self.pending
+        let mut ids = self
+            .pending
             .iter()
             .keys()
             .map(|key| Ok(String::from_utf8_lossy(&key?).into_owned()))
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        for entry in self.batches.entries() {
+            let (batch, listed) = entry?;
+            for id in listed {
+                if self.waits_in(&batch, &id)? {
+                    ids.push(id);
+                }
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
     }
 
     fn finish_dispatch(
@@ -413,13 +479,25 @@ impl Storage for SledStore {
                 .insert(key.as_bytes(), serde_json::to_vec(delivery)?)?;
             self.outbox_open.insert(key.as_bytes(), &[])?;
         }
-        // The record keeps its request's location.
-        let current = self.events.get(record.id.as_bytes())?;
-        let prefix = current.as_deref().map(prefix_of).unwrap_or_default();
-        self.events
-            .insert(record.id.as_bytes(), encode_event(prefix, record)?)?;
-        if !keep_pending {
-            self.pending.remove(record.id.as_bytes())?;
+        // The record keeps its request's location, and leaves its `queue` batch.
+        let id = record.id.as_bytes();
+        let current = self.events.get(id)?;
+        let batch = current.as_deref().and_then(batch_of).map(<[u8]>::to_vec);
+        if batch.is_some() && keep_pending {
+            // A scheduled retry waits on its own; queued so before it leaves the batch.
+            self.pending.insert(id, &[])?;
+        }
+        let prefix = current
+            .as_deref()
+            .map(dispatched_prefix)
+            .unwrap_or_default();
+        self.events.insert(id, encode_event(&prefix, record)?)?;
+        match batch {
+            Some(batch) => self.batches.leave(&batch)?,
+            None if !keep_pending => {
+                self.pending.remove(id)?;
+            }
+            None => {}
         }
         Ok(())
     }
@@ -778,6 +856,41 @@ mod tests {
             store.event("01D").unwrap().unwrap().status,
             Status::Duplicate
         );
+    }
+
+    #[tokio::test]
+    async fn the_queue_follows_dispatch_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<String> = (0..40).map(|i| format!("01Q{i:02}")).collect();
+        {
+            let store = Arc::new(SledStore::open(dir.path(), true).unwrap());
+            // Inserted together, so that they share batches.
+            let inserts: Vec<_> = ids
+                .iter()
+                .map(|id| store.insert_event(new_event(id, 10, None)))
+                .collect();
+            for inserted in futures::future::join_all(inserts).await {
+                inserted.unwrap();
+            }
+            assert_eq!(store.pending_events().unwrap(), ids);
+            // Dispatched: the first 30; a retry scheduled (it stays queued): the 31st.
+            for id in &ids[..31] {
+                let mut record = store.event(id).unwrap().unwrap();
+                record.status = Status::Succeeded;
+                store.finish_dispatch(&record, &[], id == &ids[30]).unwrap();
+            }
+            assert_eq!(store.pending_events().unwrap(), ids[30..].to_vec());
+            store.sync().await.unwrap();
+        }
+        let store = SledStore::open(dir.path(), true).unwrap();
+        assert_eq!(store.pending_events().unwrap(), ids[30..].to_vec());
+        for id in &ids[30..] {
+            let record = store.event(id).unwrap().unwrap();
+            store.finish_dispatch(&record, &[], false).unwrap();
+        }
+        assert!(store.pending_events().unwrap().is_empty());
+        assert_eq!(store.pending.len(), 0);
+        assert_eq!(store.batches.entries().count(), 0, "every batch entry went");
     }
 
     #[tokio::test]
