@@ -26,7 +26,7 @@ use tokio::net::TcpStream;
 use crate::events::{EventSource, SIGNATURE_HEADER};
 
 /// Throughput the default event supply is sized for (events per second of run).
-pub const SIZED_FOR_RPS: u64 = 40_000;
+pub const SIZED_FOR_RPS: u64 = 80_000;
 
 /// Longest latency the histogram holds, in µs; longer ones are clamped to it.
 const MAX_LATENCY_US: u64 = 60_000_000;

@@ -61,7 +61,7 @@ enum Command {
         /// Time before measuring starts; its requests are not counted.
         #[arg(long, default_value = "2s", value_parser = parse_duration)]
         warmup: Duration,
-        /// Events to pre-sign (default: enough for 40,000 req/s over warmup + duration).
+        /// Events to pre-sign (default: enough for 80,000 req/s over warmup + duration).
         #[arg(long)]
         events: Option<usize>,
         /// Print the report as JSON.
