@@ -51,10 +51,12 @@ pub(super) const QUEUE: usize = 4096;
 pub(super) const APPLIED: &[u8] = b"ingest.applied";
 
 /// An inbox payload in this layout starts with this byte, then the record's JSON length
-/// (`u32`, little-endian), the record's JSON and the request's JSON. Payloads written
-/// before the record moved into the inbox are the request's JSON alone (they start with
-/// `{`).
-const ENTRY: u8 = 2;
+/// (`u32`, little-endian), the record's JSON and the request ([`encode_request`]).
+/// Payloads written before the record moved into the inbox are the request's JSON alone
+/// (they start with `{`); [`JSON_ENTRY`] payloads hold the request as JSON.
+const ENTRY: u8 = 4;
+/// The same with the request as JSON (written by development builds only).
+const JSON_ENTRY: u8 = 2;
 
 /// The inbox payload of an event.
 pub(super) fn encode_entry(record_json: &[u8], request: &StoredRequest) -> Result<Vec<u8>> {
@@ -64,30 +66,98 @@ pub(super) fn encode_entry(record_json: &[u8], request: &StoredRequest) -> Resul
     entry.push(ENTRY);
     entry.extend_from_slice(&len.to_le_bytes());
     entry.extend_from_slice(record_json);
-    serde_json::to_writer(&mut entry, request)?;
+    encode_request(request, &mut entry)?;
     Ok(entry)
 }
 
 /// The record's JSON in an inbox payload (`None` for the older, request-only layout).
 pub(super) fn entry_record(payload: &[u8]) -> Option<&[u8]> {
-    let (len, rest) = split_entry(payload)?;
+    let (_, len, rest) = split_entry(payload)?;
     rest.get(..len)
 }
 
-/// The request's JSON in an inbox payload of either layout.
-pub(super) fn entry_request(payload: &[u8]) -> &[u8] {
+/// The request in an inbox payload of any layout.
+pub(super) fn entry_request(payload: &[u8]) -> Result<StoredRequest> {
     match split_entry(payload) {
-        Some((len, rest)) => rest.get(len..).unwrap_or_default(),
-        None => payload,
+        Some((tag, len, rest)) => {
+            let request = rest
+                .get(len..)
+                .ok_or_else(|| StoreError("corrupt inbox entry".into()))?;
+            if tag == ENTRY {
+                decode_request(request)
+            } else {
+                Ok(serde_json::from_slice(request)?)
+            }
+        }
+        None => Ok(serde_json::from_slice(payload)?),
     }
 }
 
-fn split_entry(payload: &[u8]) -> Option<(usize, &[u8])> {
-    if payload.first() != Some(&ENTRY) {
+fn split_entry(payload: &[u8]) -> Option<(u8, usize, &[u8])> {
+    let tag = *payload.first()?;
+    if tag != ENTRY && tag != JSON_ENTRY {
         return None;
     }
     let len = u32::from_le_bytes(payload.get(1..5)?.try_into().ok()?) as usize;
-    Some((len, &payload[5..]))
+    Some((tag, len, &payload[5..]))
+}
+
+/// A request as bytes, not JSON (a body is mostly JSON itself, which JSON would escape):
+/// method, path and query, the number of headers, each name and value, and the body; every
+/// field a `u32` length (little-endian) and its bytes.
+fn encode_request(request: &StoredRequest, out: &mut Vec<u8>) -> Result<()> {
+    fn field(out: &mut Vec<u8>, bytes: &[u8]) -> Result<()> {
+        let len = u32::try_from(bytes.len()).map_err(|_| StoreError("request too large".into()))?;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(bytes);
+        Ok(())
+    }
+    field(out, request.method.as_bytes())?;
+    field(out, request.path.as_bytes())?;
+    field(out, request.query.as_bytes())?;
+    let count =
+        u32::try_from(request.headers.len()).map_err(|_| StoreError("too many headers".into()))?;
+    out.extend_from_slice(&count.to_le_bytes());
+    for (name, value) in &request.headers {
+        field(out, name.as_bytes())?;
+        field(out, value.as_bytes())?;
+    }
+    field(out, request.body.as_bytes())
+}
+
+fn decode_request(mut bytes: &[u8]) -> Result<StoredRequest> {
+    let corrupt = || StoreError("corrupt request in the inbox".into());
+    let u32_field = |bytes: &mut &[u8]| -> Result<u32> {
+        let (head, rest) = bytes.split_at_checked(4).ok_or_else(corrupt)?;
+        *bytes = rest;
+        Ok(u32::from_le_bytes(head.try_into().expect("4 bytes")))
+    };
+    let field = |bytes: &mut &[u8]| -> Result<Vec<u8>> {
+        let len = u32_field(bytes)? as usize;
+        let (head, rest) = bytes.split_at_checked(len).ok_or_else(corrupt)?;
+        *bytes = rest;
+        Ok(head.to_vec())
+    };
+    let text = |raw: Vec<u8>| String::from_utf8(raw).map_err(|_| corrupt());
+    let method = text(field(&mut bytes)?)?;
+    let path = text(field(&mut bytes)?)?;
+    let query = text(field(&mut bytes)?)?;
+    let count = u32_field(&mut bytes)? as usize;
+    // Never trust a count to size an allocation: each header takes at least 8 bytes.
+    let mut headers = Vec::with_capacity(count.min(bytes.len() / 8));
+    for _ in 0..count {
+        let name = text(field(&mut bytes)?)?;
+        let value = text(field(&mut bytes)?)?;
+        headers.push((name, value));
+    }
+    let body = field(&mut bytes)?.into();
+    Ok(StoredRequest {
+        method,
+        path,
+        query,
+        headers,
+        body,
+    })
 }
 
 /// A new event waiting for the sequencer, and who to tell once it is durable.
@@ -575,4 +645,62 @@ pub(super) fn replay(trees: &Trees, inbox: &Inbox) -> Result<usize> {
     inbox.head().encode(&mut applied);
     trees.meta.insert(APPLIED, applied)?;
     Ok(replayed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(body: &[u8]) -> StoredRequest {
+        StoredRequest {
+            method: "POST".into(),
+            path: "/hooks/stripe".into(),
+            query: "a=1&b=é".into(),
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("x-empty".into(), String::new()),
+            ],
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn entries_hold_the_record_and_the_request_exactly() {
+        for body in [&b"{\"id\":\"evt_1\"}"[..], &[0xff, 0x00, b'"'], b""] {
+            let entry = encode_entry(br#"{"id":"01A"}"#, &request(body)).unwrap();
+            assert_eq!(entry_record(&entry), Some(&br#"{"id":"01A"}"#[..]));
+            assert_eq!(entry_request(&entry).unwrap(), request(body));
+        }
+    }
+
+    #[test]
+    fn earlier_layouts_still_read() {
+        let json = serde_json::to_vec(&request(b"old")).unwrap();
+        // Before the record moved into the inbox: the request's JSON alone.
+        assert_eq!(entry_record(&json), None);
+        assert_eq!(entry_request(&json).unwrap(), request(b"old"));
+        // The record, then the request as JSON.
+        let mut entry = vec![JSON_ENTRY];
+        entry.extend_from_slice(&2u32.to_le_bytes());
+        entry.extend_from_slice(b"{}");
+        entry.extend_from_slice(&json);
+        assert_eq!(entry_record(&entry), Some(&b"{}"[..]));
+        assert_eq!(entry_request(&entry).unwrap(), request(b"old"));
+    }
+
+    #[test]
+    fn a_corrupt_request_is_an_error_not_a_panic() {
+        let entry = encode_entry(b"{}", &request(b"body")).unwrap();
+        for cut in 0..entry.len() {
+            let _ = entry_request(&entry[..cut]);
+        }
+        assert!(entry_request(&entry[..entry.len() - 1]).is_err());
+        // A header count far beyond the bytes that follow.
+        let mut lying = vec![ENTRY, 0, 0, 0, 0];
+        for _ in 0..3 {
+            lying.extend_from_slice(&0u32.to_le_bytes());
+        }
+        lying.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(entry_request(&lying).is_err());
+    }
 }

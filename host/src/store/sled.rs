@@ -414,10 +414,7 @@ impl Storage for SledStore {
             Some(location) => self.inbox.read(location)?,
             None => self.requests.get(id.as_bytes())?.map(|v| v.to_vec()),
         };
-        match bytes {
-            Some(bytes) => Ok(Some(serde_json::from_slice(ingest::entry_request(&bytes))?)),
-            None => Ok(None),
-        }
+        bytes.map(|bytes| ingest::entry_request(&bytes)).transpose()
     }
 
     fn update_event(
