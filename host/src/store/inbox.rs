@@ -1,17 +1,18 @@
-//! The inbox: append-only segment files holding the stored requests (the large, immutable
-//! part of an event), so that accepting an event costs one `write` here and only small
-//! records in sled.
+//! The inbox: append-only segment files holding each event's request (the large,
+//! immutable part) and, since the inbox became the write-ahead log of ingress, its record
+//! as accepted (see `ingest.rs` for the payload and why).
 //!
 //! Segments live in `{storage.path}/inbox/` as `{n:016x}.seg`. Each entry is a header —
 //! payload length and CRC-32 of the payload, both little-endian `u32` — followed by the
 //! payload. An event's record in sled holds the entry's [`Location`].
 //!
-//! **Durability.** The group commit calls [`Inbox::sync`] (an `fdatasync` of the segment
-//! being written) as well as flushing sled, so everything acknowledged is on disk in both.
-//! sled may also write records on its own before the inbox is synced; after a crash such a
+//! **Durability.** A new event is acknowledged once [`Inbox::sync`] (an `fdatasync` of
+//! the segment being written) has returned after its entry was written. sled is written
+//! behind the inbox and may write a record before the inbox is synced; after a crash such a
 //! record can point past the end of its segment or at a torn entry. The CRC check finds
 //! those ([`Inbox::read`] returns `None`), and they can only be events that were never
-//! acknowledged. The store removes them on open (see `SledStore::open`).
+//! acknowledged. The store removes them on open (see `SledStore::open`). A sync that fails
+//! poisons its segment ([`Inbox::sync`]).
 //!
 //! A new process always starts a new segment, and a segment is synced before the next one
 //! is started, so only the last segment holding data can have a torn tail, and a location
