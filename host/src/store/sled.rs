@@ -115,8 +115,10 @@ impl SledStore {
         let config = sled::Config::new()
             .path(path)
             // The workload is append-mostly (new events, then a few updates): a modest
-            // page cache serves it, and keeps the host's RSS small.
-            .cache_capacity(32 << 20)
+            // page cache serves it, and keeps the host's RSS small. 20 MiB: with the
+            // flusher's frequent flushes, 32 MiB held ~145 MB at steady load, 20 MiB ~131 MB,
+            // at the same throughput (BENCHMARKS.md).
+            .cache_capacity(20 << 20)
             // sled's own periodic flush only when no flusher of ours runs (see
             // `spawn_flusher`): exactly one thread may flush (spacejam/sled#1308).
             .flush_every_ms((!durable).then_some(500));
