@@ -34,6 +34,18 @@ forward_url = "{origin}/billing"
     path
 }
 
+/// sled is written behind the inbox: how many events that sled had not written when the
+/// host died came back from the inbox at this start (the store logs it).
+fn replayed(host: &ChildHost) -> String {
+    host.log
+        .lock()
+        .unwrap()
+        .lines()
+        .find(|line| line.contains("applied acknowledged events again"))
+        .and_then(|line| line.split_whitespace().find(|w| w.starts_with("count=")))
+        .map_or("none".to_string(), str::to_string)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_midway_loses_nothing_that_got_a_200() {
     let receiver = Receiver::start().await;
@@ -142,22 +154,8 @@ async fn kill_9_midway_loses_nothing_that_got_a_200() {
         let response = host.admin_get(&format!("/v1/events/{id}")).await;
         assert_eq!(response.status(), 200, "event {id} is in the log");
     }
-    // sled is written behind the inbox: what it had not written when the host died came
-    // back from the inbox at the restart (the store logs how many).
-    let replayed = host
-        .log
-        .lock()
-        .unwrap()
-        .lines()
-        .find(|line| line.contains("applied acknowledged events again"))
-        .map_or("none".to_string(), |line| {
-            line.split_whitespace()
-                .find(|word| word.starts_with("count="))
-                .unwrap_or(line)
-                .to_string()
-        });
     eprintln!(
-        "crash test: {} acknowledged, {} refused or cut off, {} delivered ({} more than once), {} 503s, replayed from the inbox: {replayed}",
+        "crash test: {} acknowledged, {} refused or cut off, {} delivered ({} more than once), {} 503s, replayed from the inbox: {}",
         acknowledged.len(),
         failed,
         delivered.len(),
@@ -166,7 +164,8 @@ async fn kill_9_midway_loses_nothing_that_got_a_200() {
             .received()
             .iter()
             .filter(|r| r.status == 503)
-            .count()
+            .count(),
+        replayed(&host)
     );
     host.kill_9();
 }
@@ -249,7 +248,12 @@ async fn a_failed_write_is_a_503_and_loses_nothing() {
     let host = ChildHost::start(&config_path);
     for (_, id, body) in &accepted {
         let response = host.admin_get(&format!("/v1/events/{id}")).await;
-        assert_eq!(response.status(), 200, "event {id} is in the log");
+        assert_eq!(
+            response.status(),
+            200,
+            "event {id} is in the log; log:\n{}",
+            host.log.lock().unwrap()
+        );
         let event: Value = response.json().await.unwrap();
         assert_eq!(
             event["request"]["body"].as_str().unwrap().as_bytes(),
@@ -263,9 +267,10 @@ async fn a_failed_write_is_a_503_and_loses_nothing() {
         assert_eq!(answer["status"], "accepted", "the retry of {evt}: {answer}");
     }
     eprintln!(
-        "disk-full test: {} accepted, {} refused with 503, all accepted ones intact after a restart",
+        "disk-full test: {} accepted, {} refused with 503, all accepted ones intact after a restart, replayed from the inbox: {}",
         accepted.len(),
-        refused.len()
+        refused.len(),
+        replayed(&host)
     );
     host.kill_9();
 }

@@ -608,39 +608,41 @@ fn sync_batches(batches: std_mpsc::Receiver<Batch>, trees: &Trees, inbox: &Inbox
 /// have. Returns how many events came back. Only events absent from sled are written (one
 /// that sled has may have moved on since), with their dispatch-queue entry and dedupe claim.
 pub(super) fn replay(trees: &Trees, inbox: &Inbox) -> Result<usize> {
-    let Some(from) = trees.meta.get(APPLIED)?.and_then(|v| Location::decode(&v)) else {
-        // A new store, or one written before the inbox held records: sled was synced for
-        // every answer then.
-        return Ok(0);
-    };
     let mut replayed = 0;
-    inbox.scan_earlier(from, |location, payload| {
-        let Some(record_json) = entry_record(payload) else {
-            return Ok(());
-        };
-        let record: EventRecord = serde_json::from_slice(record_json)?;
-        if trees.events.contains_key(record.id.as_bytes())? {
-            return Ok(());
-        }
-        let claim = match (&record.dedupe_key, record.status) {
-            (Some(key), Status::Pending) => {
-                Some((kv_key(&record.connector, key), record.received_at))
+    // Without a mark, nothing was applied behind the inbox: a new store, or one written
+    // before the inbox held records (sled was synced for every answer then).
+    if let Some(from) = trees.meta.get(APPLIED)?.and_then(|v| Location::decode(&v)) {
+        inbox.scan_earlier(from, |location, payload| {
+            let Some(record_json) = entry_record(payload) else {
+                return Ok(());
+            };
+            let record: EventRecord = serde_json::from_slice(record_json)?;
+            if trees.events.contains_key(record.id.as_bytes())? {
+                return Ok(());
             }
-            _ => None,
-        };
-        let event = Decided {
-            queued: record.status == Status::Pending,
-            id: record.id,
-            record_json: record_json.to_vec(),
-            entry: Vec::new(),
-            claim,
-            inserted: Inserted::Accepted { id: String::new() },
-        };
-        // Queued on its own: its batch entry may be lost with it.
-        apply(trees, &event, location, None)?;
-        replayed += 1;
-        Ok(())
-    })?;
+            let claim = match (&record.dedupe_key, record.status) {
+                (Some(key), Status::Pending) => {
+                    Some((kv_key(&record.connector, key), record.received_at))
+                }
+                _ => None,
+            };
+            let event = Decided {
+                queued: record.status == Status::Pending,
+                id: record.id,
+                record_json: record_json.to_vec(),
+                entry: Vec::new(),
+                claim,
+                inserted: Inserted::Accepted { id: String::new() },
+            };
+            // Queued on its own: its batch entry may be lost with it.
+            apply(trees, &event, location, None)?;
+            replayed += 1;
+            Ok(())
+        })?;
+    }
+    // From here on, this process's own entries: the store makes the mark durable before it
+    // accepts any, so that a crash losing all that sled got from this process still finds
+    // where to replay from.
     let mut applied = Vec::with_capacity(Location::ENCODED);
     inbox.head().encode(&mut applied);
     trees.meta.insert(APPLIED, applied)?;

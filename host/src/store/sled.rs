@@ -38,6 +38,7 @@
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
@@ -75,6 +76,9 @@ pub struct SledStore {
     /// Flushes sled for [`Storage::sync`] and the checkpoints; `None` when durability is
     /// switched off (benchmarks).
     flusher: Option<Flusher>,
+    /// Set by writes of dispatch and delivery progress (and connector state) for the
+    /// flusher, which hands them to the OS soon (see [`spawn_flusher`]).
+    progress: Arc<AtomicBool>,
 }
 
 /// The flusher thread and its queue of waiters.
@@ -115,9 +119,9 @@ impl SledStore {
         let config = sled::Config::new()
             .path(path)
             // The workload is append-mostly (new events, then a few updates): a modest
-            // page cache serves it, and keeps the host's RSS small. 20 MiB: with the
-            // flusher's frequent flushes, 32 MiB held ~145 MB at steady load, 20 MiB ~131 MB,
-            // at the same throughput (BENCHMARKS.md).
+            // page cache serves it, and keeps the host's RSS small. 20 MiB: with frequent
+            // flushes (end to end), 32 MiB held ~145 MB at steady load, 20 MiB ~131 MB, at
+            // the same throughput (BENCHMARKS.md).
             .cache_capacity(20 << 20)
             // sled's own periodic flush only when no flusher of ours runs (see
             // `spawn_flusher`): exactly one thread may flush (spacejam/sled#1308).
@@ -125,10 +129,11 @@ impl SledStore {
         let db = open_sled(&config)
             .map_err(|err| StoreError(format!("opening {}: {err}", path.display())))?;
         let inbox = Arc::new(Inbox::open(&path.join("inbox"))?);
+        let progress = Arc::new(AtomicBool::new(false));
         let flusher = if durable {
             let log = File::open(path.join("db"))
                 .map_err(|err| StoreError(format!("opening the sled log: {err}")))?;
-            Some(spawn_flusher(db.clone(), log))
+            Some(spawn_flusher(db.clone(), log, progress.clone()))
         } else {
             None
         };
@@ -146,6 +151,7 @@ impl SledStore {
             db,
             ingest: None,
             flusher,
+            progress,
         };
         let trees = ingest::Trees {
             events: store.events.clone(),
@@ -164,7 +170,14 @@ impl SledStore {
         }
         store.drop_unacknowledged()?;
         store.batches.load(|batch, id| store.waits_in(batch, id))?;
+        // Durable before the first event is accepted: the replay mark above, and whatever
+        // the recovery changed.
         store.db.flush()?;
+        if durable {
+            File::open(path.join("db"))
+                .and_then(|log| log.sync_data())
+                .map_err(|err| StoreError(format!("syncing the sled log: {err}")))?;
+        }
         store.ingest = Some(Ingest::start(trees, store.inbox.clone(), durable)?);
         Ok(store)
     }
@@ -204,6 +217,11 @@ impl SledStore {
             );
         }
         Ok(())
+    }
+
+    /// Progress was written: the flusher hands it to the OS within [`FLUSH_EVERY`].
+    fn progressed(&self) {
+        self.progress.store(true, Ordering::Release);
     }
 
     /// Whether event `id` still waits in the `queue` batch `batch`.
@@ -254,38 +272,41 @@ pub(super) fn kv_key(connector: &str, key: &str) -> Vec<u8> {
     k
 }
 
-/// How often sled's writes are handed to the OS while it has some (a `kill -9` loses about
-/// this much of the dispatch and delivery progress at most; new events are in the inbox)…
+/// How often the progress written to sled (dispatch, deliveries, connector state) is
+/// handed to the OS when there is some: a `kill -9` loses about this much of it at most,
+/// which then shows as deliveries sent again. New events need no flush: they are in the
+/// inbox, and sled gets them back from there after a crash.
 const FLUSH_EVERY: Duration = Duration::from_millis(5);
-/// …and how long the flusher waits after a flush that found nothing.
-const FLUSH_IDLE: Duration = Duration::from_millis(50);
 /// How often sled is made durable when nobody asks (a power cut loses about this much of
-/// that progress, and the inbox replay after a crash stays short).
+/// the progress, and the inbox replay after a crash stays short).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// The single flusher thread: sled's only flusher while the store is durable. It ends when
 /// the store (the last sender) is dropped.
 ///
 /// Measured (`tests/tests/crash.rs`): with sled left to its own periodic flush, a `kill -9`
-/// under load re-sent 20–70 deliveries whose success had not reached the disk, against 1–3
-/// when sled is flushed this often.
-fn spawn_flusher(db: sled::Db, log: File) -> Flusher {
+/// under load re-sent 20–70 deliveries whose success had not reached the disk, against 8–9
+/// with progress flushed every 5 ms. Flushing for every write instead (ingress included)
+/// cost the ingress ~10 % and raised RSS by ~25 MB.
+fn spawn_flusher(db: sled::Db, log: File, progress: Arc<AtomicBool>) -> Flusher {
     let (tx, rx) = std_mpsc::channel::<Waiter>();
     let thread = std::thread::Builder::new()
         .name("switchyard-flush".into())
         .spawn(move || {
-            let mut wait = FLUSH_EVERY;
             let mut checkpointed = Instant::now();
             loop {
-                let mut waiters = match rx.recv_timeout(wait) {
+                let mut waiters = match rx.recv_timeout(FLUSH_EVERY) {
                     Ok(first) => vec![first],
                     Err(std_mpsc::RecvTimeoutError::Timeout) => Vec::new(),
                     Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
                 };
                 waiters.extend(rx.try_iter());
                 let durable = !waiters.is_empty() || checkpointed.elapsed() >= CHECKPOINT_EVERY;
-                let result = db.flush().map_err(StoreError::from).and_then(|flushed| {
-                    wait = if flushed > 0 { FLUSH_EVERY } else { FLUSH_IDLE };
+                // Cleared before the flush: progress written during it is flushed next time.
+                if !progress.swap(false, Ordering::AcqRel) && !durable {
+                    continue;
+                }
+                let result = db.flush().map_err(StoreError::from).and_then(|_| {
                     if durable {
                         checkpointed = Instant::now();
                         log.sync_data()
@@ -474,7 +495,10 @@ impl Storage for SledStore {
                 .events
                 .compare_and_swap(id.as_bytes(), Some(current), Some(new))?
             {
-                Ok(()) => return Ok(Some(record)),
+                Ok(()) => {
+                    self.progressed();
+                    return Ok(Some(record));
+                }
                 Err(_) => continue,
             }
         }
@@ -535,6 +559,7 @@ impl Storage for SledStore {
             }
             None => {}
         }
+        self.progressed();
         Ok(())
     }
 
@@ -572,6 +597,7 @@ impl Storage for SledStore {
         } else {
             self.outbox_open.insert(key.as_bytes(), &[])?;
         }
+        self.progressed();
         Ok(())
     }
 
@@ -659,7 +685,9 @@ impl Storage for SledStore {
             pending.insert(id.as_bytes(), &[])?;
             Ok(Ok(record))
         });
-        result.map_err(tx_error)?
+        let record = result.map_err(tx_error)??;
+        self.progressed();
+        Ok(record)
     }
 
     fn purge_before(&self, cutoff: u64, batch: usize) -> Result<usize> {
@@ -764,11 +792,13 @@ impl Storage for SledStore {
 
     fn kv_set(&self, connector: &str, key: &str, value: &[u8]) -> Result<()> {
         self.kv.insert(kv_key(connector, key), value)?;
+        self.progressed();
         Ok(())
     }
 
     fn kv_delete(&self, connector: &str, key: &str) -> Result<()> {
         self.kv.remove(kv_key(connector, key))?;
+        self.progressed();
         Ok(())
     }
 }
@@ -891,6 +921,29 @@ mod tests {
         assert_eq!(
             store.event("01D").unwrap().unwrap().status,
             Status::Duplicate
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_store_whose_sled_writes_were_all_lost_comes_back_from_the_inbox() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path(), true).unwrap();
+            // Made durable by `open`, before any event: what sled recovers at the least.
+            let mark = store.meta.get(ingest::APPLIED).unwrap();
+            assert!(mark.is_some(), "a new store marks where its inbox begins");
+            for id in ["01A", "01B"] {
+                store.insert_event(new_event(id, 10, None)).await.unwrap();
+            }
+            // A crash that lost every sled write of this run.
+            store.events.clear().unwrap();
+            store.meta.insert(ingest::APPLIED, mark.unwrap()).unwrap();
+        }
+        let store = SledStore::open(dir.path(), true).unwrap();
+        assert_eq!(store.pending_events().unwrap(), vec!["01A", "01B"]);
+        assert_eq!(
+            store.request("01B").unwrap().unwrap().body.as_bytes(),
+            b"{}"
         );
     }
 
