@@ -8,8 +8,9 @@
 //! 1. The **sequencer** takes queued [`Job`]s in batches. It decides each one's dedupe
 //!    (one thread decides them all, so two copies of an event can never both be accepted,
 //!    and no lock is needed), appends the whole batch to the inbox in one `write`, applies
-//!    it to sled — record, dispatch queue, dedupe entry, in that order — and records how far
-//!    sled holds the inbox (`meta/ingest.applied`). Then it hands the batch to the syncer.
+//!    it to sled — the batch's queue entry, then each record and its dedupe entry — and
+//!    records how far sled holds the inbox (`meta/ingest.applied`). Then it hands the batch
+//!    to the syncer.
 //! 2. The **syncer** `fdatasync`s the inbox once for every batch handed over since its last
 //!    sync (a group commit) and answers each job. When the sync fails, nothing written since
 //!    the last good sync is acknowledged: those jobs get the error and their sled writes are
@@ -19,15 +20,21 @@
 //! accepted events ([`Batches`]), instead of one entry per event: each record carries its
 //! batch's key until it is dispatched, and the entry goes once all of them are.
 //!
-//! sled is not flushed for an answer. It flushes on its own and at the store's checkpoints;
-//! after a crash, the inbox entries from `ingest.applied` on are applied again
-//! ([`replay`]), so an acknowledged event that sled had not written yet comes back whole.
-//! sled recovers a prefix of its log, so a recovered `ingest.applied` implies every write
-//! the sequencer made before it.
+//! sled is not flushed for an answer: the store's flusher flushes it when dispatch progress
+//! is written and at its checkpoints (`sled.rs`). After a crash, the inbox entries from
+//! `ingest.applied` on are applied again ([`replay`]), so an acknowledged event that sled
+//! had not written yet comes back whole. sled recovers a prefix of its log, so a recovered
+//! `ingest.applied` implies every write the sequencer made before it; the mark is made
+//! durable when the store opens, before the first event.
 //!
-//! Why: sled 0.34 inserts from many request tasks at once, with a flush per group commit,
-//! cost about three times the same inserts made by one thread behind the log
-//! (BENCHMARKS.md, "What limits it").
+//! Why: sled 0.34 operations made from many request tasks at once, with a flush per group
+//! commit, cost the ingress far more than the same operations made by one thread behind
+//! the log: 18–20k against 23–25k accepted/s in the same minutes, and 40k with no sled at
+//! all (BENCHMARKS.md, "What limits it").
+//!
+//! The answers travel on `futures` oneshot channels, which any executor can wait on (the
+//! tests wait with `futures::executor::block_on`; tokio's own count against the tokio
+//! task's budget and can stall a blocked-on wait inside a runtime).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,7 +51,7 @@ const MAX_BATCH: usize = 512;
 /// …and bodies of at most this many bytes in all (a batch is one `write`).
 const MAX_BATCH_BYTES: usize = 8 << 20;
 /// Jobs waiting for the sequencer at most; ingress waits for room beyond that.
-pub(super) const QUEUE: usize = 4096;
+const QUEUE: usize = 4096;
 
 /// The key in the `meta` tree of how far sled holds the inbox: the [`Location`] where the
 /// entries not yet applied (or not known to be) begin.
