@@ -106,10 +106,30 @@ async fn try_process(app: &Arc<App>, id: &str) -> Result<(), StoreError> {
     if connector.config.paused {
         return Ok(());
     }
-    let Some(request) = app.storage.request(id)? else {
-        return Err(StoreError(format!("event {id} has no stored request")));
-    };
     let number = record.attempts.len() as u32 + 1;
+    let Some(request) = app.storage.request(id)? else {
+        // Not there intact: a crash tore it before it was acknowledged, or retention
+        // removed it. Trying again would never find it.
+        let message = "its stored request is gone (torn by a crash before it was \
+                       acknowledged, or removed by retention)";
+        tracing::error!(event_id = %id, "{message}");
+        record.attempts.push(Attempt {
+            number,
+            at: now,
+            duration_ms: 0,
+            plugin_digest: String::new(),
+            plugin_version: String::new(),
+            outcome: "lost".into(),
+            message: Some(message.into()),
+            deliveries: 0,
+            logs: Vec::new(),
+            fetches: Vec::new(),
+        });
+        record.status = Status::Dead;
+        record.next_attempt_at = None;
+        record.error = Some(message.into());
+        return app.storage.finish_dispatch(&record, &[], false);
+    };
     let plugin = match &connector.plugin {
         Some(plugin) => plugin.clone(),
         None => {

@@ -354,3 +354,49 @@ async fn delivery_credentials_reach_the_downstream_but_not_the_log() {
     assert!(!headers.to_string().contains("topsecret"), "{headers}");
     host.stop().await;
 }
+
+/// An event whose stored request is no longer readable (its inbox entry torn, as a crash
+/// tears an entry that was never acknowledged, or its segment removed) goes `dead` with
+/// an error that says so at its first dispatch, instead of being retried forever, and the
+/// other events are delivered.
+#[tokio::test]
+async fn an_event_whose_request_is_unreadable_is_dead_with_a_clear_error() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["hostile.wasm"]);
+    let paused = config(&dirs, &receiver, "")
+        .replace("scheme = \"none\"", "scheme = \"none\"\npaused = true");
+    // First life: stored, not dispatched. Each life writes its own inbox segment.
+    let host = Host::start(&paused).await;
+    let lost = send(&host, json!({"do": "ok", "n": 1})).await;
+    host.stop().await;
+    let host = Host::start(&paused).await;
+    let kept = send(&host, json!({"do": "ok", "n": 2})).await;
+    host.stop().await;
+    let inbox = dirs.data().join("inbox");
+    let mut segments: Vec<_> = std::fs::read_dir(&inbox)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| std::fs::metadata(p).unwrap().len() > 0)
+        .collect();
+    segments.sort();
+    assert_eq!(segments.len(), 2, "{segments:?}");
+    // Flip the last byte of the first event's entry: its checksum no longer matches.
+    let mut bytes = std::fs::read(&segments[0]).unwrap();
+    *bytes.last_mut().unwrap() ^= 0xff;
+    std::fs::write(&segments[0], bytes).unwrap();
+
+    let host = Host::start(&config(&dirs, &receiver, "")).await;
+    let record = host.wait_for_status(&lost, "dead").await;
+    let error = record["error"].as_str().unwrap();
+    assert!(error.contains("stored request is gone"), "{error}");
+    assert_eq!(record["attempts"][0]["outcome"], "lost");
+    host.wait_for_status(&kept, "succeeded").await;
+    let delivered = receiver.delivered();
+    assert_eq!(delivered.len(), 1, "only the readable event is delivered");
+    assert!(
+        String::from_utf8_lossy(&delivered[0].body).contains("\"n\":2"),
+        "{:?}",
+        delivered[0].body
+    );
+    host.stop().await;
+}

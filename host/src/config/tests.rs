@@ -833,6 +833,10 @@ fn validate_server_storage_plugins() {
         "storage.retention_days: must be at least 1"
     );
     assert_eq!(
+        error("[storage]\ndedupe_window = \"30s\"\n"),
+        "storage.dedupe_window: must be at least 1 minute"
+    );
+    assert_eq!(
         error("[storage]\nbackend = \"nats\"\n"),
         r#"storage.nats_url: is required when backend = "nats" (e.g. "nats://127.0.0.1:4222")"#
     );

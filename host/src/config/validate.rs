@@ -31,6 +31,11 @@ pub(super) fn config(c: &Config) -> Checked {
     if st.retention_days < 1 {
         return fail("storage.retention_days", "must be at least 1");
     }
+    // Senders retry over minutes to days; the store's crash recovery relies on a window
+    // longer than the stretch of the inbox it replays (`store/ingest.rs`).
+    if st.dedupe_window < crate::store::MIN_DEDUPE_WINDOW {
+        return fail("storage.dedupe_window", "must be at least 1 minute");
+    }
     match st.backend {
         Backend::Sled if st.path.as_os_str().is_empty() => {
             return fail("storage.path", "must not be empty");

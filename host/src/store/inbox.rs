@@ -208,11 +208,12 @@ impl Inbox {
     fn roll(&self, writer: &mut Writer) -> Result<()> {
         // A segment whose sync failed is not synced again: what it holds past its last
         // good sync was refused, and a second `fdatasync` would only report success.
+        // When this sync fails, the segment is poisoned like any other failed sync's (the
+        // kernel reports the error once: the syncer's next sync of the same file would
+        // succeed and acknowledge what may be lost), and the next append starts a new one.
         if !self.is_poisoned(writer.segment) {
-            writer
-                .file
-                .sync_data()
-                .map_err(|err| StoreError(format!("syncing the inbox: {err}")))?;
+            self.sync_segment(writer.segment, writer.file.clone())
+                .inspect_err(|_| writer.offset = SEGMENT_BYTES)?;
         }
         let segment = writer.segment + 1;
         let file = create_segment(&self.dir, segment)?;
@@ -236,6 +237,16 @@ impl Inbox {
             let writer = self.writer();
             (writer.segment, writer.file.clone())
         };
+        self.sync_segment(segment, file).inspect_err(|_| {
+            let mut writer = self.writer();
+            if writer.segment == segment {
+                writer.offset = SEGMENT_BYTES;
+            }
+        })
+    }
+
+    /// `fdatasync` one segment; a failure poisons it.
+    fn sync_segment(&self, segment: u64, file: Arc<File>) -> Result<()> {
         #[cfg(test)]
         let file = {
             use std::sync::atomic::Ordering::SeqCst;
@@ -250,10 +261,6 @@ impl Inbox {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(segment);
-            let mut writer = self.writer();
-            if writer.segment == segment {
-                writer.offset = SEGMENT_BYTES;
-            }
             StoreError(format!("syncing the inbox: {err}"))
         })
     }
@@ -485,6 +492,33 @@ mod tests {
         );
         assert!(inbox.may_be_torn(a));
         assert!(!inbox.may_be_torn(c));
+    }
+
+    #[test]
+    fn a_failed_sync_while_sealing_a_segment_poisons_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(dir.path()).unwrap();
+        let written = inbox.append(b"written, not yet synced").unwrap();
+        // The segment is full: the next append seals it, and that sync fails.
+        inbox.writer().offset = SEGMENT_BYTES;
+        inbox
+            .failing_syncs
+            .store(1, std::sync::atomic::Ordering::SeqCst);
+        let refused = inbox.append(b"next").unwrap_err();
+        assert!(
+            refused.to_string().contains("injected I/O error"),
+            "{refused}"
+        );
+        // The kernel reports a writeback error once: a later sync of the same file says Ok,
+        // so the segment must remember the failure itself.
+        inbox.sync().unwrap();
+        assert!(
+            inbox.is_poisoned(written.segment),
+            "what was written before the failed sync is never acknowledged"
+        );
+        let next = inbox.append(b"retry").unwrap();
+        assert_eq!(next.segment, written.segment + 1, "a new segment starts");
+        assert!(!inbox.is_poisoned(next.segment));
     }
 
     #[test]

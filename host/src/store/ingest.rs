@@ -36,14 +36,14 @@
 //! tests wait with `futures::executor::block_on`; tokio's own count against the tokio
 //! task's budget and can stall a blocked-on wait inside a runtime).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 
 use futures::channel::oneshot;
 
 use super::inbox::{Inbox, Location};
-use super::sled::{DedupeEntry, claimed_by, event_value, kv_key};
+use super::sled::{DedupeEntry, claimed_by, event_value, kv_key, location_of};
 use super::{EventRecord, Inserted, NewEvent, Result, Status, StoreError, StoredRequest};
 
 /// Jobs taken into one batch at most…
@@ -195,6 +195,9 @@ pub(super) struct Trees {
 pub(super) struct Batches {
     tree: sled::Tree,
     open: Arc<std::sync::Mutex<HashMap<Vec<u8>, usize>>>,
+    /// Batches written but not synced yet: their events are not acknowledged, and may
+    /// still be taken back, so nothing but ingress (after the answer) may dispatch them.
+    unsynced: Arc<std::sync::Mutex<HashSet<Vec<u8>>>>,
 }
 
 impl Batches {
@@ -202,7 +205,17 @@ impl Batches {
         Batches {
             tree,
             open: Default::default(),
+            unsynced: Default::default(),
         }
+    }
+
+    fn unsynced(&self) -> std::sync::MutexGuard<'_, HashSet<Vec<u8>>> {
+        self.unsynced.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether batch `key` was written and not yet synced (see [`Batches::unsynced`]).
+    pub fn is_unsynced(&self, key: &[u8]) -> bool {
+        self.unsynced().contains(key)
     }
 
     fn open(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, usize>> {
@@ -218,9 +231,18 @@ impl Batches {
             value.push(id.len() as u8);
             value.extend_from_slice(id.as_bytes());
         }
+        self.unsynced().insert(key.to_vec());
+        if let Err(err) = self.tree.insert(key, value) {
+            self.unsynced().remove(key);
+            return Err(err.into());
+        }
         self.open().insert(key.to_vec(), ids.len());
-        self.tree.insert(key, value)?;
         Ok(())
+    }
+
+    /// Batch `key` is synced, or taken back: no longer [`Batches::is_unsynced`].
+    fn synced(&self, key: &[u8]) {
+        self.unsynced().remove(key);
     }
 
     /// One event of batch `key` has left the queue (dispatched, or taken back).
@@ -298,6 +320,8 @@ impl Ingest {
     pub fn start(trees: Trees, inbox: Arc<Inbox>, durable: bool) -> Result<Ingest> {
         let (jobs, queue) = async_channel::bounded::<Job>(QUEUE);
         let (handover, batches) = std_mpsc::channel::<Batch>();
+        // The number of the batch the sequencer decides (see `sync_batches`).
+        let deciding = Arc::new(std::sync::Mutex::new(0u64));
         let spawn = |name: &str, work: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.into())
@@ -305,10 +329,10 @@ impl Ingest {
                 .map_err(|err| StoreError(format!("starting the {name} thread: {err}")))
         };
         let syncer = {
-            let (trees, inbox) = (trees.clone(), inbox.clone());
+            let (trees, inbox, deciding) = (trees.clone(), inbox.clone(), deciding.clone());
             spawn(
                 "switchyard-sync",
-                Box::new(move || sync_batches(batches, &trees, &inbox, durable)),
+                Box::new(move || sync_batches(batches, &trees, &inbox, durable, &deciding)),
             )?
         };
         let sequencer = spawn(
@@ -326,7 +350,12 @@ impl Ingest {
                             Err(_) => break,
                         }
                     }
-                    if let Some(batch) = sequence(&trees, &inbox, batch) {
+                    let seq = {
+                        let mut deciding = deciding.lock().unwrap_or_else(|p| p.into_inner());
+                        *deciding += 1;
+                        *deciding
+                    };
+                    if let Some(batch) = sequence(&trees, &inbox, batch, seq) {
                         // The syncer outlives this loop (it ends when `handover` drops).
                         let _ = handover.send(batch);
                     }
@@ -353,8 +382,12 @@ impl Drop for Ingest {
 
 /// A batch written to the inbox and applied to sled, waiting for its sync.
 struct Batch {
+    /// Its number, in the order the sequencer decided batches.
+    seq: u64,
     /// The inbox segment it was written to.
     segment: u64,
+    /// Its `queue` entry, if it has one.
+    queue_key: Option<Vec<u8>>,
     answers: Vec<Answer>,
 }
 
@@ -380,7 +413,7 @@ struct Decided {
 
 /// Decide, write and apply one batch. `None` when no job of it is left to sync (each has
 /// been answered with its error).
-fn sequence(trees: &Trees, inbox: &Inbox, jobs: Vec<Job>) -> Option<Batch> {
+fn sequence(trees: &Trees, inbox: &Inbox, jobs: Vec<Job>, seq: u64) -> Option<Batch> {
     // Claims made earlier in this batch: not in sled yet.
     let mut claims: HashMap<Vec<u8>, String> = HashMap::new();
     let mut decided = Vec::with_capacity(jobs.len());
@@ -435,7 +468,16 @@ fn sequence(trees: &Trees, inbox: &Inbox, jobs: Vec<Job>) -> Option<Batch> {
         _ => None,
     };
     let mut answers = Vec::with_capacity(decided.len());
+    // Events of this batch whose store failed: a copy of one later in the batch was
+    // decided a duplicate of it, and shares its fate.
+    let mut failed: HashMap<String, StoreError> = HashMap::new();
     for ((event, reply), location) in decided.into_iter().zip(locations) {
+        if let Inserted::Duplicate { first_id, .. } = &event.inserted
+            && let Some(err) = failed.get(first_id)
+        {
+            let _ = reply.send(Err(err.clone()));
+            continue;
+        }
         let claim = event.claim.as_ref().map(|(key, _)| key.clone());
         let batch = batch.clone().filter(|_| event.queued);
         match apply(trees, &event, location, batch.as_deref()) {
@@ -451,6 +493,7 @@ fn sequence(trees: &Trees, inbox: &Inbox, jobs: Vec<Job>) -> Option<Batch> {
                 if let Err(undo_err) = undo(trees, &event.id, claim.as_deref(), batch.as_deref()) {
                     tracing::error!(event_id = %event.id, "undoing a failed store: {undo_err}");
                 }
+                failed.insert(event.id, err.clone());
                 let _ = reply.send(Err(err));
             }
         }
@@ -461,7 +504,12 @@ fn sequence(trees: &Trees, inbox: &Inbox, jobs: Vec<Job>) -> Option<Batch> {
         // Only makes a recovery replay more of the inbox than it needs to.
         tracing::warn!("recording how far sled holds the inbox: {err}");
     }
-    Some(Batch { segment, answers })
+    Some(Batch {
+        seq,
+        segment,
+        queue_key: batch,
+        answers,
+    })
 }
 
 /// Dedupe one event against sled and the earlier jobs of its batch, and encode it.
@@ -524,7 +572,14 @@ fn first_claim(trees: &Trees, tree_key: &[u8], now: u64, window: u64) -> Result<
     let Some(existing) = trees.dedupe.get(tree_key)? else {
         return Ok(None);
     };
-    let entry: DedupeEntry = serde_json::from_slice(&existing)?;
+    let entry: DedupeEntry = match serde_json::from_slice(&existing) {
+        Ok(entry) => entry,
+        // Refusing every copy of this key forever would be worse than taking it anew.
+        Err(err) => {
+            tracing::error!("a dedupe entry does not read ({err}); the key is claimed anew");
+            return Ok(None);
+        }
+    };
     let live = now.saturating_sub(entry.at) <= window
         && trees.events.contains_key(entry.event_id.as_bytes())?;
     Ok(live.then_some(entry.event_id))
@@ -570,7 +625,21 @@ fn undo(trees: &Trees, id: &str, claim: Option<&[u8]>, batch: Option<&[u8]>) -> 
 }
 
 /// The syncer: one `fdatasync` for every batch handed over since the last, then answers.
-fn sync_batches(batches: std_mpsc::Receiver<Batch>, trees: &Trees, inbox: &Inbox, durable: bool) {
+///
+/// An event refused here (its sync failed) is taken back from sled. A copy of it that the
+/// sequencer decided in the meantime — before the take-back, so against its claim — was
+/// marked a duplicate of it, and is refused too: `refused` keeps each refused event with
+/// the number of the batch the sequencer was deciding once it was taken back (`deciding`,
+/// read under the lock the sequencer takes to start a batch); a later batch was decided
+/// without it.
+fn sync_batches(
+    batches: std_mpsc::Receiver<Batch>,
+    trees: &Trees,
+    inbox: &Inbox,
+    durable: bool,
+    deciding: &std::sync::Mutex<u64>,
+) {
+    let mut refused: HashMap<String, u64> = HashMap::new();
     while let Ok(first) = batches.recv() {
         let mut group = vec![first];
         group.extend(batches.try_iter());
@@ -580,6 +649,7 @@ fn sync_batches(batches: std_mpsc::Receiver<Batch>, trees: &Trees, inbox: &Inbox
             tracing::error!(requests, "{err}; refused");
         }
         for batch in group {
+            refused.retain(|_, decided_through| *decided_through >= batch.seq);
             let result = match &synced {
                 // Written to a segment whose sync failed after the write: the failed sync
                 // may have dropped it, and this sync was of another segment.
@@ -589,23 +659,44 @@ fn sync_batches(batches: std_mpsc::Receiver<Batch>, trees: &Trees, inbox: &Inbox
                 Ok(()) => Ok(()),
                 Err(err) => Err(err.clone()),
             };
+            let mut replies = Vec::with_capacity(batch.answers.len());
+            let mut taken_back = Vec::new();
             for answer in batch.answers {
-                let answered = match &result {
-                    Ok(()) => Ok(answer.inserted),
-                    Err(err) => {
-                        let undone = undo(
-                            trees,
-                            &answer.id,
-                            answer.claim.as_deref(),
-                            answer.batch.as_deref(),
-                        );
-                        if let Err(undo_err) = undone {
-                            tracing::error!(event_id = %answer.id, "undoing a refused event: {undo_err}");
-                        }
-                        Err(err.clone())
+                let answered = match (&result, &answer.inserted) {
+                    (Err(err), _) => Err(err.clone()),
+                    (Ok(()), Inserted::Duplicate { first_id, .. })
+                        if refused.contains_key(first_id) =>
+                    {
+                        Err(StoreError(
+                            "the event this one repeats was not stored; not acknowledged".into(),
+                        ))
                     }
+                    (Ok(()), inserted) => Ok(inserted.clone()),
                 };
-                let _ = answer.reply.send(answered);
+                if answered.is_err() {
+                    let undone = undo(
+                        trees,
+                        &answer.id,
+                        answer.claim.as_deref(),
+                        answer.batch.as_deref(),
+                    );
+                    if let Err(undo_err) = undone {
+                        tracing::error!(event_id = %answer.id, "undoing a refused event: {undo_err}");
+                    }
+                    taken_back.push(answer.id);
+                }
+                replies.push((answer.reply, answered));
+            }
+            if !taken_back.is_empty() {
+                let decided_through = *deciding.lock().unwrap_or_else(|p| p.into_inner());
+                refused.extend(taken_back.into_iter().map(|id| (id, decided_through)));
+            }
+            // Acknowledged (or taken back) from here on: other dispatchers may see it.
+            if let Some(key) = &batch.queue_key {
+                trees.batches.synced(key);
+            }
+            for (reply, answered) in replies {
+                let _ = reply.send(answered);
             }
         }
     }
@@ -614,8 +705,21 @@ fn sync_batches(batches: std_mpsc::Receiver<Batch>, trees: &Trees, inbox: &Inbox
 /// After a crash: apply again every inbox entry from `ingest.applied` on that sled does not
 /// have. Returns how many events came back. Only events absent from sled are written (one
 /// that sled has may have moved on since), with their dispatch-queue entry and dedupe claim.
+///
+/// The inbox also holds entries that were refused (503: their sync, or their store,
+/// failed), and sled no longer has those either. An entry with a dedupe key tells on
+/// itself when the sender retried: its key is then claimed by a later entry that was
+/// accepted, which could only happen if this one was taken back. Such an entry is not
+/// applied (or is taken back again once its retry comes up in this replay), so the key is
+/// dispatched once. This relies on the dedupe window (at least
+/// [`super::MIN_DEDUPE_WINDOW`]) being longer than the gap between the two: a retry after
+/// the window is a new event anyway. A refused entry nothing tells on is applied, and
+/// dispatched although its sender got a 503; the sender's retry is then a duplicate of it.
 pub(super) fn replay(trees: &Trees, inbox: &Inbox) -> Result<usize> {
     let mut replayed = 0;
+    // Keys claimed by this replay: by which event, received when.
+    let mut claimed: HashMap<Vec<u8>, (String, u64)> = HashMap::new();
+    let window = super::MIN_DEDUPE_WINDOW.as_millis() as u64;
     // Without a mark, nothing was applied behind the inbox: a new store, or one written
     // before the inbox held records (sled was synced for every answer then).
     if let Some(from) = trees.meta.get(APPLIED)?.and_then(|v| Location::decode(&v)) {
@@ -623,13 +727,35 @@ pub(super) fn replay(trees: &Trees, inbox: &Inbox) -> Result<usize> {
             let Some(record_json) = entry_record(payload) else {
                 return Ok(());
             };
-            let record: EventRecord = serde_json::from_slice(record_json)?;
+            let record: EventRecord = match serde_json::from_slice(record_json) {
+                Ok(record) => record,
+                Err(err) => {
+                    tracing::error!(
+                        segment = location.segment,
+                        offset = location.offset,
+                        "an inbox entry's record does not read ({err}); skipped"
+                    );
+                    return Ok(());
+                }
+            };
             if trees.events.contains_key(record.id.as_bytes())? {
                 return Ok(());
             }
             let claim = match (&record.dedupe_key, record.status) {
                 (Some(key), Status::Pending) => {
-                    Some((kv_key(&record.connector, key), record.received_at))
+                    let tree_key = kv_key(&record.connector, key);
+                    if let Some((earlier, at)) = claimed.get(&tree_key)
+                        && record.received_at.saturating_sub(*at) < window
+                    {
+                        // Accepted while an earlier copy in this replay held the key: that
+                        // copy had been taken back.
+                        undo(trees, earlier, Some(&tree_key), None)?;
+                        replayed -= 1;
+                    } else if claimed_after(trees, &tree_key, &record.id, location)? {
+                        return Ok(());
+                    }
+                    claimed.insert(tree_key.clone(), (record.id.clone(), record.received_at));
+                    Some((tree_key, record.received_at))
                 }
                 _ => None,
             };
@@ -656,9 +782,109 @@ pub(super) fn replay(trees: &Trees, inbox: &Inbox) -> Result<usize> {
     Ok(replayed)
 }
 
+/// Whether `tree_key` is claimed by another event that sled has and that the inbox holds
+/// after `location`: accepted after the event at `location`, which therefore did not hold
+/// the key then.
+fn claimed_after(trees: &Trees, tree_key: &[u8], id: &str, location: Location) -> Result<bool> {
+    let Some(entry) = trees.dedupe.get(tree_key)? else {
+        return Ok(false);
+    };
+    let Ok(entry) = serde_json::from_slice::<DedupeEntry>(&entry) else {
+        return Ok(false);
+    };
+    if entry.event_id == id {
+        return Ok(false);
+    }
+    let Some(value) = trees.events.get(entry.event_id.as_bytes())? else {
+        return Ok(false);
+    };
+    Ok(location_of(&value)
+        .is_some_and(|other| (other.segment, other.offset) > (location.segment, location.offset)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    /// A sled db and an inbox in `dir`, as the store opens them.
+    fn open(dir: &std::path::Path) -> (Trees, Inbox) {
+        let db = sled::Config::new().path(dir.join("db")).open().unwrap();
+        let trees = Trees {
+            events: db.open_tree("events").unwrap(),
+            pending: db.open_tree("pending").unwrap(),
+            dedupe: db.open_tree("dedupe").unwrap(),
+            meta: db.open_tree("meta").unwrap(),
+            batches: Batches::new(db.open_tree("queue").unwrap()),
+        };
+        (trees, Inbox::open(&dir.join("inbox")).unwrap())
+    }
+
+    fn job(id: &str, key: &str) -> (Job, oneshot::Receiver<Result<Inserted>>) {
+        let mut record = EventRecord::received(id.into(), "stripe".into(), 10, "stripe");
+        record.status = Status::Pending;
+        let event = NewEvent {
+            record,
+            request: request(b"{}"),
+            dedupe: Some((key.into(), 60_000)),
+        };
+        let (reply, answer) = oneshot::channel();
+        (Job { event, reply }, answer)
+    }
+
+    #[test]
+    fn a_copy_decided_against_a_refused_event_is_refused_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (trees, inbox) = open(dir.path());
+        let (a, a_answer) = job("01A", "evt_1");
+        let first = sequence(&trees, &inbox, vec![a], 1).unwrap();
+        let queue_key = first.queue_key.clone().unwrap();
+        assert!(
+            trees.batches.is_unsynced(&queue_key),
+            "not handed to other dispatchers before its sync"
+        );
+        // The sync of A's segment fails; before the syncer takes A back, the sender's retry
+        // B is decided against A's claim (a duplicate of it) and written to a new segment.
+        inbox
+            .failing_syncs
+            .store(1, std::sync::atomic::Ordering::SeqCst);
+        inbox.sync().unwrap_err();
+        let (b, b_answer) = job("01B", "evt_1");
+        let second = sequence(&trees, &inbox, vec![b], 2).unwrap();
+        assert!(matches!(
+            second.answers[0].inserted,
+            Inserted::Duplicate { .. }
+        ));
+        assert_ne!(second.segment, first.segment);
+
+        let (handover, batches) = std_mpsc::channel();
+        handover.send(first).unwrap();
+        handover.send(second).unwrap();
+        drop(handover);
+        sync_batches(batches, &trees, &inbox, true, &std::sync::Mutex::new(2));
+
+        let answer = |rx: oneshot::Receiver<Result<Inserted>>| {
+            futures::executor::block_on(rx).expect("answered")
+        };
+        assert!(answer(a_answer).is_err(), "A's sync failed");
+        let b = answer(b_answer);
+        assert!(
+            b.is_err(),
+            "a 200 for B would tell the sender its event is stored: {b:?}"
+        );
+        assert!(!trees.events.contains_key("01A").unwrap());
+        assert!(!trees.events.contains_key("01B").unwrap());
+        assert!(!trees.batches.is_unsynced(&queue_key));
+        // The sender's next try is a new event.
+        let (c, c_answer) = job("01C", "evt_1");
+        let third = sequence(&trees, &inbox, vec![c], 3).unwrap();
+        let (handover, batches) = std_mpsc::channel();
+        handover.send(third).unwrap();
+        drop(handover);
+        sync_batches(batches, &trees, &inbox, true, &std::sync::Mutex::new(3));
+        assert_eq!(
+            answer(c_answer).unwrap(),
+            Inserted::Accepted { id: "01C".into() }
+        );
+    }
 
     fn request(body: &[u8]) -> StoredRequest {
         StoredRequest {

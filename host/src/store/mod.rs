@@ -307,6 +307,9 @@ pub struct NewEvent {
     pub dedupe: Option<(String, u64)>,
 }
 
+/// The shortest dedupe window a config may set (`storage.dedupe_window`).
+pub const MIN_DEDUPE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What [`Storage::insert_event`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inserted {

@@ -370,7 +370,7 @@ fn tx_error(err: TransactionError<StoreError>) -> StoreError {
 const TAGGED: u8 = 1;
 const QUEUED: u8 = 3;
 
-fn location_of(value: &[u8]) -> Option<Location> {
+pub(super) fn location_of(value: &[u8]) -> Option<Location> {
     match value.first() {
         Some(&TAGGED | &QUEUED) => Location::decode(&value[1..]),
         _ => None,
@@ -402,11 +402,15 @@ fn batch_of(value: &[u8]) -> Option<&[u8]> {
 fn dispatched_prefix(value: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     let prefix = prefix_of(value);
     match prefix.first() {
-        Some(&QUEUED) => {
-            let mut tagged = prefix[..1 + Location::ENCODED].to_vec();
-            tagged[0] = TAGGED;
-            tagged.into()
-        }
+        Some(&QUEUED) => match prefix.get(..1 + Location::ENCODED) {
+            Some(location) => {
+                let mut tagged = location.to_vec();
+                tagged[0] = TAGGED;
+                tagged.into()
+            }
+            // Truncated: no location to keep (the record reads as corrupt anyway).
+            None => std::borrow::Cow::Borrowed(&[]),
+        },
         _ => prefix.into(),
     }
 }
@@ -536,6 +540,11 @@ impl Storage for SledStore {
             .collect::<Result<Vec<_>>>()?;
         for entry in self.batches.entries() {
             let (batch, listed) = entry?;
+            // Not acknowledged yet (its sync may still fail and take it back): ingress
+            // hands its events over once they are.
+            if self.batches.is_unsynced(&batch) {
+                continue;
+            }
             for id in listed {
                 if self.waits_in(&batch, &id)? {
                     ids.push(id);
@@ -556,6 +565,13 @@ impl Storage for SledStore {
         // Ordered writes, no transaction (see the module docs): deliveries first, then the
         // record, and the event leaves the queue last. A crash in between re-dispatches
         // the event, whose new run writes the same delivery keys again.
+        let id = record.id.as_bytes();
+        let Some(current) = self.events.get(id)? else {
+            // Gone while it was handled (retention, or taken back because its sync
+            // failed): nothing to deliver, and no record to bring back.
+            tracing::warn!(event_id = %record.id, "event removed while it was dispatched; its deliveries are dropped");
+            return Ok(());
+        };
         for delivery in deliveries {
             let key = Self::delivery_key(&delivery.event_id, delivery.index);
             self.outbox
@@ -563,17 +579,12 @@ impl Storage for SledStore {
             self.outbox_open.insert(key.as_bytes(), &[])?;
         }
         // The record keeps its request's location, and leaves its `queue` batch.
-        let id = record.id.as_bytes();
-        let current = self.events.get(id)?;
-        let batch = current.as_deref().and_then(batch_of).map(<[u8]>::to_vec);
+        let batch = batch_of(&current).map(<[u8]>::to_vec);
         if batch.is_some() && keep_pending {
             // A scheduled retry waits on its own; queued so before it leaves the batch.
             self.pending.insert(id, &[])?;
         }
-        let prefix = current
-            .as_deref()
-            .map(dispatched_prefix)
-            .unwrap_or_default();
+        let prefix = dispatched_prefix(&current);
         self.events.insert(id, encode_event(&prefix, record)?)?;
         match batch {
             Some(batch) => self.batches.leave(&batch)?,
@@ -753,6 +764,11 @@ impl Storage for SledStore {
                     Ok::<_, ConflictableTransactionError<StoreError>>(())
                 })
                 .map_err(tx_error)?;
+            // Never dispatched (its connector paused or gone for the whole retention):
+            // it leaves its `queue` batch too, or the entry would stay until a restart.
+            if let Some(queued_in) = batch_of(&value) {
+                self.batches.leave(queued_in)?;
+            }
             removed += 1;
         }
         if removed < batch {
@@ -944,6 +960,116 @@ mod tests {
         assert_eq!(
             store.event("01D").unwrap().unwrap().status,
             Status::Duplicate
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_event_does_not_come_back_beside_its_retry_after_a_crash() {
+        // Whether sled had written the retry before the crash, or lost it too.
+        for sled_kept_the_retry in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let store = SledStore::open(dir.path(), true).unwrap();
+                store
+                    .insert_event(new_event("01A", 10, Some("evt_a")))
+                    .await
+                    .unwrap();
+                let from = store.inbox.head();
+                // 01B is refused (503): its entry stays in the inbox, intact.
+                store
+                    .inbox
+                    .failing_syncs
+                    .store(1, std::sync::atomic::Ordering::SeqCst);
+                let refused = store
+                    .insert_event(new_event("01B", 20, Some("evt_b")))
+                    .await;
+                assert!(refused.is_err());
+                // The sender's retry is accepted.
+                let retry = store
+                    .insert_event(new_event("01C", 30, Some("evt_b")))
+                    .await
+                    .unwrap();
+                assert_eq!(retry, Inserted::Accepted { id: "01C".into() });
+                // A crash: sled holds the inbox up to `from` only, or the retry too.
+                if !sled_kept_the_retry {
+                    store.events.remove("01C").unwrap();
+                    store.dedupe.remove(kv_key("stripe", "evt_b")).unwrap();
+                }
+                let mut applied = Vec::new();
+                from.encode(&mut applied);
+                store.meta.insert(ingest::APPLIED, applied).unwrap();
+            }
+            let store = SledStore::open(dir.path(), true).unwrap();
+            assert_eq!(
+                store.pending_events().unwrap(),
+                vec!["01A", "01C"],
+                "evt_b is dispatched once, as the event its sender was told of \
+                 (sled kept the retry: {sled_kept_the_retry})"
+            );
+            assert_eq!(store.event("01B").unwrap(), None);
+            let again = store
+                .insert_event(new_event("01D", 40, Some("evt_b")))
+                .await
+                .unwrap();
+            assert_eq!(
+                again,
+                Inserted::Duplicate {
+                    id: "01D".into(),
+                    first_id: "01C".into()
+                }
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn retention_of_undispatched_events_empties_their_queue_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), true).unwrap();
+        for id in ["01A", "01B"] {
+            store.insert_event(new_event(id, 10, None)).await.unwrap();
+        }
+        assert!(store.batches.entries().count() > 0);
+        assert_eq!(store.purge_before(100, 100).unwrap(), 2);
+        assert!(store.pending_events().unwrap().is_empty());
+        assert_eq!(
+            store.batches.entries().count(),
+            0,
+            "no queue entry outlives its events"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dispatch_finished_after_its_event_was_removed_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), true).unwrap();
+        store
+            .insert_event(new_event("01A", 10, None))
+            .await
+            .unwrap();
+        let record = store.event("01A").unwrap().unwrap();
+        // Taken back (or purged) while a worker handled it.
+        store.events.remove("01A").unwrap();
+        let delivery = DeliveryRecord {
+            event_id: "01A".into(),
+            index: 0,
+            idempotency_key: "01A-0".into(),
+            request: OutboundRequest {
+                method: "POST".into(),
+                url: "http://127.0.0.1:9/".into(),
+                headers: Vec::new(),
+                body: b"{}".as_slice().into(),
+            },
+            status: DeliveryStatus::Pending,
+            next_attempt_at: None,
+            attempts: Vec::new(),
+        };
+        store
+            .finish_dispatch(&record, std::slice::from_ref(&delivery), false)
+            .unwrap();
+        assert_eq!(store.event("01A").unwrap(), None, "not brought back");
+        assert!(
+            store.open_deliveries().unwrap().is_empty(),
+            "nothing to send"
         );
     }
 
