@@ -1,6 +1,11 @@
 //! The admin API under `/v1` (bearer `server.admin_token`), plus the unauthenticated
 //! `GET /v1/health`. Without an `admin_token` configured, every authenticated route
 //! answers 401: the API is off rather than open.
+//!
+//! Every answer under `/v1` carries the rate-limit headers, and a `GET`'s an `ETag`
+//! ([`http`]).
+
+pub mod http;
 
 use std::sync::Arc;
 
@@ -29,8 +34,12 @@ pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
         .route("/v1/events/{id}", get(show_event))
         .route("/v1/events/{id}/replay", post(replay_event))
         .route("/v1/replay", post(replay_many))
-        .route_layer(middleware::from_fn_with_state(app, require_token));
-    Router::new().route("/v1/health", get(health)).merge(authed)
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
+    Router::new()
+        .route("/v1/health", get(health))
+        .merge(authed)
+        .layer(middleware::from_fn(http::etag))
+        .layer(middleware::from_fn_with_state(app, http::rate_limit))
 }
 
 async fn health() -> Json<Value> {

@@ -46,6 +46,10 @@ pub struct App {
     /// Events a dispatch worker is handling right now: an id queued twice (a replay racing
     /// a scheduled retry) is handled once.
     pub(crate) in_flight: Mutex<std::collections::HashSet<String>>,
+    /// What `GET /metrics` shows.
+    pub metrics: crate::metrics::Metrics,
+    /// Admin requests per client address in the current minute.
+    pub admin_limiter: crate::admin::http::RateLimiter,
 }
 
 /// Concurrent outbound deliveries at most.
@@ -123,6 +127,8 @@ impl App {
             tasks: TaskTracker::new(),
             delivery_slots: Arc::new(tokio::sync::Semaphore::new(DELIVERY_CONCURRENCY)),
             in_flight: Default::default(),
+            metrics: crate::metrics::Metrics::new(),
+            admin_limiter: Default::default(),
             config,
         });
         let configs = app.connector_configs.load_full();

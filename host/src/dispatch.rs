@@ -113,6 +113,8 @@ async fn try_process(app: &Arc<App>, id: &str) -> Result<(), StoreError> {
         let message = "its stored request is gone (torn by a crash before it was \
                        acknowledged, or removed by retention)";
         tracing::error!(event_id = %id, "{message}");
+        app.metrics
+            .connector_call(&record.connector, "lost", Duration::ZERO);
         record.attempts.push(Attempt {
             number,
             at: now,
@@ -137,6 +139,8 @@ async fn try_process(app: &Arc<App>, id: &str) -> Result<(), StoreError> {
                 .unavailable()
                 .unwrap_or("no plugin loaded")
                 .to_string();
+            app.metrics
+                .connector_call(&record.connector, "unavailable", Duration::ZERO);
             let attempt = Attempt {
                 number,
                 at: now,
@@ -158,13 +162,23 @@ async fn try_process(app: &Arc<App>, id: &str) -> Result<(), StoreError> {
         .runtime
         .handle(&plugin, connector.grants.clone(), &hook)
         .await;
+    let label = match &outcome.result {
+        Ok(Ok(_)) => "deliveries",
+        Ok(Err(Failure::Reject(_))) => "reject",
+        Ok(Err(Failure::Retry(_))) => "retry",
+        Err(CallError::Deadline(_)) => "deadline",
+        Err(CallError::Trap(_)) => "trap",
+        Err(CallError::Instantiate(_)) => "unavailable",
+    };
+    app.metrics
+        .connector_call(&record.connector, label, outcome.duration);
     let mut attempt = Attempt {
         number,
         at: now,
         duration_ms: outcome.duration.as_millis() as u64,
         plugin_digest: plugin.digest.clone(),
         plugin_version: plugin.manifest.version.clone(),
-        outcome: String::new(),
+        outcome: label.into(),
         message: None,
         deliveries: 0,
         logs: outcome.logs,
@@ -172,7 +186,6 @@ async fn try_process(app: &Arc<App>, id: &str) -> Result<(), StoreError> {
     };
     match outcome.result {
         Ok(Ok(deliveries)) => {
-            attempt.outcome = "deliveries".into();
             attempt.deliveries = deliveries.len();
             // A replayed event already has deliveries: the replay set where the new run's
             // numbering starts. A run repeated after a crash reuses the same numbers, and
@@ -211,7 +224,6 @@ async fn try_process(app: &Arc<App>, id: &str) -> Result<(), StoreError> {
             Ok(())
         }
         Ok(Err(Failure::Reject(message))) => {
-            attempt.outcome = "reject".into();
             attempt.message = Some(message.clone());
             record.attempts.push(attempt);
             record.status = Status::Dead;
@@ -220,17 +232,10 @@ async fn try_process(app: &Arc<App>, id: &str) -> Result<(), StoreError> {
             app.storage.finish_dispatch(&record, &[], false)
         }
         Ok(Err(Failure::Retry(message))) => {
-            attempt.outcome = "retry".into();
             attempt.message = Some(message);
             schedule_retry(app, &connector, record, attempt)
         }
         Err(err) => {
-            attempt.outcome = match err {
-                CallError::Deadline(_) => "deadline",
-                CallError::Trap(_) => "trap",
-                CallError::Instantiate(_) => "unavailable",
-            }
-            .into();
             attempt.message = Some(err.to_string());
             schedule_retry(app, &connector, record, attempt)
         }

@@ -62,9 +62,7 @@ async fn ping(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Res
     Ok(StatusCode::OK.into_response())
 }
 
-// A debug span: an enabled span per request costs more than the HMAC check. Warnings name
-// the connector themselves.
-#[tracing::instrument(level = "debug", skip_all, fields(connector = %id))]
+/// `POST /hooks/{connector}`, counted in the metrics by its answer.
 async fn receive(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -73,7 +71,39 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let connector = connector_for(&app, &id)?;
+    let started = std::time::Instant::now();
+    let answer = store_webhook(&app, &id, method, uri, headers, body).await;
+    let outcome = match &answer {
+        Ok((outcome, _)) => *outcome,
+        Err(err) => match err.status {
+            StatusCode::UNAUTHORIZED => "rejected",
+            StatusCode::NOT_FOUND => "unknown_connector",
+            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            _ => "error",
+        },
+    };
+    if outcome == "unknown_connector" {
+        // Not labelled with the id: anyone can post to any path.
+        app.metrics.webhook("", outcome, None);
+    } else {
+        app.metrics.webhook(&id, outcome, Some(started.elapsed()));
+    }
+    answer.map(|(_, response)| response)
+}
+
+// A debug span: an enabled span per request costs more than the HMAC check. Warnings name
+// the connector themselves.
+#[tracing::instrument(level = "debug", skip_all, fields(connector = %id))]
+async fn store_webhook(
+    app: &Arc<App>,
+    id: &str,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(&'static str, Response), ApiError> {
+    let connector = connector_for(app, id)?;
     let limit = app.config.server.max_body_bytes;
     let too_large = || {
         ApiError::new(
@@ -121,7 +151,7 @@ async fn receive(
     };
     // Verification reads the raw `HeaderMap`; the stored copy never holds credentials.
     mask_secret_headers(&mut request.headers);
-    let mut record = EventRecord::received(event_id, id.clone(), now, verifier.scheme.name());
+    let mut record = EventRecord::received(event_id, id.to_owned(), now, verifier.scheme.name());
 
     let verified = match Verified::check(verifier, &headers, request) {
         Ok(verified) => verified,
@@ -183,19 +213,22 @@ async fn receive(
         .await
         .map_err(ApiError::unavailable)?;
 
-    let body = match inserted {
+    let (outcome, body) = match inserted {
         Inserted::Accepted { id: event_id } => {
             // Queued unless the connector is paused (or gone) *now*, after the event is
             // stored: a resume flips the connector first and then queues everything
             // pending, so it either sees this event or came before this check.
-            if app.connectors.get(&id).is_some_and(|c| !c.config.paused) {
+            if app.connectors.get(id).is_some_and(|c| !c.config.paused) {
                 let _ = app.dispatch_tx.try_send(event_id.clone());
             }
-            json!({ "id": event_id, "status": "accepted" })
+            ("accepted", json!({ "id": event_id, "status": "accepted" }))
         }
-        Inserted::Duplicate { first_id, .. } => json!({ "id": first_id, "status": "duplicate" }),
+        Inserted::Duplicate { first_id, .. } => (
+            "duplicate",
+            json!({ "id": first_id, "status": "duplicate" }),
+        ),
     };
-    Ok((StatusCode::OK, Json(body)).into_response())
+    Ok((outcome, (StatusCode::OK, Json(body)).into_response()))
 }
 
 /// Replace the value of every `token` parameter in a query string. Keys are compared

@@ -11,6 +11,7 @@
 //!
 //! Shared infrastructure: [`plugin`] (the wasmtime engine, the WIT bindings per version,
 //! the host imports and the connector registry), [`config`], [`admin`] (the `/v1` API),
+//! [`metrics`] (`GET /metrics`),
 //! [`outbound`] (allow-listed HTTP), [`watch`] (hot-loading on file changes) and [`app`]
 //! (the state they share, reloads included).
 
@@ -21,6 +22,7 @@ pub mod deliver;
 pub mod dispatch;
 pub mod error;
 pub mod ingress;
+pub mod metrics;
 pub mod outbound;
 pub mod plugin;
 pub mod scaffold;
@@ -46,6 +48,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(ingress::routes())
         .merge(admin::routes(app.clone()))
+        .route("/metrics", axum::routing::get(metrics::scrape))
         .layer(TraceLayer::new_for_http())
         .with_state(app)
 }
@@ -66,13 +69,25 @@ pub async fn run(
     watch::start(&app)?;
     #[cfg(unix)]
     watch::reload_on_sighup(&app)?;
+    {
+        let app2 = app.clone();
+        app.spawn(async move {
+            let mut every = tokio::time::interval(metrics::UPKEEP_EVERY);
+            loop {
+                every.tick().await;
+                app2.metrics.upkeep();
+            }
+        });
+    }
     app.spawn(store::retention::run(
         app.storage.clone(),
         Duration::from_secs(u64::from(app.config.storage.retention_days) * 86_400),
         app.config.storage.dedupe_window,
     ));
     tracing::info!(addr = %listener.local_addr()?, "switchyard listening");
-    axum::serve(listener, router(app.clone()))
+    // The peer's address: the admin API's rate limit counts per client.
+    let service = router(app.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await?;
     tracing::info!("shutting down");

@@ -482,3 +482,221 @@ scheme = "stripe"
     receiver.wait_delivered(1).await;
     host.stop().await;
 }
+
+/// The value of the sample `name{labels}` in a Prometheus text page (labels as rendered,
+/// in the order given), or `None` when the page has no such sample.
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok())?
+        })
+}
+
+#[tokio::test]
+async fn metrics_count_what_senders_connectors_and_deliveries_saw() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let host = Host::start(&(dirs.base_config() + &stripe_connector(&receiver, ""))).await;
+
+    let body = stripe_event(&evt_id(), "invoice.paid");
+    assert_eq!(send_stripe(&host, &body).await.status(), 200);
+    assert_eq!(
+        send_stripe(&host, &body).await.status(),
+        200,
+        "the duplicate"
+    );
+    let forged = host
+        .post_hook(
+            "stripe",
+            &stripe_headers("whsec_wrong", &body, now()),
+            &body,
+        )
+        .await;
+    assert_eq!(forged.status(), 401);
+    let unknown = host.post_hook("nope", &[], b"{}").await;
+    assert_eq!(unknown.status(), 404);
+    receiver.wait_delivered(1).await;
+
+    // No token: a scraper reads it like /v1/health.
+    let response = host.http.get(host.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let page = response.text().await.unwrap();
+    let webhooks = |outcome: &str, connector: &str| {
+        sample(
+            &page,
+            &format!(r#"switchyard_webhooks_total{{connector="{connector}",outcome="{outcome}"}}"#),
+        )
+    };
+    assert_eq!(webhooks("accepted", "stripe"), Some(1.0), "{page}");
+    assert_eq!(webhooks("duplicate", "stripe"), Some(1.0));
+    assert_eq!(webhooks("rejected", "stripe"), Some(1.0));
+    assert_eq!(
+        webhooks("unknown_connector", ""),
+        Some(1.0),
+        "no id as a label"
+    );
+    assert!(
+        !page.contains("nope"),
+        "an unknown id never becomes a series"
+    );
+    assert_eq!(
+        sample(
+            &page,
+            r#"switchyard_webhook_duration_seconds_count{connector="stripe"}"#
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(
+            &page,
+            r#"switchyard_connector_calls_total{connector="stripe",outcome="deliveries"}"#
+        ),
+        Some(1.0)
+    );
+    // The delivery is counted once its attempt is recorded, just after the receiver saw it.
+    let mut page = page;
+    for _ in 0..100 {
+        if sample(
+            &page,
+            r#"switchyard_delivery_attempts_total{connector="stripe",outcome="succeeded"}"#,
+        ) == Some(1.0)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        page = host
+            .http
+            .get(host.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        sample(
+            &page,
+            r#"switchyard_delivery_attempts_total{connector="stripe",outcome="succeeded"}"#
+        ),
+        Some(1.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(&page, r#"switchyard_connector_up{connector="stripe"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&page, r#"switchyard_connector_paused{connector="stripe"}"#),
+        Some(0.0)
+    );
+    assert_eq!(sample(&page, "switchyard_dispatch_queue_depth"), Some(0.0));
+    assert!(page.contains("# HELP switchyard_webhooks_total"), "{page}");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn admin_answers_carry_rate_limits_and_etags() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let config = (dirs.base_config() + &stripe_connector(&receiver, "")).replacen(
+        "[server]\n",
+        "[server]\nadmin_rate_limit = 6\n",
+        1,
+    );
+    // The limit counts per minute: start early in one, so the test stays inside it.
+    let into_minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if into_minute > 45 {
+        tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
+    }
+    let host = Host::start(&config).await;
+    let header = |response: &reqwest::Response, name: &str| -> String {
+        response.headers()[name].to_str().unwrap().to_string()
+    };
+    let now = now() as u64;
+
+    // The health checks Host::start made count too: start from what the host says.
+    let first = host.admin_get("/v1/connectors/stripe").await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(header(&first, "x-ratelimit-limit"), "6");
+    let mut remaining: u32 = header(&first, "x-ratelimit-remaining").parse().unwrap();
+    let reset: u64 = header(&first, "x-ratelimit-reset").parse().unwrap();
+    assert!(reset > now && reset <= now + 61, "reset {reset}, now {now}");
+    let etag = header(&first, "etag");
+    assert!(etag.starts_with('"') && etag.len() == 34, "{etag}");
+
+    // Unchanged: 304, no body, the same tag.
+    let again = host
+        .http
+        .get(host.url("/v1/connectors/stripe"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(header(&again, "etag"), etag);
+    remaining -= 1;
+    assert_eq!(
+        header(&again, "x-ratelimit-remaining"),
+        remaining.to_string()
+    );
+    assert!(again.bytes().await.unwrap().is_empty());
+
+    // Changed: the old tag no longer matches.
+    assert_eq!(
+        host.admin_post("/v1/connectors/stripe/pause")
+            .await
+            .status(),
+        200
+    );
+    remaining -= 1;
+    let changed = host
+        .http
+        .get(host.url("/v1/connectors/stripe"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_ne!(header(&changed, "etag"), etag);
+    remaining -= 1;
+    let body: Value = changed.json().await.unwrap();
+    assert_eq!(body["paused"], true);
+
+    // Use up the window; then even a request with a wrong token is refused before its
+    // token is looked at.
+    for _ in 0..remaining {
+        assert_eq!(host.admin_get("/v1/health").await.status(), 200);
+    }
+    let refused = host
+        .http
+        .get(host.url("/v1/connectors"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(header(&refused, "x-ratelimit-remaining"), "0");
+    let retry_after: u64 = header(&refused, "retry-after").parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "rate_limited");
+    // Webhooks are not the admin API: never limited by it.
+    let body = stripe_event(&evt_id(), "invoice.paid");
+    assert_eq!(send_stripe(&host, &body).await.status(), 200);
+    host.stop().await;
+}

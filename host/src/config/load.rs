@@ -609,6 +609,7 @@ struct RawServer {
     max_body_bytes: usize,
     workers: usize,
     shutdown_timeout: HumanDuration,
+    admin_rate_limit: u32,
 }
 
 #[derive(Deserialize)]
@@ -744,6 +745,7 @@ impl RawConfig {
             max_body_bytes: s.max_body_bytes,
             workers: s.workers,
             shutdown_timeout: s.shutdown_timeout.0,
+            admin_rate_limit: s.admin_rate_limit,
         };
 
         let st = self.storage;

@@ -81,6 +81,8 @@ pub struct ServerConfig {
     pub workers: usize,
     /// How long shutdown waits for in-flight work.
     pub shutdown_timeout: Duration,
+    /// Admin API requests per client address per minute; past it, 429.
+    pub admin_rate_limit: u32,
 }
 
 /// `storage.backend`.

@@ -51,6 +51,7 @@ fn defaults() {
     assert_eq!(c.server.workers, 0);
     assert!(c.server.worker_count() >= 1);
     assert_eq!(c.server.shutdown_timeout, Duration::from_secs(10));
+    assert_eq!(c.server.admin_rate_limit, 3000);
 
     assert_eq!(c.storage.backend, Backend::Sled);
     assert_eq!(c.storage.path, PathBuf::from("data"));
@@ -193,6 +194,7 @@ admin_token = "literal-admin"
 max_body_bytes = 2048
 workers = 3
 shutdown_timeout = "30s"
+admin_rate_limit = 60
 
 [storage]
 backend = "nats"
@@ -261,6 +263,7 @@ public_url = "https://example.com/hooks/mandrill"
     assert_eq!(c.server.admin_token, Some(Secret::new("literal-admin")));
     assert_eq!(c.server.workers, 3);
     assert_eq!(c.server.worker_count(), 3);
+    assert_eq!(c.server.admin_rate_limit, 60);
     assert_eq!(c.storage.backend, Backend::Nats);
     assert_eq!(c.storage.dedupe_window, Duration::from_secs(86400));
     assert!(!c.storage.durable);
@@ -831,6 +834,10 @@ fn validate_server_storage_plugins() {
     assert_eq!(
         error("[storage]\nretention_days = 0\n"),
         "storage.retention_days: must be at least 1"
+    );
+    assert_eq!(
+        error("[server]\nadmin_rate_limit = 0\n"),
+        "server.admin_rate_limit: must be at least 1"
     );
     assert_eq!(
         error("[storage]\ndedupe_window = \"30s\"\n"),

@@ -20,6 +20,9 @@ pub(super) fn config(c: &Config) -> Checked {
     if s.max_body_bytes < 1 {
         return fail("server.max_body_bytes", "must be at least 1");
     }
+    if s.admin_rate_limit < 1 {
+        return fail("server.admin_rate_limit", "must be at least 1");
+    }
     if s.admin_token
         .as_ref()
         .is_some_and(|t| t.expose().is_empty())

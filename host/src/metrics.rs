@@ -1,0 +1,192 @@
+//! `GET /metrics`: what the host did, in the Prometheus text format.
+//!
+//! Each [`App`] owns its recorder (several hosts run in one test process, and a library
+//! should not take the process-wide one); the stages report through [`Metrics`] and the
+//! gauges are read when scraped. The route needs no token: it is outside `/v1`, as
+//! scrapers expect, and carries counts and connector ids only, never payloads or secrets.
+//!
+//! | metric | labels | what |
+//! |---|---|---|
+//! | `switchyard_webhooks_total` | `connector`, `outcome` | `POST /hooks/…` answers: `accepted`, `duplicate`, `rejected` (401), `too_large` (413), `unavailable` (503), `unknown_connector` (404, `connector=""`) |
+//! | `switchyard_webhook_duration_seconds` | `connector` | histogram: from the request to its answer, for every answer but 404 |
+//! | `switchyard_connector_calls_total` | `connector`, `outcome` | `handle` calls: `deliveries`, `retry`, `reject`, `trap`, `deadline`, `unavailable`, `lost` |
+//! | `switchyard_connector_call_duration_seconds` | `connector` | histogram of the calls |
+//! | `switchyard_delivery_attempts_total` | `connector`, `outcome` | outbound attempts: `succeeded`, `retrying`, `dead` |
+//! | `switchyard_delivery_duration_seconds` | `connector` | histogram of the attempts |
+//! | `switchyard_dispatch_queue_depth` | | events waiting for a dispatch worker |
+//! | `switchyard_connector_up` | `connector` | 1 while its plugin is loaded and serving |
+//! | `switchyard_connector_paused` | `connector` | 1 while paused |
+//! | `switchyard_reloads_total` | | reloads since start (file changes, API, `SIGHUP`) |
+//! | `switchyard_build_info` | `version` | always 1 |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+use crate::app::App;
+
+/// Histogram buckets, in seconds: from well under a millisecond (an ingress answer) to the
+/// longest outbound timeout worth telling apart.
+const BUCKETS: &[f64] = &[
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// How often histogram samples are folded into their buckets (the recorder keeps them
+/// until then).
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// A host's metrics.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(BUCKETS)
+            .expect("the buckets are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        let metrics = Metrics { recorder, handle };
+        metrics.with(|| {
+            describe_counter!("switchyard_webhooks_total", "Webhooks received, by answer.");
+            describe_histogram!(
+                "switchyard_webhook_duration_seconds",
+                Unit::Seconds,
+                "Time from a webhook's arrival to its answer."
+            );
+            describe_counter!(
+                "switchyard_connector_calls_total",
+                "Connector `handle` calls, by outcome."
+            );
+            describe_histogram!(
+                "switchyard_connector_call_duration_seconds",
+                Unit::Seconds,
+                "Duration of connector `handle` calls."
+            );
+            describe_counter!(
+                "switchyard_delivery_attempts_total",
+                "Outbound delivery attempts, by outcome."
+            );
+            describe_histogram!(
+                "switchyard_delivery_duration_seconds",
+                Unit::Seconds,
+                "Duration of outbound delivery attempts."
+            );
+            describe_gauge!(
+                "switchyard_dispatch_queue_depth",
+                "Events waiting for a dispatch worker."
+            );
+            describe_gauge!(
+                "switchyard_connector_up",
+                "1 while the connector's plugin is loaded and serving."
+            );
+            describe_gauge!(
+                "switchyard_connector_paused",
+                "1 while the connector is paused."
+            );
+            describe_counter!(
+                "switchyard_reloads_total",
+                "Reloads since start (file changes, API, SIGHUP)."
+            );
+            describe_gauge!("switchyard_build_info", "The running version; always 1.");
+        });
+        metrics
+    }
+
+    fn with<T>(&self, record: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(&self.recorder, record)
+    }
+
+    /// A `POST /hooks/{connector}` was answered (`connector` empty for an unknown one).
+    pub fn webhook(&self, connector: &str, outcome: &'static str, took: Option<Duration>) {
+        self.with(|| {
+            let connector = connector.to_owned();
+            if let Some(took) = took {
+                histogram!("switchyard_webhook_duration_seconds", "connector" => connector.clone())
+                    .record(took);
+            }
+            counter!("switchyard_webhooks_total", "connector" => connector, "outcome" => outcome)
+                .increment(1);
+        });
+    }
+
+    /// A connector's `handle` returned (or could not run).
+    pub fn connector_call(&self, connector: &str, outcome: &str, took: Duration) {
+        self.with(|| {
+            let connector = connector.to_owned();
+            histogram!("switchyard_connector_call_duration_seconds", "connector" => connector.clone())
+                .record(took);
+            counter!("switchyard_connector_calls_total", "connector" => connector, "outcome" => outcome.to_owned())
+                .increment(1);
+        });
+    }
+
+    /// An outbound delivery attempt ended.
+    pub fn delivery_attempt(&self, connector: &str, outcome: &'static str, took: Duration) {
+        self.with(|| {
+            let connector = connector.to_owned();
+            histogram!("switchyard_delivery_duration_seconds", "connector" => connector.clone())
+                .record(took);
+            counter!("switchyard_delivery_attempts_total", "connector" => connector, "outcome" => outcome)
+                .increment(1);
+        });
+    }
+
+    /// Fold histogram samples into their buckets: run every [`UPKEEP_EVERY`], or the
+    /// samples of an unscraped host pile up.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
+    /// The text a scrape gets, gauges read now.
+    pub fn render(&self, app: &App) -> String {
+        self.with(|| {
+            gauge!("switchyard_dispatch_queue_depth").set(app.dispatch_tx.len() as f64);
+            for connector in app.connectors.all() {
+                let id = connector.config.id.clone();
+                let up = connector.unavailable().is_none();
+                gauge!("switchyard_connector_up", "connector" => id.clone())
+                    .set(f64::from(u8::from(up)));
+                gauge!("switchyard_connector_paused", "connector" => id)
+                    .set(f64::from(u8::from(connector.config.paused)));
+            }
+            counter!("switchyard_reloads_total")
+                .absolute(app.reloads.load(std::sync::atomic::Ordering::Relaxed));
+            gauge!("switchyard_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        });
+        self.handle.run_upkeep();
+        self.handle.render()
+    }
+}
+
+/// `GET /metrics`.
+pub async fn scrape(State(app): State<Arc<App>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(&app),
+    )
+}
