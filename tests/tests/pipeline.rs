@@ -637,15 +637,16 @@ async fn admin_answers_carry_rate_limits_and_etags() {
     let etag = header(&first, "etag");
     assert!(etag.starts_with('"') && etag.len() == 34, "{etag}");
 
+    let if_none_match = |etag: String| {
+        host.http
+            .get(host.url("/v1/connectors/stripe"))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("if-none-match", etag)
+            .send()
+    };
+
     // Unchanged: 304, no body, the same tag.
-    let again = host
-        .http
-        .get(host.url("/v1/connectors/stripe"))
-        .bearer_auth(ADMIN_TOKEN)
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let again = if_none_match(etag.clone()).await.unwrap();
     assert_eq!(again.status(), 304);
     assert_eq!(header(&again, "etag"), etag);
     remaining -= 1;
@@ -663,14 +664,7 @@ async fn admin_answers_carry_rate_limits_and_etags() {
         200
     );
     remaining -= 1;
-    let changed = host
-        .http
-        .get(host.url("/v1/connectors/stripe"))
-        .bearer_auth(ADMIN_TOKEN)
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let changed = if_none_match(etag.clone()).await.unwrap();
     assert_eq!(changed.status(), 200);
     assert_ne!(header(&changed, "etag"), etag);
     remaining -= 1;
