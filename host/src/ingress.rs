@@ -84,10 +84,9 @@ async fn receive(
         },
     };
     if outcome == "unknown_connector" {
-        // Not labelled with the id: anyone can post to any path.
-        app.metrics.webhook("", outcome, None);
+        app.metrics.unknown_webhook();
     } else {
-        app.metrics.webhook(&id, outcome, Some(started.elapsed()));
+        app.metrics.webhook(&id, outcome, started.elapsed());
     }
     answer.map(|(_, response)| response)
 }

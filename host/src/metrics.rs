@@ -19,14 +19,16 @@
 //! | `switchyard_reloads_total` | | reloads since start (file changes, API, `SIGHUP`) |
 //! | `switchyard_build_info` | `version` | always 1 |
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use metrics::{
-    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
@@ -46,6 +48,81 @@ pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    webhooks: Family,
+    calls: Family,
+    deliveries: Family,
+}
+
+/// A counter by connector and outcome, and a histogram by connector. Each connector's
+/// series are registered once and kept: building a label set and looking it up in the
+/// registry on every webhook cost the ingress a few per cent (BENCHMARKS.md).
+struct Family {
+    total: &'static str,
+    duration: &'static str,
+    outcomes: &'static [&'static str],
+    by_connector: RwLock<HashMap<String, Arc<Series>>>,
+}
+
+struct Series {
+    duration: Histogram,
+    /// In the order of [`Family::outcomes`].
+    outcomes: Vec<Counter>,
+}
+
+impl Family {
+    fn new(total: &'static str, duration: &'static str, outcomes: &'static [&'static str]) -> Self {
+        Family {
+            total,
+            duration,
+            outcomes,
+            by_connector: RwLock::default(),
+        }
+    }
+
+    fn series(&self, recorder: &PrometheusRecorder, connector: &str) -> Arc<Series> {
+        let known = self.by_connector.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(series) = known.get(connector) {
+            return series.clone();
+        }
+        drop(known);
+        let series = metrics::with_local_recorder(recorder, || {
+            Series {
+            duration: histogram!(self.duration, "connector" => connector.to_owned()),
+            outcomes: self
+                .outcomes
+                .iter()
+                .map(|&outcome| {
+                    counter!(self.total, "connector" => connector.to_owned(), "outcome" => outcome)
+                })
+                .collect(),
+        }
+        });
+        self.by_connector
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(connector.to_owned())
+            .or_insert_with(|| Arc::new(series))
+            .clone()
+    }
+
+    fn record(
+        &self,
+        recorder: &PrometheusRecorder,
+        connector: &str,
+        outcome: &str,
+        took: Duration,
+    ) {
+        let series = self.series(recorder, connector);
+        series.duration.record(took);
+        match self.outcomes.iter().position(|&known| known == outcome) {
+            Some(i) => series.outcomes[i].increment(1),
+            // Not one of the listed outcomes: counted all the same, the slow way.
+            None => metrics::with_local_recorder(recorder, || {
+                counter!(self.total, "connector" => connector.to_owned(), "outcome" => outcome.to_owned())
+                    .increment(1);
+            }),
+        }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -67,7 +144,39 @@ impl Metrics {
             .expect("the buckets are not empty")
             .build_recorder();
         let handle = recorder.handle();
-        let metrics = Metrics { recorder, handle };
+        let metrics = Metrics {
+            recorder,
+            handle,
+            webhooks: Family::new(
+                "switchyard_webhooks_total",
+                "switchyard_webhook_duration_seconds",
+                &[
+                    "accepted",
+                    "duplicate",
+                    "rejected",
+                    "too_large",
+                    "unavailable",
+                ],
+            ),
+            calls: Family::new(
+                "switchyard_connector_calls_total",
+                "switchyard_connector_call_duration_seconds",
+                &[
+                    "deliveries",
+                    "retry",
+                    "reject",
+                    "trap",
+                    "deadline",
+                    "unavailable",
+                    "lost",
+                ],
+            ),
+            deliveries: Family::new(
+                "switchyard_delivery_attempts_total",
+                "switchyard_delivery_duration_seconds",
+                &["succeeded", "retrying", "dead"],
+            ),
+        };
         metrics.with(|| {
             describe_counter!("switchyard_webhooks_total", "Webhooks received, by answer.");
             describe_histogram!(
@@ -118,39 +227,30 @@ impl Metrics {
         metrics::with_local_recorder(&self.recorder, record)
     }
 
-    /// A `POST /hooks/{connector}` was answered (`connector` empty for an unknown one).
-    pub fn webhook(&self, connector: &str, outcome: &'static str, took: Option<Duration>) {
+    /// A `POST /hooks/{connector}` was answered.
+    pub fn webhook(&self, connector: &str, outcome: &str, took: Duration) {
+        self.webhooks
+            .record(&self.recorder, connector, outcome, took);
+    }
+
+    /// A `POST /hooks/{connector}` named no enabled connector: counted without the id,
+    /// which any sender can make up, and not timed.
+    pub fn unknown_webhook(&self) {
         self.with(|| {
-            let connector = connector.to_owned();
-            if let Some(took) = took {
-                histogram!("switchyard_webhook_duration_seconds", "connector" => connector.clone())
-                    .record(took);
-            }
-            counter!("switchyard_webhooks_total", "connector" => connector, "outcome" => outcome)
+            counter!("switchyard_webhooks_total", "connector" => "", "outcome" => "unknown_connector")
                 .increment(1);
         });
     }
 
     /// A connector's `handle` returned (or could not run).
     pub fn connector_call(&self, connector: &str, outcome: &str, took: Duration) {
-        self.with(|| {
-            let connector = connector.to_owned();
-            histogram!("switchyard_connector_call_duration_seconds", "connector" => connector.clone())
-                .record(took);
-            counter!("switchyard_connector_calls_total", "connector" => connector, "outcome" => outcome.to_owned())
-                .increment(1);
-        });
+        self.calls.record(&self.recorder, connector, outcome, took);
     }
 
     /// An outbound delivery attempt ended.
-    pub fn delivery_attempt(&self, connector: &str, outcome: &'static str, took: Duration) {
-        self.with(|| {
-            let connector = connector.to_owned();
-            histogram!("switchyard_delivery_duration_seconds", "connector" => connector.clone())
-                .record(took);
-            counter!("switchyard_delivery_attempts_total", "connector" => connector, "outcome" => outcome)
-                .increment(1);
-        });
+    pub fn delivery_attempt(&self, connector: &str, outcome: &str, took: Duration) {
+        self.deliveries
+            .record(&self.recorder, connector, outcome, took);
     }
 
     /// Fold histogram samples into their buckets: run every [`UPKEEP_EVERY`], or the
