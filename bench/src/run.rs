@@ -200,6 +200,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             failures: Vec::new(),
         })
         .collect();
+    settle().await;
     for run in 1..=options.runs {
         for outcome in &mut outcomes {
             let scenario = outcome.scenario;
@@ -230,7 +231,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
                     outcome.failures.push(format!("run {run}: {err:#}"));
                 }
             }
-            tokio::time::sleep(SETTLE).await;
+            settle().await;
         }
     }
 
@@ -239,6 +240,17 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     append(&options.out, &section)?;
     eprintln!("appended to {}", options.out.display());
     Ok(())
+}
+
+/// Before a measurement: write back what earlier work left dirty (a release build just
+/// before a `make bench` leaves gigabytes, and the first ingress run measured ~35 % slower
+/// while the disk wrote them out beside its fsyncs), then let the previous teardown end.
+async fn settle() {
+    let synced = tokio::process::Command::new("sync").status().await;
+    if let Err(err) = synced {
+        eprintln!("  (sync failed: {err}; measuring anyway)");
+    }
+    tokio::time::sleep(SETTLE).await;
 }
 
 fn indent(text: &str) -> String {
