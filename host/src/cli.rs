@@ -1,4 +1,8 @@
-//! Command-line interface: `serve`, `check`, `sign`, `new connector`.
+//! Command-line interface: `serve`, `check`, `sign`, `new connector`, `plugin inspect`,
+//! `events list|show|replay`.
+
+mod inspect;
+mod remote;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -69,6 +73,30 @@ enum Command {
     New {
         #[command(subcommand)]
         what: New,
+    },
+    /// Look at a connector build.
+    Plugin {
+        #[command(subcommand)]
+        what: PluginCommand,
+    },
+    /// The event log of a running host (its admin API).
+    Events {
+        #[command(flatten)]
+        target: remote::Target,
+        #[command(subcommand)]
+        what: remote::Events,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Load a .wasm as the host would and print its manifest, digest and size; exit 1 if
+    /// the host would refuse it.
+    Inspect {
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -162,6 +190,10 @@ impl Cli {
                         sdk_path,
                     },
             } => new_connector(&name, &path, sdk_path.as_deref()),
+            Command::Plugin {
+                what: PluginCommand::Inspect { file, json },
+            } => inspect::inspect(&file, json),
+            Command::Events { target, what } => remote::events(target, what),
         }
     }
 }

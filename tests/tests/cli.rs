@@ -1,0 +1,202 @@
+//! The operator's commands that look at things: `switchyard plugin inspect` on real builds,
+//! and `switchyard events list|show|replay` against a real host's admin API.
+
+use std::path::Path;
+
+use serde_json::Value;
+use switchyard_tests::*;
+
+/// Run the real binary; its exit success, stdout and stderr.
+async fn switchyard(args: &[&str]) -> (bool, String, String) {
+    let output = tokio::process::Command::new(binary())
+        .args(args)
+        .env_remove("SWITCHYARD_ADMIN_TOKEN")
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("running switchyard");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn plugin_inspect_shows_the_manifest_and_refuses_what_the_host_would() {
+    let stripe = plugin("stripe.wasm");
+    let (ok, out, err) = switchyard(&["plugin", "inspect", stripe.to_str().unwrap()]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("name         stripe"), "{out}");
+    assert!(out.contains("scheme       stripe"), "{out}");
+    assert!(
+        out.contains("forward_url") && out.contains("required"),
+        "{out}"
+    );
+    let digest = switchyard::plugin::engine::digest(&std::fs::read(&stripe).unwrap());
+    assert!(out.contains(&digest), "the digest the host reports: {out}");
+
+    let (ok, out, _) = switchyard(&["plugin", "inspect", "--json", stripe.to_str().unwrap()]).await;
+    assert!(ok);
+    let manifest: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(manifest["name"], "stripe");
+    assert_eq!(manifest["digest"], digest);
+
+    // A truncated build and one for another world: exit 1, and the reason.
+    let dir = tempfile::tempdir().unwrap();
+    let truncated = dir.path().join("truncated.wasm");
+    std::fs::write(&truncated, &std::fs::read(&stripe).unwrap()[..200]).unwrap();
+    let (ok, _, err) = switchyard(&["plugin", "inspect", truncated.to_str().unwrap()]).await;
+    assert!(!ok);
+    assert!(
+        err.contains("not a loadable connector") && err.contains("not a WebAssembly component"),
+        "{err}"
+    );
+    let wrong = plugin("wrong-world.wasm");
+    let (ok, _, err) = switchyard(&["plugin", "inspect", wrong.to_str().unwrap()]).await;
+    assert!(!ok);
+    assert!(
+        err.contains("does not implement switchyard:connector"),
+        "{err}"
+    );
+    let (ok, _, err) = switchyard(&["plugin", "inspect", "/nonexistent.wasm"]).await;
+    assert!(!ok);
+    assert!(err.contains("reading /nonexistent.wasm"), "{err}");
+}
+
+#[tokio::test]
+async fn events_list_show_and_replay_through_the_admin_api() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let host = Host::start(
+        &(dirs.base_config()
+            + &format!(
+                r#"
+[[connector]]
+id = "stripe"
+plugin = "stripe.wasm"
+secret = "{STRIPE_SECRET}"
+allowed_hosts = ["{origin}"]
+[connector.settings]
+forward_url = "{origin}/billing"
+"#,
+                origin = receiver.origin()
+            )),
+    )
+    .await;
+    let evt = evt_id();
+    let body = stripe_event(&evt, "invoice.paid");
+    let answer: Value = host
+        .post_hook(
+            "stripe",
+            &stripe_headers(STRIPE_SECRET, &body, now()),
+            &body,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = answer["id"].as_str().unwrap().to_string();
+    host.wait_for_status(&id, "succeeded").await;
+
+    let url = format!("http://{}", host.addr);
+    let remote = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        args.extend([
+            "--url".into(),
+            url.clone(),
+            "--token".into(),
+            ADMIN_TOKEN.into(),
+        ]);
+        args.extend(["--config".into(), "/nonexistent/switchyard.toml".into()]);
+        args
+    };
+    let run = |args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        switchyard(&args).await
+    };
+
+    let (ok, out, err) = run(remote(&["events", "list"])).await;
+    assert!(ok, "{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        row.contains("stripe") && row.contains("succeeded") && row.ends_with(&evt),
+        "{row}"
+    );
+
+    let (ok, out, _) = run(remote(&[
+        "events",
+        "list",
+        "--json",
+        "--status",
+        "succeeded",
+    ]))
+    .await;
+    assert!(ok);
+    let page: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(page["data"][0]["id"], id.as_str());
+
+    let (ok, out, _) = run(remote(&["events", "show", &id])).await;
+    assert!(ok);
+    let event: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(event["dedupe_key"], evt.as_str());
+    assert_eq!(event["deliveries"][0]["status"], "succeeded");
+
+    let (ok, out, err) = run(remote(&["events", "replay", &id])).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), format!("replaying {id}"));
+    receiver.wait_delivered(2).await;
+
+    // Errors say what the host answered, and exit 1.
+    let (ok, _, err) = run(remote(&["events", "show", "01NOSUCHEVENT"])).await;
+    assert!(!ok);
+    assert!(err.contains("404"), "{err}");
+    let (ok, _, err) = run(vec![
+        "events".into(),
+        "list".into(),
+        "--url".into(),
+        url.clone(),
+        "--token".into(),
+        "wrong".into(),
+    ])
+    .await;
+    assert!(!ok);
+    assert!(
+        err.contains("401") && err.contains("missing or wrong bearer token"),
+        "{err}"
+    );
+    let (ok, _, err) = run(remote(&["events", "replay"])).await;
+    assert!(!ok);
+    assert!(err.contains("give an event id, or filters"), "{err}");
+
+    // Without --url and --token: where the config says the host listens, with its token.
+    let config = dirs.root.path().join("client.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"{}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n",
+            host.addr
+        ),
+    )
+    .unwrap();
+    host.wait_for_status(&id, "succeeded").await;
+    let (ok, out, err) = switchyard(&[
+        "events",
+        "replay",
+        "--connector",
+        "stripe",
+        "--status",
+        "succeeded",
+        "--config",
+        config.to_str().unwrap(),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "replaying 1 events");
+    receiver.wait_delivered(3).await;
+    assert!(Path::new(&config).exists());
+    host.stop().await;
+}
