@@ -249,7 +249,7 @@ fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
         .build()?;
     let problems = runtime.block_on(async move {
         // Load each connector exactly as `serve` would, against a throwaway store.
-        let scratch = tempdir_for_check()?;
+        let scratch = scratch_dir("check")?;
         let mut config = config;
         config.storage.path = scratch.clone();
         config.storage.durable = false;
@@ -287,8 +287,9 @@ fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn tempdir_for_check() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("switchyard-check-{}", ulid::Ulid::new()));
+/// A new, empty directory for a command's throwaway store (the caller removes it).
+fn scratch_dir(command: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("switchyard-{command}-{}", ulid::Ulid::new()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

@@ -113,20 +113,8 @@ async fn try_process(app: &Arc<App>, id: &str) -> Result<(), StoreError> {
         let message = "its stored request is gone (torn by a crash before it was \
                        acknowledged, or removed by retention)";
         tracing::error!(event_id = %id, "{message}");
-        app.metrics
-            .connector_call(&record.connector, "lost", Duration::ZERO);
-        record.attempts.push(Attempt {
-            number,
-            at: now,
-            duration_ms: 0,
-            plugin_digest: String::new(),
-            plugin_version: String::new(),
-            outcome: "lost".into(),
-            message: Some(message.into()),
-            deliveries: 0,
-            logs: Vec::new(),
-            fetches: Vec::new(),
-        });
+        let attempt = no_call(app, &record, number, now, "lost", message.into());
+        record.attempts.push(attempt);
         record.status = Status::Dead;
         record.next_attempt_at = None;
         record.error = Some(message.into());
@@ -139,20 +127,7 @@ async fn try_process(app: &Arc<App>, id: &str) -> Result<(), StoreError> {
                 .unavailable()
                 .unwrap_or("no plugin loaded")
                 .to_string();
-            app.metrics
-                .connector_call(&record.connector, "unavailable", Duration::ZERO);
-            let attempt = Attempt {
-                number,
-                at: now,
-                duration_ms: 0,
-                plugin_digest: String::new(),
-                plugin_version: String::new(),
-                outcome: "unavailable".into(),
-                message: Some(err),
-                deliveries: 0,
-                logs: Vec::new(),
-                fetches: Vec::new(),
-            };
+            let attempt = no_call(app, &record, number, now, "unavailable", err);
             return schedule_retry(app, &connector, record, attempt);
         }
     };
@@ -239,6 +214,31 @@ async fn try_process(app: &Arc<App>, id: &str) -> Result<(), StoreError> {
             attempt.message = Some(err.to_string());
             schedule_retry(app, &connector, record, attempt)
         }
+    }
+}
+
+/// An attempt that never reached the connector (`outcome` says why), counted as a call.
+fn no_call(
+    app: &App,
+    record: &EventRecord,
+    number: u32,
+    at: u64,
+    outcome: &str,
+    message: String,
+) -> Attempt {
+    app.metrics
+        .connector_call(&record.connector, outcome, Duration::ZERO);
+    Attempt {
+        number,
+        at,
+        duration_ms: 0,
+        plugin_digest: String::new(),
+        plugin_version: String::new(),
+        outcome: outcome.into(),
+        message: Some(message),
+        deliveries: 0,
+        logs: Vec::new(),
+        fetches: Vec::new(),
     }
 }
 

@@ -74,19 +74,18 @@ async fn receive(
     let started = std::time::Instant::now();
     let answer = store_webhook(&app, &id, method, uri, headers, body).await;
     let outcome = match &answer {
-        Ok((outcome, _)) => *outcome,
+        Ok((outcome, _)) => Some(*outcome),
         Err(err) => match err.status {
-            StatusCode::UNAUTHORIZED => "rejected",
-            StatusCode::NOT_FOUND => "unknown_connector",
-            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
-            _ => "error",
+            StatusCode::NOT_FOUND => None,
+            StatusCode::UNAUTHORIZED => Some("rejected"),
+            StatusCode::PAYLOAD_TOO_LARGE => Some("too_large"),
+            StatusCode::SERVICE_UNAVAILABLE => Some("unavailable"),
+            _ => Some("error"),
         },
     };
-    if outcome == "unknown_connector" {
-        app.metrics.unknown_webhook();
-    } else {
-        app.metrics.webhook(&id, outcome, started.elapsed());
+    match outcome {
+        Some(outcome) => app.metrics.webhook(&id, outcome, started.elapsed()),
+        None => app.metrics.unknown_webhook(),
     }
     answer.map(|(_, response)| response)
 }

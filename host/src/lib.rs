@@ -69,16 +69,7 @@ pub async fn run(
     watch::start(&app)?;
     #[cfg(unix)]
     watch::reload_on_sighup(&app)?;
-    {
-        let app2 = app.clone();
-        app.spawn(async move {
-            let mut every = tokio::time::interval(metrics::UPKEEP_EVERY);
-            loop {
-                every.tick().await;
-                app2.metrics.upkeep();
-            }
-        });
-    }
+    app.spawn(metrics::upkeep(app.clone()));
     app.spawn(store::retention::run(
         app.storage.clone(),
         Duration::from_secs(u64::from(app.config.storage.retention_days) * 86_400),

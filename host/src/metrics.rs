@@ -42,7 +42,7 @@ const BUCKETS: &[f64] = &[
 
 /// How often histogram samples are folded into their buckets (the recorder keeps them
 /// until then).
-pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// A host's metrics.
 pub struct Metrics {
@@ -85,24 +85,26 @@ impl Family {
             return series.clone();
         }
         drop(known);
-        let series = metrics::with_local_recorder(recorder, || {
-            Series {
-            duration: histogram!(self.duration, "connector" => connector.to_owned()),
-            outcomes: self
-                .outcomes
-                .iter()
-                .map(|&outcome| {
-                    counter!(self.total, "connector" => connector.to_owned(), "outcome" => outcome)
-                })
-                .collect(),
-        }
-        });
+        let series = metrics::with_local_recorder(recorder, || self.register(connector));
         self.by_connector
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .entry(connector.to_owned())
             .or_insert_with(|| Arc::new(series))
             .clone()
+    }
+
+    /// A connector's series, in the recorder [`Family::series`] runs it with.
+    fn register(&self, connector: &str) -> Series {
+        let label = || connector.to_owned();
+        Series {
+            duration: histogram!(self.duration, "connector" => label()),
+            outcomes: self
+                .outcomes
+                .iter()
+                .map(|&outcome| counter!(self.total, "connector" => label(), "outcome" => outcome))
+                .collect(),
+        }
     }
 
     fn record(
@@ -253,12 +255,6 @@ impl Metrics {
             .record(&self.recorder, connector, outcome, took);
     }
 
-    /// Fold histogram samples into their buckets: run every [`UPKEEP_EVERY`], or the
-    /// samples of an unscraped host pile up.
-    pub fn upkeep(&self) {
-        self.handle.run_upkeep();
-    }
-
     /// The text a scrape gets, gauges read now.
     pub fn render(&self, app: &App) -> String {
         self.with(|| {
@@ -277,6 +273,16 @@ impl Metrics {
         });
         self.handle.run_upkeep();
         self.handle.render()
+    }
+}
+
+/// Fold histogram samples into their buckets every [`UPKEEP_EVERY`], or the samples of an
+/// unscraped host pile up (a background task for [`App::spawn`]).
+pub async fn upkeep(app: Arc<App>) {
+    let mut every = tokio::time::interval(UPKEEP_EVERY);
+    loop {
+        every.tick().await;
+        app.metrics.handle.run_upkeep();
     }
 }
 

@@ -423,6 +423,34 @@ pub fn stripe_event(id: &str, kind: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// A `[[connector]]` for `stripe.wasm` at `/hooks/stripe`, forwarding to the receiver's
+/// `/billing` with quick retries; `extra` goes in the connector's table.
+pub fn stripe_connector(receiver: &Receiver, extra: &str) -> String {
+    format!(
+        r#"
+[[connector]]
+id = "stripe"
+plugin = "stripe.wasm"
+secret = "{STRIPE_SECRET}"
+allowed_hosts = ["{origin}"]
+{extra}
+[connector.retry]
+initial_backoff = "50ms"
+max_backoff = "200ms"
+max_attempts = 5
+[connector.settings]
+forward_url = "{origin}/billing"
+"#,
+        origin = receiver.origin()
+    )
+}
+
+/// POST `body` to `/hooks/stripe`, signed with [`STRIPE_SECRET`] now.
+pub async fn send_stripe(host: &Host, body: &[u8]) -> reqwest::Response {
+    host.post_hook("stripe", &stripe_headers(STRIPE_SECRET, body, now()), body)
+        .await
+}
+
 /// Headers that sign `body` for the Stripe scheme at `timestamp`.
 pub fn stripe_headers(secret: &str, body: &[u8], timestamp: i64) -> Vec<(String, String)> {
     let mut headers =

@@ -68,34 +68,10 @@ async fn plugin_inspect_shows_the_manifest_and_refuses_what_the_host_would() {
 async fn events_list_show_and_replay_through_the_admin_api() {
     let receiver = Receiver::start().await;
     let dirs = Dirs::new(&["stripe.wasm"]);
-    let host = Host::start(
-        &(dirs.base_config()
-            + &format!(
-                r#"
-[[connector]]
-id = "stripe"
-plugin = "stripe.wasm"
-secret = "{STRIPE_SECRET}"
-allowed_hosts = ["{origin}"]
-[connector.settings]
-forward_url = "{origin}/billing"
-"#,
-                origin = receiver.origin()
-            )),
-    )
-    .await;
+    let host = Host::start(&(dirs.base_config() + &stripe_connector(&receiver, ""))).await;
     let evt = evt_id();
     let body = stripe_event(&evt, "invoice.paid");
-    let answer: Value = host
-        .post_hook(
-            "stripe",
-            &stripe_headers(STRIPE_SECRET, &body, now()),
-            &body,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let answer: Value = send_stripe(&host, &body).await.json().await.unwrap();
     let id = answer["id"].as_str().unwrap().to_string();
     host.wait_for_status(&id, "succeeded").await;
 

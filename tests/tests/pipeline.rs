@@ -6,31 +6,6 @@ use std::time::Duration;
 use serde_json::Value;
 use switchyard_tests::*;
 
-fn stripe_connector(receiver: &Receiver, extra: &str) -> String {
-    format!(
-        r#"
-[[connector]]
-id = "stripe"
-plugin = "stripe.wasm"
-secret = "{STRIPE_SECRET}"
-allowed_hosts = ["{origin}"]
-{extra}
-[connector.retry]
-initial_backoff = "50ms"
-max_backoff = "200ms"
-max_attempts = 5
-[connector.settings]
-forward_url = "{origin}/billing"
-"#,
-        origin = receiver.origin()
-    )
-}
-
-async fn send_stripe(host: &Host, body: &[u8]) -> reqwest::Response {
-    host.post_hook("stripe", &stripe_headers(STRIPE_SECRET, body, now()), body)
-        .await
-}
-
 #[tokio::test]
 async fn a_valid_event_is_stored_and_forwarded_once_with_an_idempotency_key() {
     let receiver = Receiver::start().await;

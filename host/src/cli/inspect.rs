@@ -14,7 +14,7 @@ use switchyard::store::sled::SledStore;
 
 pub fn inspect(path: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let scratch = std::env::temp_dir().join(format!("switchyard-inspect-{}", ulid::Ulid::new()));
+    let scratch = super::scratch_dir("inspect")?;
     let result = load(&bytes, &scratch);
     let _ = std::fs::remove_dir_all(&scratch);
     let plugin =

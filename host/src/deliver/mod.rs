@@ -97,13 +97,8 @@ async fn run(app: Arc<App>, connector: Arc<Connector>, mut row: DeliveryRecord) 
             Verdict::Retry { .. } if number >= policy.max_attempts => DeliveryStatus::Dead,
             Verdict::Retry { .. } => DeliveryStatus::Retrying,
         };
-        let outcome = match row.status {
-            DeliveryStatus::Succeeded => "succeeded",
-            DeliveryStatus::Retrying => "retrying",
-            _ => "dead",
-        };
         app.metrics
-            .delivery_attempt(&connector.config.id, outcome, took);
+            .delivery_attempt(&connector.config.id, row.status.as_str(), took);
         row.next_attempt_at = match verdict {
             Verdict::Retry { not_before } if row.status == DeliveryStatus::Retrying => {
                 let delay = backoff(&policy, number, not_before, rand::rng().random());

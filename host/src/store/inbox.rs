@@ -42,8 +42,9 @@ const HEADER: usize = 8;
 /// Segments kept open for reading at most.
 const MAX_OPEN_READERS: usize = 32;
 
-/// Where an entry is: segment number, offset of its header, payload length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where an entry is: segment number, offset of its header, payload length. Locations
+/// order as the inbox holds their entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Location {
     pub segment: u64,
     pub offset: u64,
@@ -166,8 +167,10 @@ impl Inbox {
         }
 
         let mut writer = self.writer();
+        // A poisoned segment takes no more entries (see `Inbox::sync`).
         if writer.offset >= SEGMENT_BYTES
             || (writer.offset > 0 && writer.started.elapsed() >= SEGMENT_AGE)
+            || self.is_poisoned(writer.segment)
         {
             self.roll(&mut writer)?;
         }
@@ -212,8 +215,7 @@ impl Inbox {
         // kernel reports the error once: the syncer's next sync of the same file would
         // succeed and acknowledge what may be lost), and the next append starts a new one.
         if !self.is_poisoned(writer.segment) {
-            self.sync_segment(writer.segment, writer.file.clone())
-                .inspect_err(|_| writer.offset = SEGMENT_BYTES)?;
+            self.sync_segment(writer.segment, writer.file.clone())?;
         }
         let segment = writer.segment + 1;
         let file = create_segment(&self.dir, segment)?;
@@ -237,12 +239,7 @@ impl Inbox {
             let writer = self.writer();
             (writer.segment, writer.file.clone())
         };
-        self.sync_segment(segment, file).inspect_err(|_| {
-            let mut writer = self.writer();
-            if writer.segment == segment {
-                writer.offset = SEGMENT_BYTES;
-            }
-        })
+        self.sync_segment(segment, file)
     }
 
     /// `fdatasync` one segment; a failure poisons it.

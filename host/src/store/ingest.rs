@@ -36,7 +36,7 @@
 //! tests wait with `futures::executor::block_on`; tokio's own count against the tokio
 //! task's budget and can stall a blocked-on wait inside a runtime).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 
@@ -194,10 +194,17 @@ pub(super) struct Trees {
 #[derive(Clone)]
 pub(super) struct Batches {
     tree: sled::Tree,
-    open: Arc<std::sync::Mutex<HashMap<Vec<u8>, usize>>>,
-    /// Batches written but not synced yet: their events are not acknowledged, and may
-    /// still be taken back, so nothing but ingress (after the answer) may dispatch them.
-    unsynced: Arc<std::sync::Mutex<HashSet<Vec<u8>>>>,
+    open: Arc<std::sync::Mutex<HashMap<Vec<u8>, OpenBatch>>>,
+}
+
+/// A batch some of whose events wait in the queue.
+#[derive(Clone, Copy)]
+struct OpenBatch {
+    /// How many.
+    left: usize,
+    /// Whether its sync is done. Until then its events are not acknowledged and may still
+    /// be taken back, so nothing but ingress (after the answer) may dispatch them.
+    synced: bool,
 }
 
 impl Batches {
@@ -205,20 +212,15 @@ impl Batches {
         Batches {
             tree,
             open: Default::default(),
-            unsynced: Default::default(),
         }
     }
 
-    fn unsynced(&self) -> std::sync::MutexGuard<'_, HashSet<Vec<u8>>> {
-        self.unsynced.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Whether batch `key` was written and not yet synced (see [`Batches::unsynced`]).
+    /// Whether batch `key` was written and not yet synced (see [`OpenBatch::synced`]).
     pub fn is_unsynced(&self, key: &[u8]) -> bool {
-        self.unsynced().contains(key)
+        self.open().get(key).is_some_and(|batch| !batch.synced)
     }
 
-    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, usize>> {
+    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, OpenBatch>> {
         // The counts are only ever changed whole; a panic elsewhere leaves them usable.
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -231,18 +233,23 @@ impl Batches {
             value.push(id.len() as u8);
             value.extend_from_slice(id.as_bytes());
         }
-        self.unsynced().insert(key.to_vec());
+        let batch = OpenBatch {
+            left: ids.len(),
+            synced: false,
+        };
+        self.open().insert(key.to_vec(), batch);
         if let Err(err) = self.tree.insert(key, value) {
-            self.unsynced().remove(key);
+            self.open().remove(key);
             return Err(err.into());
         }
-        self.open().insert(key.to_vec(), ids.len());
         Ok(())
     }
 
-    /// Batch `key` is synced, or taken back: no longer [`Batches::is_unsynced`].
+    /// Batch `key` is synced: no longer [`Batches::is_unsynced`].
     fn synced(&self, key: &[u8]) {
-        self.unsynced().remove(key);
+        if let Some(batch) = self.open().get_mut(key) {
+            batch.synced = true;
+        }
     }
 
     /// One event of batch `key` has left the queue (dispatched, or taken back).
@@ -250,8 +257,8 @@ impl Batches {
         let done = {
             let mut open = self.open();
             match open.get_mut(key) {
-                Some(left) if *left > 1 => {
-                    *left -= 1;
+                Some(batch) if batch.left > 1 => {
+                    batch.left -= 1;
                     false
                 }
                 Some(_) => {
@@ -298,7 +305,7 @@ impl Batches {
             if left == 0 {
                 done.push(key);
             } else {
-                open.insert(key.to_vec(), left);
+                open.insert(key.to_vec(), OpenBatch { left, synced: true });
             }
         }
         for key in done {
@@ -320,8 +327,6 @@ impl Ingest {
     pub fn start(trees: Trees, inbox: Arc<Inbox>, durable: bool) -> Result<Ingest> {
         let (jobs, queue) = async_channel::bounded::<Job>(QUEUE);
         let (handover, batches) = std_mpsc::channel::<Batch>();
-        // The number of the batch the sequencer decides (see `sync_batches`).
-        let deciding = Arc::new(std::sync::Mutex::new(0u64));
         let spawn = |name: &str, work: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.into())
@@ -329,10 +334,10 @@ impl Ingest {
                 .map_err(|err| StoreError(format!("starting the {name} thread: {err}")))
         };
         let syncer = {
-            let (trees, inbox, deciding) = (trees.clone(), inbox.clone(), deciding.clone());
+            let (trees, inbox) = (trees.clone(), inbox.clone());
             spawn(
                 "switchyard-sync",
-                Box::new(move || sync_batches(batches, &trees, &inbox, durable, &deciding)),
+                Box::new(move || sync_batches(batches, &trees, &inbox, durable)),
             )?
         };
         let sequencer = spawn(
@@ -350,12 +355,7 @@ impl Ingest {
                             Err(_) => break,
                         }
                     }
-                    let seq = {
-                        let mut deciding = deciding.lock().unwrap_or_else(|p| p.into_inner());
-                        *deciding += 1;
-                        *deciding
-                    };
-                    if let Some(batch) = sequence(&trees, &inbox, batch, seq) {
+                    if let Some(batch) = sequence(&trees, &inbox, batch) {
                         // The syncer outlives this loop (it ends when `handover` drops).
                         let _ = handover.send(batch);
                     }
@@ -382,8 +382,6 @@ impl Drop for Ingest {
 
 /// A batch written to the inbox and applied to sled, waiting for its sync.
 struct Batch {
-    /// Its number, in the order the sequencer decided batches.
-    seq: u64,
     /// The inbox segment it was written to.
     segment: u64,
     /// Its `queue` entry, if it has one.
@@ -413,7 +411,7 @@ struct Decided {
 
 /// Decide, write and apply one batch. `None` when no job of it is left to sync (each has
 /// been answered with its error).
-fn sequence(trees: &Trees, inbox: &Inbox, jobs: Vec<Job>, seq: u64) -> Option<Batch> {
+fn sequence(trees: &Trees, inbox: &Inbox, jobs: Vec<Job>) -> Option<Batch> {
     // Claims made earlier in this batch: not in sled yet.
     let mut claims: HashMap<Vec<u8>, String> = HashMap::new();
     let mut decided = Vec::with_capacity(jobs.len());
@@ -468,16 +466,7 @@ fn sequence(trees: &Trees, inbox: &Inbox, jobs: Vec<Job>, seq: u64) -> Option<Ba
         _ => None,
     };
     let mut answers = Vec::with_capacity(decided.len());
-    // Events of this batch whose store failed: a copy of one later in the batch was
-    // decided a duplicate of it, and shares its fate.
-    let mut failed: HashMap<String, StoreError> = HashMap::new();
     for ((event, reply), location) in decided.into_iter().zip(locations) {
-        if let Inserted::Duplicate { first_id, .. } = &event.inserted
-            && let Some(err) = failed.get(first_id)
-        {
-            let _ = reply.send(Err(err.clone()));
-            continue;
-        }
         let claim = event.claim.as_ref().map(|(key, _)| key.clone());
         let batch = batch.clone().filter(|_| event.queued);
         match apply(trees, &event, location, batch.as_deref()) {
@@ -493,7 +482,6 @@ fn sequence(trees: &Trees, inbox: &Inbox, jobs: Vec<Job>, seq: u64) -> Option<Ba
                 if let Err(undo_err) = undo(trees, &event.id, claim.as_deref(), batch.as_deref()) {
                     tracing::error!(event_id = %event.id, "undoing a failed store: {undo_err}");
                 }
-                failed.insert(event.id, err.clone());
                 let _ = reply.send(Err(err));
             }
         }
@@ -505,7 +493,6 @@ fn sequence(trees: &Trees, inbox: &Inbox, jobs: Vec<Job>, seq: u64) -> Option<Ba
         tracing::warn!("recording how far sled holds the inbox: {err}");
     }
     Some(Batch {
-        seq,
         segment,
         queue_key: batch,
         answers,
@@ -569,20 +556,27 @@ fn decide(
 /// entry whose event is gone (retention, or a crash before it was acknowledged) does not
 /// count.
 fn first_claim(trees: &Trees, tree_key: &[u8], now: u64, window: u64) -> Result<Option<String>> {
-    let Some(existing) = trees.dedupe.get(tree_key)? else {
+    let Some(entry) = claim_of(trees, tree_key)? else {
         return Ok(None);
-    };
-    let entry: DedupeEntry = match serde_json::from_slice(&existing) {
-        Ok(entry) => entry,
-        // Refusing every copy of this key forever would be worse than taking it anew.
-        Err(err) => {
-            tracing::error!("a dedupe entry does not read ({err}); the key is claimed anew");
-            return Ok(None);
-        }
     };
     let live = now.saturating_sub(entry.at) <= window
         && trees.events.contains_key(entry.event_id.as_bytes())?;
     Ok(live.then_some(entry.event_id))
+}
+
+/// The `dedupe` entry of `tree_key`, if there is one that reads.
+fn claim_of(trees: &Trees, tree_key: &[u8]) -> Result<Option<DedupeEntry>> {
+    let Some(existing) = trees.dedupe.get(tree_key)? else {
+        return Ok(None);
+    };
+    match serde_json::from_slice(&existing) {
+        Ok(entry) => Ok(Some(entry)),
+        // Refusing every copy of this key forever would be worse than taking it anew.
+        Err(err) => {
+            tracing::error!("a dedupe entry does not read ({err}); the key is claimed anew");
+            Ok(None)
+        }
+    }
 }
 
 /// Written in this order, so that whatever prefix a crash leaves is consistent: the dedupe
@@ -626,20 +620,12 @@ fn undo(trees: &Trees, id: &str, claim: Option<&[u8]>, batch: Option<&[u8]>) -> 
 
 /// The syncer: one `fdatasync` for every batch handed over since the last, then answers.
 ///
-/// An event refused here (its sync failed) is taken back from sled. A copy of it that the
-/// sequencer decided in the meantime — before the take-back, so against its claim — was
-/// marked a duplicate of it, and is refused too: `refused` keeps each refused event with
-/// the number of the batch the sequencer was deciding once it was taken back (`deciding`,
-/// read under the lock the sequencer takes to start a batch); a later batch was decided
-/// without it.
-fn sync_batches(
-    batches: std_mpsc::Receiver<Batch>,
-    trees: &Trees,
-    inbox: &Inbox,
-    durable: bool,
-    deciding: &std::sync::Mutex<u64>,
-) {
-    let mut refused: HashMap<String, u64> = HashMap::new();
+/// A duplicate is acknowledged only while the event it repeats is stored: the sequencer may
+/// have decided it against an event that was then refused and taken back (its sync failed,
+/// or its store did), by the sequencer earlier in the same batch or by this thread in an
+/// earlier one. A 200 `duplicate` would then tell the sender an event is stored that is
+/// not, and nothing would ever be dispatched.
+fn sync_batches(batches: std_mpsc::Receiver<Batch>, trees: &Trees, inbox: &Inbox, durable: bool) {
     while let Ok(first) = batches.recv() {
         let mut group = vec![first];
         group.extend(batches.try_iter());
@@ -649,7 +635,6 @@ fn sync_batches(
             tracing::error!(requests, "{err}; refused");
         }
         for batch in group {
-            refused.retain(|_, decided_through| *decided_through >= batch.seq);
             let result = match &synced {
                 // Written to a segment whose sync failed after the write: the failed sync
                 // may have dropped it, and this sync was of another segment.
@@ -660,18 +645,20 @@ fn sync_batches(
                 Err(err) => Err(err.clone()),
             };
             let mut replies = Vec::with_capacity(batch.answers.len());
-            let mut taken_back = Vec::new();
             for answer in batch.answers {
-                let answered = match (&result, &answer.inserted) {
+                let answered = match (&result, answer.inserted) {
                     (Err(err), _) => Err(err.clone()),
                     (Ok(()), Inserted::Duplicate { first_id, .. })
-                        if refused.contains_key(first_id) =>
+                        if !trees
+                            .events
+                            .contains_key(first_id.as_bytes())
+                            .unwrap_or(false) =>
                     {
                         Err(StoreError(
                             "the event this one repeats was not stored; not acknowledged".into(),
                         ))
                     }
-                    (Ok(()), inserted) => Ok(inserted.clone()),
+                    (Ok(()), inserted) => Ok(inserted),
                 };
                 if answered.is_err() {
                     let undone = undo(
@@ -683,13 +670,8 @@ fn sync_batches(
                     if let Err(undo_err) = undone {
                         tracing::error!(event_id = %answer.id, "undoing a refused event: {undo_err}");
                     }
-                    taken_back.push(answer.id);
                 }
                 replies.push((answer.reply, answered));
-            }
-            if !taken_back.is_empty() {
-                let decided_through = *deciding.lock().unwrap_or_else(|p| p.into_inner());
-                refused.extend(taken_back.into_iter().map(|id| (id, decided_through)));
             }
             // Acknowledged (or taken back) from here on: other dispatchers may see it.
             if let Some(key) = &batch.queue_key {
@@ -707,19 +689,18 @@ fn sync_batches(
 /// that sled has may have moved on since), with their dispatch-queue entry and dedupe claim.
 ///
 /// The inbox also holds entries that were refused (503: their sync, or their store,
-/// failed), and sled no longer has those either. An entry with a dedupe key tells on
-/// itself when the sender retried: its key is then claimed by a later entry that was
-/// accepted, which could only happen if this one was taken back. Such an entry is not
-/// applied (or is taken back again once its retry comes up in this replay), so the key is
-/// dispatched once. This relies on the dedupe window (at least
-/// [`super::MIN_DEDUPE_WINDOW`]) being longer than the gap between the two: a retry after
-/// the window is a new event anyway. A refused entry nothing tells on is applied, and
-/// dispatched although its sender got a 503; the sender's retry is then a duplicate of it.
+/// failed), and sled no longer has those either (or has them only because the crash lost
+/// their take-back). An entry with a dedupe key tells on itself when the sender retried:
+/// the retry was accepted, which could only happen while this one did not hold the key.
+/// So when an accepted entry finds its key claimed by another event that sled has:
+/// - one later in the inbox: this entry is the refused one, and is not applied;
+/// - one earlier, received less than [`super::MIN_DEDUPE_WINDOW`] before it (the shortest
+///   dedupe window, so its claim had not expired): that one was refused, and is taken back.
+///
+/// A refused entry nothing tells on is applied, and dispatched although its sender got a
+/// 503; the sender's retry is then a duplicate of it.
 pub(super) fn replay(trees: &Trees, inbox: &Inbox) -> Result<usize> {
     let mut replayed = 0;
-    // Keys claimed by this replay: by which event, received when.
-    let mut claimed: HashMap<Vec<u8>, (String, u64)> = HashMap::new();
-    let window = super::MIN_DEDUPE_WINDOW.as_millis() as u64;
     // Without a mark, nothing was applied behind the inbox: a new store, or one written
     // before the inbox held records (sled was synced for every answer then).
     if let Some(from) = trees.meta.get(APPLIED)?.and_then(|v| Location::decode(&v)) {
@@ -744,17 +725,17 @@ pub(super) fn replay(trees: &Trees, inbox: &Inbox) -> Result<usize> {
             let claim = match (&record.dedupe_key, record.status) {
                 (Some(key), Status::Pending) => {
                     let tree_key = kv_key(&record.connector, key);
-                    if let Some((earlier, at)) = claimed.get(&tree_key)
-                        && record.received_at.saturating_sub(*at) < window
-                    {
-                        // Accepted while an earlier copy in this replay held the key: that
-                        // copy had been taken back.
-                        undo(trees, earlier, Some(&tree_key), None)?;
-                        replayed -= 1;
-                    } else if claimed_after(trees, &tree_key, &record.id, location)? {
-                        return Ok(());
+                    match other_claimant(trees, &tree_key, &record.id)? {
+                        Some((_, other)) if other > location => return Ok(()),
+                        Some((entry, _))
+                            if record.received_at.saturating_sub(entry.at)
+                                < super::MIN_DEDUPE_WINDOW.as_millis() as u64 =>
+                        {
+                            tracing::warn!(event_id = %entry.event_id, "taking back an event refused before the crash: its retry was accepted");
+                            undo(trees, &entry.event_id, Some(&tree_key), None)?;
+                        }
+                        _ => {}
                     }
-                    claimed.insert(tree_key.clone(), (record.id.clone(), record.received_at));
                     Some((tree_key, record.received_at))
                 }
                 _ => None,
@@ -782,24 +763,24 @@ pub(super) fn replay(trees: &Trees, inbox: &Inbox) -> Result<usize> {
     Ok(replayed)
 }
 
-/// Whether `tree_key` is claimed by another event that sled has and that the inbox holds
-/// after `location`: accepted after the event at `location`, which therefore did not hold
-/// the key then.
-fn claimed_after(trees: &Trees, tree_key: &[u8], id: &str, location: Location) -> Result<bool> {
-    let Some(entry) = trees.dedupe.get(tree_key)? else {
-        return Ok(false);
-    };
-    let Ok(entry) = serde_json::from_slice::<DedupeEntry>(&entry) else {
-        return Ok(false);
+/// The claim on `tree_key` of an event other than `id` that sled has, with where the
+/// inbox holds that event.
+fn other_claimant(
+    trees: &Trees,
+    tree_key: &[u8],
+    id: &str,
+) -> Result<Option<(DedupeEntry, Location)>> {
+    let Some(entry) = claim_of(trees, tree_key)? else {
+        return Ok(None);
     };
     if entry.event_id == id {
-        return Ok(false);
+        return Ok(None);
     }
-    let Some(value) = trees.events.get(entry.event_id.as_bytes())? else {
-        return Ok(false);
-    };
-    Ok(location_of(&value)
-        .is_some_and(|other| (other.segment, other.offset) > (location.segment, location.offset)))
+    let location = trees
+        .events
+        .get(entry.event_id.as_bytes())?
+        .and_then(|value| location_of(&value));
+    Ok(location.map(|location| (entry, location)))
 }
 
 #[cfg(test)]
@@ -835,7 +816,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (trees, inbox) = open(dir.path());
         let (a, a_answer) = job("01A", "evt_1");
-        let first = sequence(&trees, &inbox, vec![a], 1).unwrap();
+        let first = sequence(&trees, &inbox, vec![a]).unwrap();
         let queue_key = first.queue_key.clone().unwrap();
         assert!(
             trees.batches.is_unsynced(&queue_key),
@@ -848,7 +829,7 @@ mod tests {
             .store(1, std::sync::atomic::Ordering::SeqCst);
         inbox.sync().unwrap_err();
         let (b, b_answer) = job("01B", "evt_1");
-        let second = sequence(&trees, &inbox, vec![b], 2).unwrap();
+        let second = sequence(&trees, &inbox, vec![b]).unwrap();
         assert!(matches!(
             second.answers[0].inserted,
             Inserted::Duplicate { .. }
@@ -859,7 +840,7 @@ mod tests {
         handover.send(first).unwrap();
         handover.send(second).unwrap();
         drop(handover);
-        sync_batches(batches, &trees, &inbox, true, &std::sync::Mutex::new(2));
+        sync_batches(batches, &trees, &inbox, true);
 
         let answer = |rx: oneshot::Receiver<Result<Inserted>>| {
             futures::executor::block_on(rx).expect("answered")
@@ -875,11 +856,11 @@ mod tests {
         assert!(!trees.batches.is_unsynced(&queue_key));
         // The sender's next try is a new event.
         let (c, c_answer) = job("01C", "evt_1");
-        let third = sequence(&trees, &inbox, vec![c], 3).unwrap();
+        let third = sequence(&trees, &inbox, vec![c]).unwrap();
         let (handover, batches) = std_mpsc::channel();
         handover.send(third).unwrap();
         drop(handover);
-        sync_batches(batches, &trees, &inbox, true, &std::sync::Mutex::new(3));
+        sync_batches(batches, &trees, &inbox, true);
         assert_eq!(
             answer(c_answer).unwrap(),
             Inserted::Accepted { id: "01C".into() }

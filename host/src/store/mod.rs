@@ -266,6 +266,15 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Retrying => "retrying",
+            DeliveryStatus::Succeeded => "succeeded",
+            DeliveryStatus::Dead => "dead",
+        }
+    }
+
     pub fn is_final(self) -> bool {
         matches!(self, DeliveryStatus::Succeeded | DeliveryStatus::Dead)
     }
