@@ -53,6 +53,12 @@ pub struct Location {
 
 impl Location {
     pub const ENCODED: usize = 20;
+    /// Where the inbox begins.
+    pub const START: Location = Location {
+        segment: 0,
+        offset: 0,
+        len: 0,
+    };
 
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.segment.to_le_bytes());
@@ -88,6 +94,8 @@ pub struct Inbox {
     suspect: std::ops::Range<u64>,
     /// Segments whose `fdatasync` failed (see [`Inbox::sync`]).
     poisoned: Mutex<Vec<u64>>,
+    /// Whether segments written before this process hold anything.
+    earlier_data: bool,
     /// Tests: this many next syncs fail as a dying disk's would.
     #[cfg(test)]
     pub(super) failing_syncs: std::sync::atomic::AtomicUsize,
@@ -96,8 +104,7 @@ pub struct Inbox {
 impl Inbox {
     /// Open the inbox under `dir`, starting a new segment after the existing ones.
     pub fn open(dir: &Path) -> Result<Inbox> {
-        fs::create_dir_all(dir)
-            .map_err(|err| StoreError(format!("creating {}: {err}", dir.display())))?;
+        super::recovery::create_dir_durably(dir)?;
         let existing: Vec<(u64, PathBuf, u64)> = segments(dir)?
             .into_iter()
             .map(|(n, path)| {
@@ -129,6 +136,7 @@ impl Inbox {
             readers: RwLock::new(HashMap::new()),
             suspect: last_with_data.unwrap_or(0)..segment,
             poisoned: Mutex::new(Vec::new()),
+            earlier_data: last_with_data.is_some(),
             #[cfg(test)]
             failing_syncs: Default::default(),
         })
@@ -307,8 +315,10 @@ impl Inbox {
                 }
                 let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
                 let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-                // A torn header can claim any length: never read past the file.
-                if offset + (HEADER as u64) + u64::from(len) > size {
+                // A torn header can claim any length: never read past the file. No entry is
+                // empty, and zeros (a grown file whose pages a power cut lost) would
+                // otherwise read as empty entries with a valid checksum.
+                if len == 0 || offset + (HEADER as u64) + u64::from(len) > size {
                     break;
                 }
                 let mut payload = vec![0; len as usize];
@@ -344,7 +354,7 @@ impl Inbox {
         let len = u32::from_le_bytes(entry[0..4].try_into().expect("4 bytes"));
         let crc = u32::from_le_bytes(entry[4..8].try_into().expect("4 bytes"));
         let payload = entry.split_off(HEADER);
-        if len != location.len || crc != crc32fast::hash(&payload) {
+        if len == 0 || len != location.len || crc != crc32fast::hash(&payload) {
             return Ok(None);
         }
         Ok(Some(payload))
@@ -377,16 +387,26 @@ impl Inbox {
         Ok(Some(file))
     }
 
+    /// Whether segments written before this process opened the inbox hold anything.
+    pub fn has_earlier_data(&self) -> bool {
+        self.earlier_data
+    }
+
     /// Whether `location`, written before this process opened the inbox, may have been
     /// torn by a crash.
     pub fn may_be_torn(&self, location: Location) -> bool {
         self.suspect.contains(&location.segment)
     }
 
-    /// Delete sealed segments last written before `cutoff`. Returns how many.
-    pub fn delete_before(&self, cutoff: SystemTime) -> Result<usize> {
+    /// Delete sealed segments last written before `cutoff`. Returns how many. `before`
+    /// runs once first if any is to go (the store carries forward what must outlive them).
+    pub fn delete_before(
+        &self,
+        cutoff: SystemTime,
+        before: impl FnOnce() -> Result<()>,
+    ) -> Result<usize> {
         let current = self.writer().segment;
-        let mut deleted = 0;
+        let mut expired = Vec::new();
         for (segment, path) in segments(&self.dir)? {
             if segment >= current {
                 continue;
@@ -394,9 +414,16 @@ impl Inbox {
             let modified = fs::metadata(&path)
                 .and_then(|m| m.modified())
                 .map_err(|err| StoreError(format!("reading {}: {err}", path.display())))?;
-            if modified >= cutoff {
-                continue;
+            if modified < cutoff {
+                expired.push((segment, path));
             }
+        }
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        before()?;
+        let mut deleted = 0;
+        for (segment, path) in expired {
             self.readers_mut().remove(&segment);
             match fs::remove_file(&path) {
                 Ok(()) => deleted += 1,
@@ -406,6 +433,7 @@ impl Inbox {
                 }
             }
         }
+        super::recovery::sync_dir(&self.dir)?;
         Ok(deleted)
     }
 }
@@ -439,9 +467,7 @@ fn create_segment(dir: &Path, segment: u64) -> Result<File> {
         .append(true)
         .open(&path)
         .map_err(|err| StoreError(format!("creating {}: {err}", path.display())))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|err| StoreError(format!("syncing {}: {err}", dir.display())))?;
+    super::recovery::sync_dir(dir)?;
     Ok(file)
 }
 
@@ -548,11 +574,11 @@ mod tests {
         let current = inbox.append(b"new").unwrap();
         // Nothing is older than a cutoff in the past.
         let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
-        assert_eq!(inbox.delete_before(an_hour_ago).unwrap(), 0);
+        assert_eq!(inbox.delete_before(an_hour_ago, || Ok(())).unwrap(), 0);
         assert!(inbox.read(old).unwrap().is_some());
         // Everything is older than a cutoff in the future, but the current segment stays.
         let later = SystemTime::now() + Duration::from_secs(3600);
-        assert_eq!(inbox.delete_before(later).unwrap(), 1);
+        assert_eq!(inbox.delete_before(later, || Ok(())).unwrap(), 1);
         assert_eq!(inbox.read(old).unwrap(), None);
         assert_eq!(inbox.read(current).unwrap().as_deref(), Some(&b"new"[..]));
     }

@@ -37,14 +37,19 @@
 //! task's budget and can stall a blocked-on wait inside a runtime).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
 
 use futures::channel::oneshot;
 
+use super::entry::{self, Entry, KvWrite, Progress, encode_entry};
 use super::inbox::{Inbox, Location};
-use super::sled::{DedupeEntry, claimed_by, event_value, kv_key, location_of};
-use super::{EventRecord, Inserted, NewEvent, Result, Status, StoreError, StoredRequest};
+use super::recovery::Acked;
+use super::sled::{
+    DedupeEntry, batch_of, claimed_by, decode_event, delivery_key, dispatched_prefix,
+    encode_event, event_value, kv_key, location_of,
+};
+use super::{EventRecord, Inserted, NewEvent, Result, Status, StoreError};
 
 /// Jobs taken into one batch at most…
 const MAX_BATCH: usize = 512;
@@ -57,130 +62,49 @@ const QUEUE: usize = 4096;
 /// entries not yet applied (or not known to be) begin.
 pub(super) const APPLIED: &[u8] = b"ingest.applied";
 
-/// An inbox payload in this layout starts with this byte, then the record's JSON length
-/// (`u32`, little-endian), the record's JSON and the request ([`encode_request`]).
-/// Payloads written before the record moved into the inbox are the request's JSON alone
-/// (they start with `{`); [`JSON_ENTRY`] payloads hold the request as JSON.
-const ENTRY: u8 = 4;
-/// The same with the request as JSON (written by development builds only).
-const JSON_ENTRY: u8 = 2;
-
-/// The inbox payload of an event.
-pub(super) fn encode_entry(record_json: &[u8], request: &StoredRequest) -> Result<Vec<u8>> {
-    let len = u32::try_from(record_json.len())
-        .map_err(|_| StoreError("event record too large".into()))?;
-    let mut entry = Vec::with_capacity(5 + record_json.len() + request.body.len() + 512);
-    entry.push(ENTRY);
-    entry.extend_from_slice(&len.to_le_bytes());
-    entry.extend_from_slice(record_json);
-    encode_request(request, &mut entry)?;
-    Ok(entry)
-}
-
-/// The record's JSON in an inbox payload (`None` for the older, request-only layout).
-pub(super) fn entry_record(payload: &[u8]) -> Option<&[u8]> {
-    let (_, len, rest) = split_entry(payload)?;
-    rest.get(..len)
-}
-
-/// The request in an inbox payload of any layout.
-pub(super) fn entry_request(payload: &[u8]) -> Result<StoredRequest> {
-    match split_entry(payload) {
-        Some((tag, len, rest)) => {
-            let request = rest
-                .get(len..)
-                .ok_or_else(|| StoreError("corrupt inbox entry".into()))?;
-            if tag == ENTRY {
-                decode_request(request)
-            } else {
-                Ok(serde_json::from_slice(request)?)
-            }
-        }
-        None => Ok(serde_json::from_slice(payload)?),
-    }
-}
-
-fn split_entry(payload: &[u8]) -> Option<(u8, usize, &[u8])> {
-    let tag = *payload.first()?;
-    if tag != ENTRY && tag != JSON_ENTRY {
-        return None;
-    }
-    let len = u32::from_le_bytes(payload.get(1..5)?.try_into().ok()?) as usize;
-    Some((tag, len, &payload[5..]))
-}
-
-/// A request as bytes, not JSON (a body is mostly JSON itself, which JSON would escape):
-/// method, path and query, the number of headers, each name and value, and the body; every
-/// field a `u32` length (little-endian) and its bytes.
-fn encode_request(request: &StoredRequest, out: &mut Vec<u8>) -> Result<()> {
-    fn field(out: &mut Vec<u8>, bytes: &[u8]) -> Result<()> {
-        let len = u32::try_from(bytes.len()).map_err(|_| StoreError("request too large".into()))?;
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(bytes);
-        Ok(())
-    }
-    field(out, request.method.as_bytes())?;
-    field(out, request.path.as_bytes())?;
-    field(out, request.query.as_bytes())?;
-    let count =
-        u32::try_from(request.headers.len()).map_err(|_| StoreError("too many headers".into()))?;
-    out.extend_from_slice(&count.to_le_bytes());
-    for (name, value) in &request.headers {
-        field(out, name.as_bytes())?;
-        field(out, value.as_bytes())?;
-    }
-    field(out, request.body.as_bytes())
-}
-
-fn decode_request(mut bytes: &[u8]) -> Result<StoredRequest> {
-    let corrupt = || StoreError("corrupt request in the inbox".into());
-    let u32_field = |bytes: &mut &[u8]| -> Result<u32> {
-        let (head, rest) = bytes.split_at_checked(4).ok_or_else(corrupt)?;
-        *bytes = rest;
-        Ok(u32::from_le_bytes(head.try_into().expect("4 bytes")))
-    };
-    let field = |bytes: &mut &[u8]| -> Result<Vec<u8>> {
-        let len = u32_field(bytes)? as usize;
-        let (head, rest) = bytes.split_at_checked(len).ok_or_else(corrupt)?;
-        *bytes = rest;
-        Ok(head.to_vec())
-    };
-    let text = |raw: Vec<u8>| String::from_utf8(raw).map_err(|_| corrupt());
-    let method = text(field(&mut bytes)?)?;
-    let path = text(field(&mut bytes)?)?;
-    let query = text(field(&mut bytes)?)?;
-    let count = u32_field(&mut bytes)? as usize;
-    // Never trust a count to size an allocation: each header takes at least 8 bytes.
-    let mut headers = Vec::with_capacity(count.min(bytes.len() / 8));
-    for _ in 0..count {
-        let name = text(field(&mut bytes)?)?;
-        let value = text(field(&mut bytes)?)?;
-        headers.push((name, value));
-    }
-    let body = field(&mut bytes)?.into();
-    Ok(StoredRequest {
-        method,
-        path,
-        query,
-        headers,
-        body,
-    })
-}
-
 /// A new event waiting for the sequencer, and who to tell once it is durable.
 pub(super) struct Job {
     pub event: NewEvent,
     pub reply: oneshot::Sender<Result<Inserted>>,
 }
 
-/// The trees the sequencer writes.
+/// The trees of the index (see `sled.rs`), which the sequencer and recovery write.
 #[derive(Clone)]
 pub(super) struct Trees {
     pub events: sled::Tree,
     pub pending: sled::Tree,
     pub dedupe: sled::Tree,
+    pub outbox: sled::Tree,
+    pub outbox_open: sled::Tree,
+    pub kv: sled::Tree,
     pub meta: sled::Tree,
+    /// Events stored before the inbox existed: id → their request.
+    pub requests: sled::Tree,
     pub batches: Batches,
+    /// The newest event acknowledged so far, for the next checkpoint (`recovery.rs`).
+    pub acked: Arc<Mutex<Option<Acked>>>,
+}
+
+impl Trees {
+    pub fn open(db: &sled::Db) -> Result<Trees> {
+        Ok(Trees {
+            events: db.open_tree("events")?,
+            pending: db.open_tree("pending")?,
+            dedupe: db.open_tree("dedupe")?,
+            outbox: db.open_tree("outbox")?,
+            outbox_open: db.open_tree("outbox_open")?,
+            kv: db.open_tree("kv")?,
+            meta: db.open_tree("meta")?,
+            requests: db.open_tree("requests")?,
+            batches: Batches::new(db.open_tree("queue")?),
+            acked: Default::default(),
+        })
+    }
+
+    /// How far the index holds the inbox, if it says.
+    pub fn applied(&self) -> Result<Option<Location>> {
+        Ok(self.meta.get(APPLIED)?.and_then(|v| Location::decode(&v)))
+    }
 }
 
 /// The `queue` tree: batch key (the id of the batch's first accepted event) → the ids of
@@ -392,6 +316,7 @@ struct Batch {
 struct Answer {
     reply: oneshot::Sender<Result<Inserted>>,
     inserted: Inserted,
+    received_at: u64,
     /// What to undo if the sync fails.
     id: String,
     claim: Option<Vec<u8>>,
@@ -401,6 +326,7 @@ struct Answer {
 /// One event, decided: its record is final and its inbox entry encoded.
 struct Decided {
     id: String,
+    received_at: u64,
     record_json: Vec<u8>,
     entry: Vec<u8>,
     queued: bool,
@@ -473,6 +399,7 @@ fn sequence(trees: &Trees, inbox: &Inbox, jobs: Vec<Job>) -> Option<Batch> {
             Ok(()) => answers.push(Answer {
                 reply,
                 inserted: event.inserted,
+                received_at: event.received_at,
                 id: event.id,
                 claim,
                 batch,
@@ -544,6 +471,7 @@ fn decide(
     let entry = encode_entry(&record_json, &request)?;
     Ok(Decided {
         queued: record.status == Status::Pending,
+        received_at: record.received_at,
         id: record.id,
         record_json,
         entry,
@@ -671,22 +599,114 @@ fn sync_batches(batches: std_mpsc::Receiver<Batch>, trees: &Trees, inbox: &Inbox
                         tracing::error!(event_id = %answer.id, "undoing a refused event: {undo_err}");
                     }
                 }
-                replies.push((answer.reply, answered));
+                let acked = matches!(answered, Ok(Inserted::Accepted { .. })).then(|| Acked {
+                    id: answer.id,
+                    received_at: answer.received_at,
+                });
+                replies.push((answer.reply, answered, acked));
             }
             // Acknowledged (or taken back) from here on: other dispatchers may see it.
             if let Some(key) = &batch.queue_key {
                 trees.batches.synced(key);
             }
-            for (reply, answered) in replies {
+            for (reply, answered, acked) in replies {
+                if answered.is_ok()
+                    && let Some(acked) = acked
+                {
+                    *trees.acked.lock().unwrap_or_else(|p| p.into_inner()) = Some(acked);
+                }
                 let _ = reply.send(answered);
             }
         }
     }
 }
 
-/// After a crash: apply again every inbox entry from `ingest.applied` on that sled does not
-/// have. Returns how many events came back. Only events absent from sled are written (one
-/// that sled has may have moved on since), with their dispatch-queue entry and dedupe claim.
+/// What a replay of the inbox applied.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Replayed {
+    /// Events the index did not have.
+    pub events: usize,
+    /// Progress newer than the index had.
+    pub progress: usize,
+    /// `kv` writes.
+    pub kv: usize,
+}
+
+/// After a crash: apply again every inbox entry from `ingest.applied` on (see
+/// [`replay_from`]), then mark the inbox's head as applied. Nothing without a mark: a new
+/// store (an index without one whose inbox has data is rebuilt instead, `recovery.rs`).
+pub(super) fn replay(trees: &Trees, inbox: &Inbox, cutoff: u64) -> Result<Replayed> {
+    let replayed = match trees.applied()? {
+        Some(from) => replay_from(trees, inbox, from, cutoff)?,
+        None => Replayed::default(),
+    };
+    mark_applied(trees, inbox)?;
+    Ok(replayed)
+}
+
+/// From here on, this process's own entries: the store makes the mark durable before it
+/// accepts any, so that a crash losing all that sled got from this process still finds
+/// where to replay from.
+pub(super) fn mark_applied(trees: &Trees, inbox: &Inbox) -> Result<()> {
+    let mut applied = Vec::with_capacity(Location::ENCODED);
+    inbox.head().encode(&mut applied);
+    trees.meta.insert(APPLIED, applied)?;
+    Ok(())
+}
+
+/// Apply every inbox entry from `from` on, in order, that the index does not have: the
+/// tail sled had not written before a crash, or (from the start) the whole inbox into an
+/// empty index. `cutoff` (unix ms): events received before it are left out, retention has
+/// removed them (or is about to).
+///
+/// - An event is applied when the index does not have it, with its dispatch-queue entry and
+///   its dedupe claim ([`replay_event`]).
+/// - Progress is applied when the index has the event at an older state
+///   ([`apply_progress`]).
+/// - A `kv` write is applied: it is appended to the inbox before sled is written, so the
+///   inbox's order is the order of the writes.
+pub(super) fn replay_from(
+    trees: &Trees,
+    inbox: &Inbox,
+    from: Location,
+    cutoff: u64,
+) -> Result<Replayed> {
+    let mut replayed = Replayed::default();
+    inbox.scan_earlier(from, |location, payload| {
+        let decoded = match entry::decode(payload) {
+            Ok(decoded) => decoded,
+            Err(err) => {
+                tracing::error!(
+                    segment = location.segment,
+                    offset = location.offset,
+                    "{err}; skipped"
+                );
+                return Ok(());
+            }
+        };
+        match decoded {
+            Entry::Event { record } => {
+                if replay_event(trees, location, record, cutoff)? {
+                    replayed.events += 1;
+                }
+            }
+            Entry::Progress(progress) => {
+                if apply_progress(trees, &progress)? {
+                    replayed.progress += 1;
+                }
+            }
+            Entry::Kv(write) => {
+                apply_kv(trees, &write)?;
+                replayed.kv += 1;
+            }
+            Entry::RequestOnly => {}
+        }
+        Ok(())
+    })?;
+    Ok(replayed)
+}
+
+/// Apply an event's inbox entry if the index does not have it; whether it did.
 ///
 /// The inbox also holds entries that were refused (503: their sync, or their store,
 /// failed), and sled no longer has those either (or has them only because the crash lost
@@ -699,68 +719,106 @@ fn sync_batches(batches: std_mpsc::Receiver<Batch>, trees: &Trees, inbox: &Inbox
 ///
 /// A refused entry nothing tells on is applied, and dispatched although its sender got a
 /// 503; the sender's retry is then a duplicate of it.
-pub(super) fn replay(trees: &Trees, inbox: &Inbox) -> Result<usize> {
-    let mut replayed = 0;
-    // Without a mark, nothing was applied behind the inbox: a new store, or one written
-    // before the inbox held records (sled was synced for every answer then).
-    if let Some(from) = trees.meta.get(APPLIED)?.and_then(|v| Location::decode(&v)) {
-        inbox.scan_earlier(from, |location, payload| {
-            let Some(record_json) = entry_record(payload) else {
-                return Ok(());
-            };
-            let record: EventRecord = match serde_json::from_slice(record_json) {
-                Ok(record) => record,
-                Err(err) => {
-                    tracing::error!(
-                        segment = location.segment,
-                        offset = location.offset,
-                        "an inbox entry's record does not read ({err}); skipped"
-                    );
-                    return Ok(());
-                }
-            };
-            if trees.events.contains_key(record.id.as_bytes())? {
-                return Ok(());
-            }
-            let claim = match (&record.dedupe_key, record.status) {
-                (Some(key), Status::Pending) => {
-                    let tree_key = kv_key(&record.connector, key);
-                    match other_claimant(trees, &tree_key, &record.id)? {
-                        Some((_, other)) if other > location => return Ok(()),
-                        Some((entry, _))
-                            if record.received_at.saturating_sub(entry.at)
-                                < super::MIN_DEDUPE_WINDOW.as_millis() as u64 =>
-                        {
-                            tracing::warn!(event_id = %entry.event_id, "taking back an event refused before the crash: its retry was accepted");
-                            undo(trees, &entry.event_id, Some(&tree_key), None)?;
-                        }
-                        _ => {}
-                    }
-                    Some((tree_key, record.received_at))
-                }
-                _ => None,
-            };
-            let event = Decided {
-                queued: record.status == Status::Pending,
-                id: record.id,
-                record_json: record_json.to_vec(),
-                entry: Vec::new(),
-                claim,
-                inserted: Inserted::Accepted { id: String::new() },
-            };
-            // Queued on its own: its batch entry may be lost with it.
-            apply(trees, &event, location, None)?;
-            replayed += 1;
-            Ok(())
-        })?;
+fn replay_event(
+    trees: &Trees,
+    location: Location,
+    record_json: &[u8],
+    cutoff: u64,
+) -> Result<bool> {
+    let record: EventRecord = match serde_json::from_slice(record_json) {
+        Ok(record) => record,
+        Err(err) => {
+            tracing::error!(
+                segment = location.segment,
+                offset = location.offset,
+                "an inbox entry's record does not read ({err}); skipped"
+            );
+            return Ok(false);
+        }
+    };
+    if record.received_at < cutoff || trees.events.contains_key(record.id.as_bytes())? {
+        return Ok(false);
     }
-    // From here on, this process's own entries: the store makes the mark durable before it
-    // accepts any, so that a crash losing all that sled got from this process still finds
-    // where to replay from.
-    let mut applied = Vec::with_capacity(Location::ENCODED);
-    inbox.head().encode(&mut applied);
-    trees.meta.insert(APPLIED, applied)?;
-    Ok(replayed)
+    let claim = match (&record.dedupe_key, record.status) {
+        (Some(key), Status::Pending) => {
+            let tree_key = kv_key(&record.connector, key);
+            match other_claimant(trees, &tree_key, &record.id)? {
+                Some((_, other)) if other > location => return Ok(false),
+                Some((entry, _))
+                    if record.received_at.saturating_sub(entry.at)
+                        < super::MIN_DEDUPE_WINDOW.as_millis() as u64 =>
+                {
+                    tracing::warn!(event_id = %entry.event_id, "taking back an event refused before the crash: its retry was accepted");
+                    undo(trees, &entry.event_id, Some(&tree_key), None)?;
+                }
+                _ => {}
+            }
+            Some((tree_key, record.received_at))
+        }
+        _ => None,
+    };
+    let event = Decided {
+        queued: record.status == Status::Pending,
+        received_at: record.received_at,
+        id: record.id,
+        record_json: record_json.to_vec(),
+        entry: Vec::new(),
+        claim,
+        inserted: Inserted::Accepted { id: String::new() },
+    };
+    // Queued on its own: its batch entry may be lost with it.
+    apply(trees, &event, location, None)?;
+    Ok(true)
+}
+
+/// Apply an event's progress unless the index has the event at that state or a later one
+/// (a record's `updated_at` grows with every write of it, `sled.rs`), or does not have the
+/// event at all (retention removed it, or it was never applied: nothing to update).
+/// Whether it did.
+fn apply_progress(trees: &Trees, progress: &Progress) -> Result<bool> {
+    let id = progress.record.id.as_bytes();
+    let Some(current) = trees.events.get(id)? else {
+        return Ok(false);
+    };
+    if decode_event(&current)?.updated_at >= progress.record.updated_at {
+        return Ok(false);
+    }
+    for delivery in &progress.deliveries {
+        let key = delivery_key(&delivery.event_id, delivery.index);
+        trees
+            .outbox
+            .insert(key.as_bytes(), serde_json::to_vec(delivery)?)?;
+        if delivery.status.is_final() {
+            trees.outbox_open.remove(key.as_bytes())?;
+        } else {
+            trees.outbox_open.insert(key.as_bytes(), &[])?;
+        }
+    }
+    // A replayed event waits for its connector again; a settled one waits for nothing.
+    let queued = !progress.record.status.is_final();
+    if queued {
+        trees.pending.insert(id, &[])?;
+    }
+    trees.events.insert(
+        id,
+        encode_event(&dispatched_prefix(&current), &progress.record)?,
+    )?;
+    if !queued {
+        trees.pending.remove(id)?;
+    }
+    if let Some(batch) = batch_of(&current) {
+        trees.batches.leave(batch)?;
+    }
+    Ok(true)
+}
+
+fn apply_kv(trees: &Trees, write: &KvWrite) -> Result<()> {
+    let key = kv_key(&write.connector, &write.key);
+    match &write.value {
+        Some(value) => trees.kv.insert(key, value.as_bytes())?,
+        None => trees.kv.remove(key)?,
+    };
+    Ok(())
 }
 
 /// The claim on `tree_key` of an event other than `id` that sled has, with where the
@@ -789,14 +847,7 @@ mod tests {
     /// A sled db and an inbox in `dir`, as the store opens them.
     fn open(dir: &std::path::Path) -> (Trees, Inbox) {
         let db = sled::Config::new().path(dir.join("db")).open().unwrap();
-        let trees = Trees {
-            events: db.open_tree("events").unwrap(),
-            pending: db.open_tree("pending").unwrap(),
-            dedupe: db.open_tree("dedupe").unwrap(),
-            meta: db.open_tree("meta").unwrap(),
-            batches: Batches::new(db.open_tree("queue").unwrap()),
-        };
-        (trees, Inbox::open(&dir.join("inbox")).unwrap())
+        (Trees::open(&db).unwrap(), Inbox::open(&dir.join("inbox")).unwrap())
     }
 
     fn job(id: &str, key: &str) -> (Job, oneshot::Receiver<Result<Inserted>>) {
@@ -804,7 +855,13 @@ mod tests {
         record.status = Status::Pending;
         let event = NewEvent {
             record,
-            request: request(b"{}"),
+            request: crate::store::StoredRequest {
+                method: "POST".into(),
+                path: "/hooks/stripe".into(),
+                query: String::new(),
+                headers: Vec::new(),
+                body: b"{}".as_slice().into(),
+            },
             dedupe: Some((key.into(), 60_000)),
         };
         let (reply, answer) = oneshot::channel();
@@ -867,56 +924,5 @@ mod tests {
         );
     }
 
-    fn request(body: &[u8]) -> StoredRequest {
-        StoredRequest {
-            method: "POST".into(),
-            path: "/hooks/stripe".into(),
-            query: "a=1&b=é".into(),
-            headers: vec![
-                ("content-type".into(), "application/json".into()),
-                ("x-empty".into(), String::new()),
-            ],
-            body: body.into(),
-        }
-    }
 
-    #[test]
-    fn entries_hold_the_record_and_the_request_exactly() {
-        for body in [&b"{\"id\":\"evt_1\"}"[..], &[0xff, 0x00, b'"'], b""] {
-            let entry = encode_entry(br#"{"id":"01A"}"#, &request(body)).unwrap();
-            assert_eq!(entry_record(&entry), Some(&br#"{"id":"01A"}"#[..]));
-            assert_eq!(entry_request(&entry).unwrap(), request(body));
-        }
-    }
-
-    #[test]
-    fn earlier_layouts_still_read() {
-        let json = serde_json::to_vec(&request(b"old")).unwrap();
-        // Before the record moved into the inbox: the request's JSON alone.
-        assert_eq!(entry_record(&json), None);
-        assert_eq!(entry_request(&json).unwrap(), request(b"old"));
-        // The record, then the request as JSON.
-        let mut entry = vec![JSON_ENTRY];
-        entry.extend_from_slice(&2u32.to_le_bytes());
-        entry.extend_from_slice(b"{}");
-        entry.extend_from_slice(&json);
-        assert_eq!(entry_record(&entry), Some(&b"{}"[..]));
-        assert_eq!(entry_request(&entry).unwrap(), request(b"old"));
-    }
-
-    #[test]
-    fn a_corrupt_request_is_an_error_not_a_panic() {
-        let entry = encode_entry(b"{}", &request(b"body")).unwrap();
-        for cut in 0..entry.len() {
-            let _ = entry_request(&entry[..cut]);
-        }
-        assert!(entry_request(&entry[..entry.len() - 1]).is_err());
-        // A header count far beyond the bytes that follow.
-        let mut lying = vec![ENTRY, 0, 0, 0, 0];
-        for _ in 0..3 {
-            lying.extend_from_slice(&0u32.to_le_bytes());
-        }
-        lying.extend_from_slice(&u32::MAX.to_le_bytes());
-        assert!(entry_request(&lying).is_err());
-    }
 }

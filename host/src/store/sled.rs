@@ -1,4 +1,5 @@
-//! The embedded store on sled 0.34.
+//! The embedded store on sled 0.34: the inbox (`inbox.rs`) is the truth, and sled, in
+//! `{storage.path}/index/`, an index of it that can always be rebuilt (`recovery.rs`).
 //!
 //! Trees (keys are ULID event ids, which sort by time):
 //! - `events`: id → [`EventRecord`] (status, attempts), prefixed with the [`Location`] of
@@ -26,6 +27,11 @@
 //! size. So exactly one thread flushes, followed by an `fdatasync` of the log file, and
 //! every waiter that registered before the flush started is released by it.
 //!
+//! **What a rebuild needs is in the inbox too** (`entry.rs`): an event's progress when it
+//! settles or is replayed, written after sled, and every `kv` write, written before sled
+//! (under one lock, so the inbox has them in the order sled got them). Each write of a
+//! record makes its `updated_at` grow, so recovery can tell which state is newer.
+//!
 //! **No transactions on the hot path.** A sled 0.34 transaction takes the global
 //! concurrency-control *write* lock, and a flush holds its *read* lock for the whole
 //! `sync_file_range`: every transaction waits for the flush in progress (measured: 2.3k
@@ -36,10 +42,10 @@
 //! maintenance (replay, retention) keeps transactions.
 
 use std::fs::File;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -49,8 +55,10 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::oneshot;
 
+use super::entry::{self, KvWrite, Progress};
 use super::inbox::{Inbox, Location};
-use super::ingest::{self, Ingest};
+use super::ingest::{self, Ingest, Trees};
+use super::recovery::{self, Checkpoint};
 use super::{
     DeliveryRecord, EventQuery, EventRecord, Inserted, NewEvent, ReplayError, Result, Status,
     Storage, StoreError, StoredRequest,
@@ -66,18 +74,30 @@ enum Flush {
     Progress,
 }
 
+/// How a [`SledStore`] is opened.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// With `false`, no flush is awaited before acknowledging: a crash may lose the last
+    /// ~0.5 s of accepted events (benchmarks only).
+    pub durable: bool,
+    /// `storage.retention_days`: a rebuild of the index leaves out events older than this
+    /// (retention has removed them, or is about to).
+    pub retention: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            durable: true,
+            retention: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
 /// sled-backed [`Storage`].
 pub struct SledStore {
     db: sled::Db,
-    requests: sled::Tree,
-    events: sled::Tree,
-    pending: sled::Tree,
-    dedupe: sled::Tree,
-    outbox: sled::Tree,
-    outbox_open: sled::Tree,
-    kv: sled::Tree,
-    meta: sled::Tree,
-    batches: ingest::Batches,
+    trees: Trees,
     inbox: Arc<Inbox>,
     /// Accepts new events (`ingest.rs`). Dropped first: it drains its queue into sled.
     ingest: Option<Ingest>,
@@ -87,6 +107,10 @@ pub struct SledStore {
     /// Set by writes of dispatch and delivery progress (and connector state) for the
     /// flusher, which hands them to the OS soon (see [`spawn_flusher`]).
     progress: Arc<AtomicBool>,
+    /// Orders `kv` writes in the inbox as in sled (see the module docs).
+    kv_lock: Mutex<()>,
+    /// The store's lock (`recovery::lock`), held until the store is dropped.
+    _lock: Arc<File>,
 }
 
 /// The flusher thread and its queue of waiters.
@@ -97,8 +121,9 @@ struct Flusher {
 
 impl Drop for Flusher {
     fn drop(&mut self) {
-        // Closing the queue ends the thread; joining it releases its handle on the db, so
-        // the same path can be opened again at once (a restart in the same process).
+        // Closing the queue ends the thread (after a last checkpoint); joining it releases
+        // its handle on the db, so the same path can be opened again at once (a restart in
+        // the same process).
         self.tx.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -119,13 +144,62 @@ pub(super) fn claimed_by(entry: &[u8], id: &str) -> bool {
 }
 
 impl SledStore {
-    /// Open (or create) the store at `path`. With `durable = false` no flush is awaited
-    /// before acknowledging: a crash may lose the last ~0.5 s of accepted events.
+    /// Open (or create) the store at `path` with the default options, durable or not.
     pub fn open(path: &Path, durable: bool) -> Result<Self> {
-        std::fs::create_dir_all(path)
-            .map_err(|err| StoreError(format!("creating {}: {err}", path.display())))?;
+        Self::open_with(
+            path,
+            StoreOptions {
+                durable,
+                ..StoreOptions::default()
+            },
+        )
+    }
+
+    /// Open (or create) the store at `path`. The index is checked against the inbox and
+    /// its last checkpoint, and rebuilt from the inbox when it cannot be trusted
+    /// (`recovery.rs`); the tail it had not written before a crash is applied again.
+    pub fn open_with(path: &Path, options: StoreOptions) -> Result<Self> {
+        recovery::create_dir_durably(path)?;
+        let lock = Arc::new(recovery::lock(path)?);
+        recovery::migrate_layout(path)?;
+        recovery::clear_interrupted_rebuild(path)?;
+        let inbox = Arc::new(Inbox::open(&path.join("inbox"))?);
+        let cutoff = crate::time::now_ms().saturating_sub(options.retention.as_millis() as u64);
+        match Self::open_index(path, &inbox, options, cutoff, &lock) {
+            Ok(store) => Ok(store),
+            Err(err) => {
+                recovery::rebuild(path, &err.0, |db| {
+                    let trees = Trees::open(db)?;
+                    let replayed = ingest::replay_from(&trees, &inbox, Location::START, cutoff)?;
+                    ingest::mark_applied(&trees, &inbox)?;
+                    Ok(recovery::Rebuilt {
+                        events: replayed.events,
+                        progress: replayed.progress,
+                        kv: replayed.kv,
+                    })
+                })?;
+                Self::open_index(path, &inbox, options, cutoff, &lock).map_err(|err| {
+                    StoreError(format!("the index rebuilt from the inbox does not open: {err}"))
+                })
+            }
+        }
+    }
+
+    /// Open the index in `{root}/index/`, check it, and apply what it lacks of the inbox.
+    /// An error (a panic of sled's included) means it cannot be trusted.
+    fn open_index(
+        root: &Path,
+        inbox: &Arc<Inbox>,
+        options: StoreOptions,
+        cutoff: u64,
+        lock: &Arc<File>,
+    ) -> Result<Self> {
+        let dir = recovery::index_dir(root);
+        if !dir.exists() && inbox.has_earlier_data() {
+            return Err(StoreError("it is missing".into()));
+        }
         let config = sled::Config::new()
-            .path(path)
+            .path(&dir)
             // The workload is append-mostly (new events, then a few updates): a modest
             // page cache serves it, and keeps the host's RSS small. 20 MiB: with frequent
             // flushes (end to end), 32 MiB held ~145 MB at steady load, 20 MiB ~131 MB, at
@@ -133,61 +207,80 @@ impl SledStore {
             .cache_capacity(20 << 20)
             // sled's own periodic flush only when no flusher of ours runs (see
             // `spawn_flusher`): exactly one thread may flush (spacejam/sled#1308).
-            .flush_every_ms((!durable).then_some(500));
-        let db = open_sled(&config)
-            .map_err(|err| StoreError(format!("opening {}: {err}", path.display())))?;
-        let inbox = Arc::new(Inbox::open(&path.join("inbox"))?);
-        let progress = Arc::new(AtomicBool::new(false));
-        let flusher = if durable {
-            let log = File::open(path.join("db"))
-                .map_err(|err| StoreError(format!("opening the sled log: {err}")))?;
-            Some(spawn_flusher(db.clone(), log, progress.clone()))
-        } else {
-            None
-        };
-        let mut store = SledStore {
-            requests: db.open_tree("requests")?,
-            events: db.open_tree("events")?,
-            pending: db.open_tree("pending")?,
-            dedupe: db.open_tree("dedupe")?,
-            outbox: db.open_tree("outbox")?,
-            outbox_open: db.open_tree("outbox_open")?,
-            kv: db.open_tree("kv")?,
-            meta: db.open_tree("meta")?,
-            batches: ingest::Batches::new(db.open_tree("queue")?),
-            inbox,
-            db,
-            ingest: None,
-            flusher,
-            progress,
-        };
-        let trees = ingest::Trees {
-            events: store.events.clone(),
-            pending: store.pending.clone(),
-            dedupe: store.dedupe.clone(),
-            meta: store.meta.clone(),
-            batches: store.batches.clone(),
-        };
+            .flush_every_ms((!options.durable).then_some(500));
+        recovery::without_panics("opening the index", || {
+            let db = open_sled(&config)
+                .map_err(|err| StoreError(format!("opening {}: {err}", dir.display())))?;
+            // sled does not sync the directories of the files it creates.
+            recovery::sync_dir(&dir)?;
+            recovery::sync_dir(root)?;
+            let trees = Trees::open(&db)?;
+            let found = recovery::Found {
+                mark: trees.applied()?,
+                holds: {
+                    let events = trees.events.clone();
+                    Box::new(move |id| Ok(events.contains_key(id.as_bytes())?))
+                },
+            };
+            recovery::check(&found, recovery::read_checkpoint(&dir).as_ref(), inbox, cutoff)
+                .map_err(StoreError)?;
+            let store = SledStore {
+                trees,
+                inbox: inbox.clone(),
+                db,
+                ingest: None,
+                flusher: None,
+                progress: Arc::new(AtomicBool::new(false)),
+                kv_lock: Mutex::new(()),
+                _lock: lock.clone(),
+            };
+            store.recover(root, options, cutoff)
+        })
+    }
+
+    /// Apply the inbox's tail, drop what was never acknowledged, make it all durable, and
+    /// start the flusher and the ingest threads.
+    fn recover(mut self, root: &Path, options: StoreOptions, cutoff: u64) -> Result<Self> {
         // Acknowledged events sled lost first, then the ones never acknowledged go.
-        let replayed = ingest::replay(&trees, &store.inbox)?;
-        if replayed > 0 {
+        let replayed = ingest::replay(&self.trees, &self.inbox, cutoff)?;
+        if replayed != ingest::Replayed::default() {
             tracing::warn!(
-                count = replayed,
+                events = replayed.events,
+                progress = replayed.progress,
+                kv = replayed.kv,
                 "applied acknowledged events again from the inbox (sled had lost them in a crash)"
             );
         }
-        store.drop_unacknowledged()?;
-        store.batches.load(|batch, id| store.waits_in(batch, id))?;
+        self.drop_unacknowledged()?;
+        self.trees
+            .batches
+            .load(|batch, id| self.waits_in(batch, id))?;
         // Durable before the first event is accepted: the replay mark above, and whatever
         // the recovery changed.
-        store.db.flush()?;
-        if durable {
-            File::open(path.join("db"))
+        self.db.flush()?;
+        let dir = recovery::index_dir(root);
+        if options.durable {
+            File::open(dir.join("db"))
                 .and_then(|log| log.sync_data())
                 .map_err(|err| StoreError(format!("syncing the sled log: {err}")))?;
+            let log = File::open(dir.join("db"))
+                .map_err(|err| StoreError(format!("opening the sled log: {err}")))?;
+            self.flusher = Some(spawn_flusher(Checkpointer {
+                db: self.db.clone(),
+                log,
+                dir,
+                trees: self.trees.clone(),
+                inbox: self.inbox.clone(),
+                progress: self.progress.clone(),
+                written: None,
+            }));
         }
-        store.ingest = Some(Ingest::start(trees, store.inbox.clone(), durable)?);
-        Ok(store)
+        self.ingest = Some(Ingest::start(
+            self.trees.clone(),
+            self.inbox.clone(),
+            options.durable,
+        )?);
+        Ok(self)
     }
 
     /// After a crash: remove queued events whose request did not reach the disk. sled can
@@ -197,7 +290,7 @@ impl SledStore {
     fn drop_unacknowledged(&self) -> Result<()> {
         let mut dropped = 0;
         for key in self.pending_events()? {
-            let Some(value) = self.events.get(&key)? else {
+            let Some(value) = self.trees.events.get(&key)? else {
                 continue;
             };
             let Some(location) = location_of(&value) else {
@@ -208,13 +301,13 @@ impl SledStore {
             }
             let record = decode_event(&value)?;
             if let Some(dk) = Self::dedupe_key_of(&record)
-                && let Some(entry) = self.dedupe.get(&dk)?
+                && let Some(entry) = self.trees.dedupe.get(&dk)?
                 && claimed_by(&entry, &record.id)
             {
-                self.dedupe.remove(dk)?;
+                self.trees.dedupe.remove(dk)?;
             }
-            self.pending.remove(&key)?;
-            self.events.remove(&key)?;
+            self.trees.pending.remove(&key)?;
+            self.trees.events.remove(&key)?;
             dropped += 1;
         }
         if dropped > 0 {
@@ -237,9 +330,62 @@ impl SledStore {
         }
     }
 
+    /// Append an event's progress to the inbox (after sled has it: see the module docs).
+    /// It is durable with the next sync of the inbox: an answer's, or a checkpoint's.
+    fn log_progress(&self, record: &EventRecord) -> Result<()> {
+        let progress = Progress {
+            record: record.clone(),
+            deliveries: self.deliveries(&record.id)?,
+        };
+        self.inbox.append(&entry::encode_progress(&progress)?)?;
+        Ok(())
+    }
+
+    /// A `kv` write: to the inbox, then to sled, in one order for all (see the module docs).
+    fn write_kv(&self, connector: &str, key: &str, value: Option<&[u8]>) -> Result<()> {
+        let _in_order = self.kv_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let write = KvWrite {
+            connector: connector.into(),
+            key: key.into(),
+            value: value.map(Into::into),
+        };
+        self.inbox.append(&entry::encode_kv(&write)?)?;
+        let key = kv_key(connector, key);
+        match value {
+            Some(value) => self.trees.kv.insert(key, value)?,
+            None => self.trees.kv.remove(key)?,
+        };
+        self.progressed();
+        Ok(())
+    }
+
+    /// Before retention deletes inbox segments: every `kv` value again, in the current
+    /// segment, durably, so that a rebuild still finds the ones last written in them.
+    fn carry_kv_forward(&self) -> Result<()> {
+        let _in_order = self.kv_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut payloads = Vec::new();
+        for item in self.trees.kv.iter() {
+            let (key, value) = item?;
+            let mut parts = key.splitn(2, |b| *b == 0);
+            let connector = String::from_utf8_lossy(parts.next().unwrap_or_default());
+            let key = String::from_utf8_lossy(parts.next().unwrap_or_default());
+            payloads.push(entry::encode_kv(&KvWrite {
+                connector: connector.into_owned(),
+                key: key.into_owned(),
+                value: Some(value.to_vec().into()),
+            })?);
+        }
+        for chunk in payloads.chunks(512) {
+            let chunk: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+            self.inbox.append_batch(&chunk)?;
+        }
+        self.inbox.sync()
+    }
+
     /// Whether event `id` still waits in the `queue` batch `batch`.
     fn waits_in(&self, batch: &[u8], id: &str) -> Result<bool> {
         Ok(self
+            .trees
             .events
             .get(id.as_bytes())?
             .is_some_and(|value| batch_of(&value) == Some(batch)))
@@ -252,11 +398,18 @@ impl SledStore {
             .as_ref()
             .map(|key| kv_key(&record.connector, key))
     }
+}
 
-    /// A delivery's key: sorts by event, then index.
-    fn delivery_key(event_id: &str, index: u32) -> String {
-        format!("{event_id}/{index:05}")
-    }
+/// A delivery's key: sorts by event, then index.
+pub(super) fn delivery_key(event_id: &str, index: u32) -> String {
+    format!("{event_id}/{index:05}")
+}
+
+/// The `updated_at` of a record written now over one written at `previous`: later than
+/// `previous` even when the clock says otherwise, so that of two states of one record the
+/// newer has the greater value (recovery compares them).
+fn next_update(previous: u64) -> u64 {
+    crate::time::now_ms().max(previous + 1)
 }
 
 /// Open sled, waiting a little for the lock a store of this process just closed: sled's I/O
@@ -294,14 +447,71 @@ const FLUSH_EVERY: Duration = Duration::from_millis(5);
 /// the progress, and the inbox replay after a crash stays short).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
+/// What the flusher makes durable, and where it writes the checkpoint.
+struct Checkpointer {
+    db: sled::Db,
+    /// sled's log file, fsynced after each durable flush.
+    log: File,
+    /// The index's directory (its checkpoint, and the entries of sled's files).
+    dir: PathBuf,
+    trees: Trees,
+    inbox: Arc<Inbox>,
+    progress: Arc<AtomicBool>,
+    /// The checkpoint last written.
+    written: Option<Checkpoint>,
+}
+
+impl Checkpointer {
+    /// Flush sled; with `durable`, make the inbox and sled durable and write the
+    /// checkpoint of what they hold.
+    fn flush(&mut self, durable: bool) -> Result<()> {
+        if !durable {
+            self.db.flush()?;
+            return Ok(());
+        }
+        // Read before the flush: everything they cover was written before it.
+        let mark = self.trees.applied()?;
+        let acked = self
+            .trees
+            .acked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        // Progress and kv entries are appended without a sync of their own.
+        self.inbox.sync()?;
+        self.db.flush()?;
+        self.log
+            .sync_data()
+            .map_err(|err| StoreError(format!("fdatasync of the sled log: {err}")))?;
+        let Some(mark) = mark else {
+            return Ok(());
+        };
+        let checkpoint = Checkpoint {
+            segment: mark.segment,
+            offset: mark.offset,
+            acked,
+        };
+        if self.written.as_ref() != Some(&checkpoint) {
+            // sled creates blob files and snapshots, and syncs no directory.
+            let blobs = self.dir.join("blobs");
+            if blobs.exists() {
+                recovery::sync_dir(&blobs)?;
+            }
+            recovery::write_checkpoint(&self.dir, &checkpoint)?;
+            self.written = Some(checkpoint);
+        }
+        Ok(())
+    }
+}
+
 /// The single flusher thread: sled's only flusher while the store is durable. It ends when
-/// the store (the last sender) is dropped.
+/// the store (the last sender) is dropped, after a last checkpoint.
 ///
 /// Measured (`tests/tests/crash.rs`): with sled left to its own periodic flush, a `kill -9`
 /// under load re-sent 20–70 deliveries whose success had not reached the disk, against 3–18
 /// with progress flushed within 5 ms. Flushing every 5 ms whatever was written (ingress
 /// included) raised RSS by ~25 MB. Idle, the thread wakes once a second.
-fn spawn_flusher(db: sled::Db, log: File, progress: Arc<AtomicBool>) -> Flusher {
+fn spawn_flusher(mut checkpointer: Checkpointer) -> Flusher {
     let (tx, rx) = std_mpsc::channel::<Flush>();
     let thread = std::thread::Builder::new()
         .name("switchyard-flush".into())
@@ -327,22 +537,21 @@ fn spawn_flusher(db: sled::Db, log: File, progress: Arc<AtomicBool>) -> Flusher 
                     })
                     .collect();
                 // Cleared before the flush: progress written during it asks again.
-                progress.store(false, Ordering::Release);
+                checkpointer.progress.store(false, Ordering::Release);
                 let durable = !waiters.is_empty() || checkpointed.elapsed() >= CHECKPOINT_EVERY;
-                let result = db.flush().map_err(StoreError::from).and_then(|_| {
-                    if durable {
-                        checkpointed = Instant::now();
-                        log.sync_data()
-                            .map_err(|err| StoreError(format!("fdatasync: {err}")))?;
-                    }
-                    Ok(())
-                });
+                if durable {
+                    checkpointed = Instant::now();
+                }
+                let result = checkpointer.flush(durable);
                 if let Err(err) = &result {
                     tracing::error!("flushing sled failed: {err}");
                 }
                 for waiter in waiters {
                     let _ = waiter.send(result.clone());
                 }
+            }
+            if let Err(err) = checkpointer.flush(true) {
+                tracing::error!("the last checkpoint failed: {err}");
             }
         })
         .expect("spawning the flusher thread");
@@ -391,7 +600,7 @@ fn prefix_of(value: &[u8]) -> &[u8] {
 }
 
 /// The `queue` batch an undispatched event waits in.
-fn batch_of(value: &[u8]) -> Option<&[u8]> {
+pub(super) fn batch_of(value: &[u8]) -> Option<&[u8]> {
     match value.first() {
         Some(&QUEUED) => prefix_of(value).get(1 + Location::ENCODED + 1..),
         _ => None,
@@ -399,7 +608,7 @@ fn batch_of(value: &[u8]) -> Option<&[u8]> {
 }
 
 /// The prefix of a value once its event has left the `queue` batch: the location alone.
-fn dispatched_prefix(value: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+pub(super) fn dispatched_prefix(value: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     let prefix = prefix_of(value);
     match prefix.first() {
         Some(&QUEUED) => match prefix.get(..1 + Location::ENCODED) {
@@ -415,7 +624,7 @@ fn dispatched_prefix(value: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     }
 }
 
-fn decode_event(value: &[u8]) -> Result<EventRecord> {
+pub(super) fn decode_event(value: &[u8]) -> Result<EventRecord> {
     Ok(serde_json::from_slice(&value[prefix_of(value).len()..])?)
 }
 
@@ -439,7 +648,7 @@ pub(super) fn event_value(location: Location, batch: Option<&[u8]>, record_json:
     value
 }
 
-fn encode_event(prefix: &[u8], record: &EventRecord) -> Result<Vec<u8>> {
+pub(super) fn encode_event(prefix: &[u8], record: &EventRecord) -> Result<Vec<u8>> {
     let mut value = prefix.to_vec();
     serde_json::to_writer(&mut value, record)?;
     Ok(value)
@@ -487,21 +696,21 @@ impl Storage for SledStore {
     }
 
     fn event(&self, id: &str) -> Result<Option<EventRecord>> {
-        match self.events.get(id.as_bytes())? {
+        match self.trees.events.get(id.as_bytes())? {
             Some(bytes) => Ok(Some(decode_event(&bytes)?)),
             None => Ok(None),
         }
     }
 
     fn request(&self, id: &str) -> Result<Option<StoredRequest>> {
-        let Some(value) = self.events.get(id.as_bytes())? else {
+        let Some(value) = self.trees.events.get(id.as_bytes())? else {
             return Ok(None);
         };
         let bytes = match location_of(&value) {
             Some(location) => self.inbox.read(location)?,
-            None => self.requests.get(id.as_bytes())?.map(|v| v.to_vec()),
+            None => self.trees.requests.get(id.as_bytes())?.map(|v| v.to_vec()),
         };
-        bytes.map(|bytes| ingest::entry_request(&bytes)).transpose()
+        bytes.map(|bytes| entry::entry_request(&bytes)).transpose()
     }
 
     fn update_event(
@@ -511,19 +720,25 @@ impl Storage for SledStore {
     ) -> Result<Option<EventRecord>> {
         // compare-and-swap loop: concurrent delivery tasks update the same record.
         loop {
-            let Some(current) = self.events.get(id.as_bytes())? else {
+            let Some(current) = self.trees.events.get(id.as_bytes())? else {
                 return Ok(None);
             };
             let mut record = decode_event(&current)?;
             update(&mut record);
-            record.updated_at = crate::time::now_ms();
+            record.updated_at = next_update(record.updated_at);
             let new = encode_event(prefix_of(&current), &record)?;
             match self
+                .trees
                 .events
                 .compare_and_swap(id.as_bytes(), Some(current), Some(new))?
             {
                 Ok(()) => {
                     self.progressed();
+                    // Settled: what a rebuild needs to not send it again. Each later try
+                    // of another of its deliveries writes it again, with that one's state.
+                    if record.status.is_final() {
+                        self.log_progress(&record)?;
+                    }
                     return Ok(Some(record));
                 }
                 Err(_) => continue,
@@ -533,16 +748,17 @@ impl Storage for SledStore {
 
     fn pending_events(&self) -> Result<Vec<String>> {
         let mut ids = self
+            .trees
             .pending
             .iter()
             .keys()
             .map(|key| Ok(String::from_utf8_lossy(&key?).into_owned()))
             .collect::<Result<Vec<_>>>()?;
-        for entry in self.batches.entries() {
+        for entry in self.trees.batches.entries() {
             let (batch, listed) = entry?;
             // Not acknowledged yet (its sync may still fail and take it back): ingress
             // hands its events over once they are.
-            if self.batches.is_unsynced(&batch) {
+            if self.trees.batches.is_unsynced(&batch) {
                 continue;
             }
             for id in listed {
@@ -566,40 +782,49 @@ impl Storage for SledStore {
         // record, and the event leaves the queue last. A crash in between re-dispatches
         // the event, whose new run writes the same delivery keys again.
         let id = record.id.as_bytes();
-        let Some(current) = self.events.get(id)? else {
+        let Some(current) = self.trees.events.get(id)? else {
             // Gone while it was handled (retention, or taken back because its sync
             // failed): nothing to deliver, and no record to bring back.
             tracing::warn!(event_id = %record.id, "event removed while it was dispatched; its deliveries are dropped");
             return Ok(());
         };
         for delivery in deliveries {
-            let key = Self::delivery_key(&delivery.event_id, delivery.index);
-            self.outbox
+            let key = delivery_key(&delivery.event_id, delivery.index);
+            self.trees
+                .outbox
                 .insert(key.as_bytes(), serde_json::to_vec(delivery)?)?;
-            self.outbox_open.insert(key.as_bytes(), &[])?;
+            self.trees.outbox_open.insert(key.as_bytes(), &[])?;
         }
+        let before = decode_event(&current)?;
+        let mut record = record.clone();
+        record.updated_at = next_update(before.updated_at);
         // The record keeps its request's location, and leaves its `queue` batch.
         let batch = batch_of(&current).map(<[u8]>::to_vec);
         if batch.is_some() && keep_pending {
             // A scheduled retry waits on its own; queued so before it leaves the batch.
-            self.pending.insert(id, &[])?;
+            self.trees.pending.insert(id, &[])?;
         }
         let prefix = dispatched_prefix(&current);
-        self.events.insert(id, encode_event(&prefix, record)?)?;
+        self.trees.events.insert(id, encode_event(&prefix, &record)?)?;
         match batch {
-            Some(batch) => self.batches.leave(&batch)?,
+            Some(batch) => self.trees.batches.leave(&batch)?,
             None if !keep_pending => {
-                self.pending.remove(id)?;
+                self.trees.pending.remove(id)?;
             }
             None => {}
         }
         self.progressed();
+        // Settled by this run (dead, or succeeded with nothing to deliver): what a rebuild
+        // needs to not run it again.
+        if record.status.is_final() && before.status != record.status {
+            self.log_progress(&record)?;
+        }
         Ok(())
     }
 
     fn deliveries(&self, event_id: &str) -> Result<Vec<DeliveryRecord>> {
         let prefix = format!("{event_id}/");
-        self.outbox
+        self.trees.outbox
             .scan_prefix(prefix.as_bytes())
             .values()
             .map(|value| Ok(serde_json::from_slice(&value?)?))
@@ -608,9 +833,9 @@ impl Storage for SledStore {
 
     fn open_deliveries(&self) -> Result<Vec<DeliveryRecord>> {
         let mut rows = Vec::new();
-        for key in self.outbox_open.iter().keys() {
+        for key in self.trees.outbox_open.iter().keys() {
             let key = key?;
-            if let Some(bytes) = self.outbox.get(&key)? {
+            if let Some(bytes) = self.trees.outbox.get(&key)? {
                 let row: DeliveryRecord = serde_json::from_slice(&bytes)?;
                 if !row.status.is_final() {
                     rows.push(row);
@@ -621,15 +846,15 @@ impl Storage for SledStore {
     }
 
     fn put_delivery(&self, delivery: &DeliveryRecord) -> Result<()> {
-        let key = Self::delivery_key(&delivery.event_id, delivery.index);
-        self.outbox
+        let key = delivery_key(&delivery.event_id, delivery.index);
+        self.trees.outbox
             .insert(key.as_bytes(), serde_json::to_vec(delivery)?)?;
         // The open index follows the row; `open_deliveries` skips a final row whose index
         // entry a crash left behind.
         if delivery.status.is_final() {
-            self.outbox_open.remove(key.as_bytes())?;
+            self.trees.outbox_open.remove(key.as_bytes())?;
         } else {
-            self.outbox_open.insert(key.as_bytes(), &[])?;
+            self.trees.outbox_open.insert(key.as_bytes(), &[])?;
         }
         self.progressed();
         Ok(())
@@ -652,8 +877,8 @@ impl Storage for SledStore {
             });
         }
         let range = match upper {
-            Some(upper) => self.events.range(lower..upper),
-            None => self.events.range(lower..),
+            Some(upper) => self.trees.events.range(lower..upper),
+            None => self.trees.events.range(lower..),
         };
         let limit = query.limit.max(1);
         // Bound the work of one page when filters match little: the caller continues from
@@ -691,8 +916,8 @@ impl Storage for SledStore {
     }
 
     fn replay(&self, id: &str) -> Result<EventRecord, ReplayError> {
-        let existing = self.outbox.scan_prefix(format!("{id}/").as_bytes()).count() as u32;
-        let result = (&self.events, &self.pending).transaction(|(events, pending)| {
+        let existing = self.trees.outbox.scan_prefix(format!("{id}/").as_bytes()).count() as u32;
+        let result = (&self.trees.events, &self.trees.pending).transaction(|(events, pending)| {
             let Some(bytes) = events.get(id.as_bytes())? else {
                 return Ok(Err(ReplayError::NotFound(id.to_string())));
             };
@@ -713,7 +938,7 @@ impl Storage for SledStore {
             record.error = None;
             record.next_attempt_at = None;
             record.deliveries_from = existing;
-            record.updated_at = crate::time::now_ms();
+            record.updated_at = next_update(record.updated_at);
             let value = encode_event(prefix_of(&bytes), &record).map_err(abort)?;
             events.insert(id.as_bytes(), value)?;
             pending.insert(id.as_bytes(), &[])?;
@@ -721,12 +946,14 @@ impl Storage for SledStore {
         });
         let record = result.map_err(tx_error)??;
         self.progressed();
+        // Durable with the `sync` the API waits for before it answers.
+        self.log_progress(&record)?;
         Ok(record)
     }
 
     fn purge_before(&self, cutoff: u64, batch: usize) -> Result<usize> {
         let mut removed = 0;
-        for item in self.events.iter().take(batch) {
+        for item in self.trees.events.iter().take(batch) {
             let (key, value) = item?;
             let record = decode_event(&value)?;
             if record.received_at >= cutoff {
@@ -734,18 +961,19 @@ impl Storage for SledStore {
             }
             let prefix = format!("{}/", record.id);
             let deliveries: Vec<_> = self
+                .trees
                 .outbox
                 .scan_prefix(prefix.as_bytes())
                 .keys()
                 .collect::<std::result::Result<_, _>>()?;
             let dedupe_key = Self::dedupe_key_of(&record);
             (
-                &self.requests,
-                &self.events,
-                &self.pending,
-                &self.outbox,
-                &self.outbox_open,
-                &self.dedupe,
+                &self.trees.requests,
+                &self.trees.events,
+                &self.trees.pending,
+                &self.trees.outbox,
+                &self.trees.outbox_open,
+                &self.trees.dedupe,
             )
                 .transaction(|(requests, events, pending, outbox, open, dedupe)| {
                     requests.remove(&key)?;
@@ -767,7 +995,7 @@ impl Storage for SledStore {
             // Never dispatched (its connector paused or gone for the whole retention):
             // it leaves its `queue` batch too, or the entry would stay until a restart.
             if let Some(queued_in) = batch_of(&value) {
-                self.batches.leave(queued_in)?;
+                self.trees.batches.leave(queued_in)?;
             }
             removed += 1;
         }
@@ -775,7 +1003,9 @@ impl Storage for SledStore {
             // The scan is complete: no event received before the cutoff is left, so no
             // segment written to only before it is needed.
             let cutoff = std::time::UNIX_EPOCH + std::time::Duration::from_millis(cutoff);
-            let deleted = self.inbox.delete_before(cutoff)?;
+            let deleted = self
+                .inbox
+                .delete_before(cutoff, || self.carry_kv_forward())?;
             if deleted > 0 {
                 tracing::info!(segments = deleted, "retention deleted inbox segments");
             }
@@ -793,7 +1023,7 @@ impl Storage for SledStore {
         let mut removed = 0;
         let mut seen = 0;
         let mut last = None;
-        for item in self.dedupe.range(start..) {
+        for item in self.trees.dedupe.range(start..) {
             let (key, value) = item?;
             seen += 1;
             let expired =
@@ -801,6 +1031,7 @@ impl Storage for SledStore {
             if expired {
                 // Only if unchanged since read: a concurrent insert of the same key wins.
                 if self
+                    .trees
                     .dedupe
                     .compare_and_swap(&key, Some(value), None as Option<&[u8]>)?
                     .is_ok()
@@ -826,25 +1057,22 @@ impl Storage for SledStore {
     }
 
     fn kv_get(&self, connector: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.kv.get(kv_key(connector, key))?.map(|v| v.to_vec()))
+        Ok(self.trees.kv.get(kv_key(connector, key))?.map(|v| v.to_vec()))
     }
 
     fn kv_set(&self, connector: &str, key: &str, value: &[u8]) -> Result<()> {
-        self.kv.insert(kv_key(connector, key), value)?;
-        self.progressed();
-        Ok(())
+        self.write_kv(connector, key, Some(value))
     }
 
     fn kv_delete(&self, connector: &str, key: &str) -> Result<()> {
-        self.kv.remove(kv_key(connector, key))?;
-        self.progressed();
-        Ok(())
+        self.write_kv(connector, key, None)
     }
 }
 
 impl Drop for SledStore {
     fn drop(&mut self) {
-        // Best effort: a clean shutdown leaves nothing for recovery to replay.
+        // Best effort: a clean shutdown leaves nothing for recovery to replay (the flusher
+        // ends with a checkpoint).
         self.ingest.take();
         self.flusher.take();
         let _ = self.inbox.sync();
@@ -859,8 +1087,15 @@ mod tests {
     use crate::store::DeliveryStatus;
     use crate::store::InsertNow as _;
 
+    /// An hour ago, in unix ms: the tests' events are received `at` ms after it (within
+    /// the retention a recovery keeps).
+    fn base() -> u64 {
+        static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        *BASE.get_or_init(|| crate::time::now_ms() - 3_600_000)
+    }
+
     fn record(id: &str, at: u64) -> EventRecord {
-        let mut record = EventRecord::received(id.into(), "stripe".into(), at, "stripe");
+        let mut record = EventRecord::received(id.into(), "stripe".into(), base() + at, "stripe");
         record.dedupe_key = Some("evt_1".into());
         record
     }
@@ -923,16 +1158,16 @@ mod tests {
             // What a crash leaves when sled had written up to `from` only: the later
             // events are acknowledged (in the synced inbox) but absent from sled.
             for (i, id) in lost.iter().enumerate() {
-                store.events.remove(id).unwrap();
-                store.pending.remove(id).unwrap();
+                store.trees.events.remove(id).unwrap();
+                store.trees.pending.remove(id).unwrap();
                 store
-                    .dedupe
+                    .trees.dedupe
                     .remove(kv_key("stripe", &format!("evt_{i}")))
                     .unwrap();
             }
             let mut applied = Vec::new();
             from.encode(&mut applied);
-            store.meta.insert(ingest::APPLIED, applied).unwrap();
+            store.trees.meta.insert(ingest::APPLIED, applied).unwrap();
         }
         let store = SledStore::open(dir.path(), true).unwrap();
         for id in lost {
@@ -992,12 +1227,12 @@ mod tests {
                 assert_eq!(retry, Inserted::Accepted { id: "01C".into() });
                 // A crash: sled holds the inbox up to `from` only, or the retry too.
                 if !sled_kept_the_retry {
-                    store.events.remove("01C").unwrap();
-                    store.dedupe.remove(kv_key("stripe", "evt_b")).unwrap();
+                    store.trees.events.remove("01C").unwrap();
+                    store.trees.dedupe.remove(kv_key("stripe", "evt_b")).unwrap();
                 }
                 let mut applied = Vec::new();
                 from.encode(&mut applied);
-                store.meta.insert(ingest::APPLIED, applied).unwrap();
+                store.trees.meta.insert(ingest::APPLIED, applied).unwrap();
             }
             let store = SledStore::open(dir.path(), true).unwrap();
             assert_eq!(
@@ -1028,11 +1263,11 @@ mod tests {
         for id in ["01A", "01B"] {
             store.insert_event(new_event(id, 10, None)).await.unwrap();
         }
-        assert!(store.batches.entries().count() > 0);
-        assert_eq!(store.purge_before(100, 100).unwrap(), 2);
+        assert!(store.trees.batches.entries().count() > 0);
+        assert_eq!(store.purge_before(base() + 100, 100).unwrap(), 2);
         assert!(store.pending_events().unwrap().is_empty());
         assert_eq!(
-            store.batches.entries().count(),
+            store.trees.batches.entries().count(),
             0,
             "no queue entry outlives its events"
         );
@@ -1048,7 +1283,7 @@ mod tests {
             .unwrap();
         let record = store.event("01A").unwrap().unwrap();
         // Taken back (or purged) while a worker handled it.
-        store.events.remove("01A").unwrap();
+        store.trees.events.remove("01A").unwrap();
         let delivery = DeliveryRecord {
             event_id: "01A".into(),
             index: 0,
@@ -1073,20 +1308,273 @@ mod tests {
         );
     }
 
+    fn delivery(event_id: &str, index: u32, status: DeliveryStatus) -> DeliveryRecord {
+        DeliveryRecord {
+            event_id: event_id.into(),
+            index,
+            idempotency_key: format!("{event_id}-{index}"),
+            request: OutboundRequest {
+                method: "POST".into(),
+                url: "http://127.0.0.1:9/".into(),
+                headers: Vec::new(),
+                body: b"{}".as_slice().into(),
+            },
+            status,
+            next_attempt_at: None,
+            attempts: Vec::new(),
+        }
+    }
+
+    /// A store with: 01A delivered (settled), 01B dead by its connector, 01C still waiting
+    /// for its connector, 01D replayed after it succeeded, and kv writes.
+    async fn store_with_history(dir: &Path) {
+        let store = SledStore::open(dir, true).unwrap();
+        for (id, key) in [("01A", "evt_a"), ("01B", "evt_b"), ("01C", "evt_c"), ("01D", "evt_d")] {
+            store
+                .insert_event(new_event(id, 10, Some(key)))
+                .await
+                .unwrap();
+        }
+        // 01A: one delivery, then it succeeds.
+        let mut a = store.event("01A").unwrap().unwrap();
+        let sent = delivery("01A", 0, DeliveryStatus::Pending);
+        store.finish_dispatch(&a, &[sent.clone()], false).unwrap();
+        let mut done = sent;
+        done.status = DeliveryStatus::Succeeded;
+        store.put_delivery(&done).unwrap();
+        a = store
+            .update_event("01A", &mut |r| r.status = Status::Succeeded)
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.status, Status::Succeeded);
+        // 01B: rejected by its connector.
+        let mut b = store.event("01B").unwrap().unwrap();
+        b.status = Status::Dead;
+        b.error = Some("rejected".into());
+        store.finish_dispatch(&b, &[], false).unwrap();
+        // 01D: succeeded with nothing to deliver, then replayed.
+        let mut d = store.event("01D").unwrap().unwrap();
+        d.status = Status::Succeeded;
+        store.finish_dispatch(&d, &[], false).unwrap();
+        store.replay("01D").unwrap();
+        store.kv_set("stripe", "cursor", b"1").unwrap();
+        store.kv_set("stripe", "cursor", b"2").unwrap();
+        store.kv_set("stripe", "gone", b"x").unwrap();
+        store.kv_delete("stripe", "gone").unwrap();
+        store.sync().await.unwrap();
+    }
+
+    /// What [`store_with_history`] wrote, read back from a store however it was recovered.
+    fn assert_history(store: &SledStore) {
+        let status = |id: &str| store.event(id).unwrap().expect(id).status;
+        assert_eq!(status("01A"), Status::Succeeded);
+        assert_eq!(status("01B"), Status::Dead);
+        assert_eq!(status("01C"), Status::Pending);
+        assert_eq!(status("01D"), Status::Pending, "the replay holds");
+        let pending: Vec<String> = store
+            .pending_events()
+            .unwrap()
+            .into_iter()
+            .filter(|id| id.starts_with("01"))
+            .collect();
+        assert_eq!(
+            pending,
+            vec!["01C", "01D"],
+            "nothing settled is run again"
+        );
+        let delivered = store.deliveries("01A").unwrap();
+        assert_eq!(delivered.len(), 1);
+        assert_eq!(delivered[0].status, DeliveryStatus::Succeeded);
+        assert!(store.open_deliveries().unwrap().is_empty(), "nothing to send again");
+        assert_eq!(
+            store.request("01C").unwrap().unwrap().body.as_bytes(),
+            b"{}"
+        );
+        assert_eq!(store.kv_get("stripe", "cursor").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(store.kv_get("stripe", "gone").unwrap(), None);
+        // Dedupe claims came back: a repeat of each is a duplicate.
+        for (i, key) in ["evt_a", "evt_b", "evt_c", "evt_d"].iter().enumerate() {
+            let again = store
+                .insert_now(new_event(&format!("01R{i}"), 20, Some(key)))
+                .unwrap();
+            assert!(matches!(again, Inserted::Duplicate { .. }), "{key}: {again:?}");
+        }
+    }
+
+    /// Directories next to the index whose names start with `prefix`.
+    fn beside_index(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_missing_index_is_rebuilt_from_the_inbox_with_its_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        store_with_history(dir.path()).await;
+        std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+        let store = SledStore::open(dir.path(), true).unwrap();
+        assert_history(&store);
+        assert!(beside_index(dir.path(), "index.broken-").is_empty(), "nothing to keep");
+        // Rebuilt once: it is trusted at the next start.
+        drop(store);
+        let store = SledStore::open(dir.path(), true).unwrap();
+        assert_eq!(store.pending_events().unwrap(), vec!["01C", "01D"]);
+    }
+
+    #[tokio::test]
+    async fn a_garbage_index_is_kept_aside_and_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        store_with_history(dir.path()).await;
+        let index = dir.path().join("index");
+        for file in ["db", "conf"] {
+            std::fs::write(index.join(file), vec![0x5a; 70_000]).unwrap();
+        }
+        let store = SledStore::open(dir.path(), true).unwrap();
+        assert_history(&store);
+        let kept = beside_index(dir.path(), "index.broken-");
+        assert_eq!(kept.len(), 1, "the broken index is kept for forensics");
+        assert_eq!(std::fs::read(kept[0].join("db")).unwrap(), vec![0x5a; 70_000]);
+    }
+
+    #[tokio::test]
+    async fn an_index_that_opens_empty_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        store_with_history(dir.path()).await;
+        // What sled 0.34 does with some torn logs: it opens as a new database.
+        let index = dir.path().join("index");
+        std::fs::remove_dir_all(&index).unwrap();
+        drop(sled::Config::new().path(&index).open().unwrap());
+        let store = SledStore::open(dir.path(), true).unwrap();
+        assert_history(&store);
+        assert_eq!(beside_index(dir.path(), "index.broken-").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_index_behind_its_checkpoint_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = dir.path().join("index");
+        let old = dir.path().join("old-index");
+        {
+            let store = SledStore::open(dir.path(), true).unwrap();
+            store.insert_event(new_event("00Z", 10, None)).await.unwrap();
+        }
+        copy_dir(&index, &old);
+        store_with_history(dir.path()).await;
+        // sled went back to an earlier state (a torn rewrite of a segment), but the
+        // checkpoint says it had made more durable.
+        let checkpoint = std::fs::read(index.join(recovery::CHECKPOINT)).unwrap();
+        std::fs::remove_dir_all(&index).unwrap();
+        std::fs::rename(&old, &index).unwrap();
+        std::fs::write(index.join(recovery::CHECKPOINT), checkpoint).unwrap();
+        let store = SledStore::open(dir.path(), true).unwrap();
+        assert_history(&store);
+        assert_eq!(beside_index(dir.path(), "index.broken-").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_index_missing_an_acknowledged_event_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        store_with_history(dir.path()).await;
+        {
+            // The newest acknowledged event is gone while the marks say all is there.
+            let db = sled::Config::new().path(dir.path().join("index")).open().unwrap();
+            db.open_tree("events").unwrap().remove("01D").unwrap();
+            db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path(), true).unwrap();
+        assert_history(&store);
+    }
+
+    #[tokio::test]
+    async fn a_rebuild_cut_short_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        store_with_history(dir.path()).await;
+        std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+        // What a crash in the middle of a rebuild leaves.
+        std::fs::create_dir(dir.path().join("index.rebuilding")).unwrap();
+        std::fs::write(dir.path().join("index.rebuilding/db"), b"half").unwrap();
+        let store = SledStore::open(dir.path(), true).unwrap();
+        assert_history(&store);
+        assert!(!dir.path().join("index.rebuilding").exists());
+    }
+
+    #[tokio::test]
+    async fn a_store_of_the_earlier_layout_moves_its_index_and_keeps_its_events() {
+        let dir = tempfile::tempdir().unwrap();
+        store_with_history(dir.path()).await;
+        // Before `index/`: sled's files directly in storage.path.
+        let index = dir.path().join("index");
+        for entry in std::fs::read_dir(&index).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name().unwrap() != recovery::CHECKPOINT {
+                std::fs::rename(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        std::fs::remove_dir_all(&index).unwrap();
+        let store = SledStore::open(dir.path(), true).unwrap();
+        assert_history(&store);
+        assert!(!dir.path().join("db").exists());
+        assert!(beside_index(dir.path(), "index.broken-").is_empty(), "no rebuild needed");
+    }
+
+    #[tokio::test]
+    async fn kv_outlives_the_inbox_segments_it_was_written_in() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path(), true).unwrap();
+            store.kv_set("stripe", "cursor", b"kept").unwrap();
+        }
+        // Written in a segment that retention deletes (everything before the cutoff)…
+        let store = SledStore::open(dir.path(), true).unwrap();
+        store.insert_event(new_event("01N", 10, None)).await.unwrap();
+        assert_eq!(store.purge_before(0, 100).unwrap(), 0);
+        let far = crate::time::now_ms() + 3_600_000;
+        store.purge_before(far, 100).unwrap();
+        assert_eq!(
+            beside_index(&dir.path().join("inbox"), "").len(),
+            1,
+            "only the current segment is left"
+        );
+        drop(store);
+        // …and still there after a rebuild.
+        std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+        let store = SledStore::open(dir.path(), true).unwrap();
+        assert_eq!(
+            store.kv_get("stripe", "cursor").unwrap(),
+            Some(b"kept".to_vec())
+        );
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_new_store_whose_sled_writes_were_all_lost_comes_back_from_the_inbox() {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = SledStore::open(dir.path(), true).unwrap();
             // Made durable by `open`, before any event: what sled recovers at the least.
-            let mark = store.meta.get(ingest::APPLIED).unwrap();
+            let mark = store.trees.meta.get(ingest::APPLIED).unwrap();
             assert!(mark.is_some(), "a new store marks where its inbox begins");
             for id in ["01A", "01B"] {
                 store.insert_event(new_event(id, 10, None)).await.unwrap();
             }
             // A crash that lost every sled write of this run.
-            store.events.clear().unwrap();
-            store.meta.insert(ingest::APPLIED, mark.unwrap()).unwrap();
+            store.trees.events.clear().unwrap();
+            store.trees.meta.insert(ingest::APPLIED, mark.unwrap()).unwrap();
         }
         let store = SledStore::open(dir.path(), true).unwrap();
         assert_eq!(store.pending_events().unwrap(), vec!["01A", "01B"]);
@@ -1127,8 +1615,8 @@ mod tests {
             store.finish_dispatch(&record, &[], false).unwrap();
         }
         assert!(store.pending_events().unwrap().is_empty());
-        assert_eq!(store.pending.len(), 0);
-        assert_eq!(store.batches.entries().count(), 0, "every batch entry went");
+        assert_eq!(store.trees.pending.len(), 0);
+        assert_eq!(store.trees.batches.entries().count(), 0, "every batch entry went");
     }
 
     #[tokio::test]
@@ -1164,7 +1652,7 @@ mod tests {
         // The retry went to a new segment: the failed one may have lost anything since
         // its last good sync.
         let segment_of = |id: &str| {
-            location_of(&store.events.get(id).unwrap().unwrap())
+            location_of(&store.trees.events.get(id).unwrap().unwrap())
                 .unwrap()
                 .segment
         };
@@ -1189,7 +1677,7 @@ mod tests {
             // sled writes the record on its own; the inbox entry has not been synced, and
             // the crash takes it (the file ends where the last sync left it).
             store.db.flush().unwrap();
-            let value = store.events.get("01B").unwrap().unwrap();
+            let value = store.trees.events.get("01B").unwrap().unwrap();
             let location = location_of(&value).unwrap();
             segment = location.segment;
             lost_at = location.offset;
@@ -1232,11 +1720,11 @@ mod tests {
         // The earlier layout: the record's JSON alone, the request in `requests`.
         let old = record("01OLD", 10);
         store
-            .events
+            .trees.events
             .insert("01OLD", serde_json::to_vec(&old).unwrap())
             .unwrap();
         store
-            .requests
+            .trees.requests
             .insert("01OLD", serde_json::to_vec(&request(b"legacy")).unwrap())
             .unwrap();
         assert_eq!(store.event("01OLD").unwrap(), Some(old));
