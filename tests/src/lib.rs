@@ -258,8 +258,10 @@ impl Received {
 #[derive(Default)]
 struct ReceiverState {
     received: Vec<Received>,
-    /// Answers to give, in order; when empty, 200 at once.
+    /// Answers to give, in order; when empty, [`ReceiverState::otherwise`] at once.
     script: VecDeque<Reply>,
+    /// The status when nothing is scripted (`None`: 200).
+    otherwise: Option<u16>,
 }
 
 /// One scripted answer.
@@ -303,6 +305,12 @@ impl Receiver {
             status: *s,
             ..Reply::default()
         }));
+    }
+
+    /// Answer every request that nothing is scripted for with `status` from now on (a
+    /// downstream that is down: 503), or with 200 again (`None`).
+    pub fn otherwise(&self, status: Option<u16>) {
+        self.state.lock().unwrap().otherwise = status;
     }
 
     /// Answer the next request with 200, but only after `delay`.
@@ -364,8 +372,9 @@ async fn receive(
 ) -> (StatusCode, HeaderMap, &'static str) {
     let reply = {
         let mut state = state.lock().unwrap();
+        let otherwise = state.otherwise.unwrap_or(200);
         let reply = state.script.pop_front().unwrap_or(Reply {
-            status: 200,
+            status: otherwise,
             ..Reply::default()
         });
         state.received.push(Received {

@@ -261,8 +261,12 @@ impl State {
                 durable,
                 pending,
             } => {
-                durable.clone_from(data);
-                pending.clear();
+                // What was written since the last fsync, not the whole file again: the
+                // inbox is fsynced for every group of requests.
+                for op in pending.drain(..) {
+                    apply(durable, &op);
+                }
+                debug_assert_eq!(durable.len(), data.len());
             }
             Content::Dir { entries, durable } => durable.clone_from(entries),
         }
