@@ -5,6 +5,7 @@
 //! - [`load`]: the load generator (`load`), fixed connections for a fixed time;
 //! - [`baseline`]: the native server switchyard's ingress is compared with (`baseline`);
 //! - [`receiver`]: the counting downstream of the end-to-end scenario (`receiver`);
+//! - [`rebuild`]: how long the store takes to rebuild its index from the inbox (`rebuild`);
 //! - [`run`]: starts the real `switchyard` binary and the other two as child processes,
 //!   runs every scenario, and [`report`] turns the runs into the table in `BENCHMARKS.md`.
 //!
@@ -13,6 +14,7 @@
 mod baseline;
 mod events;
 mod load;
+mod rebuild;
 mod receiver;
 mod report;
 mod run;
@@ -82,6 +84,17 @@ enum Command {
     Receiver {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+    },
+    /// Fill a store with events, remove its index, and time the rebuild from the inbox.
+    Rebuild {
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        /// The share of events settled (one succeeded delivery each) before the rebuild.
+        #[arg(long, default_value_t = 0.9)]
+        settled: f64,
+        /// Where the store is made (on a real disk).
+        #[arg(long, default_value = "target/bench-tmp")]
+        tmp: PathBuf,
     },
     /// Run every scenario against the release binary and append the results to --out.
     Run {
@@ -168,6 +181,11 @@ impl Command {
                 secret,
             } => baseline::serve(listen, data, secret).await,
             Command::Receiver { listen } => receiver::serve(listen).await,
+            Command::Rebuild {
+                events,
+                settled,
+                tmp,
+            } => rebuild::run(&tmp, events, settled).await,
             Command::Run {
                 runs,
                 duration,

@@ -304,7 +304,14 @@ secret = "{STRIPE_SECRET}"
         request = request.header(k, v);
     }
     assert_eq!(request.send().await.unwrap().status(), 200);
-    assert!(dirs.root.path().join("data").join("index").join("db").exists());
+    assert!(
+        dirs.root
+            .path()
+            .join("data")
+            .join("index")
+            .join("db")
+            .exists()
+    );
     assert!(dirs.root.path().join("data").join("compiled").exists());
     host.kill_9();
 }

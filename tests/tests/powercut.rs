@@ -109,8 +109,7 @@ fn start_load(
                 sent.clone(),
             );
             tokio::spawn(async move {
-                while !stop.load(Ordering::SeqCst) && sent.fetch_add(1, Ordering::SeqCst) < limit
-                {
+                while !stop.load(Ordering::SeqCst) && sent.fetch_add(1, Ordering::SeqCst) < limit {
                     let evt = evt_id();
                     let body = stripe_event(&evt, "invoice.paid");
                     let mut request = client.post(&url).body(body.clone());
@@ -161,17 +160,23 @@ async fn cut_and_recover(
     let host = ChildHost::start(&config);
     let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let limit = if idle.is_some() { kill_after } else { usize::MAX };
-    let senders = start_load(host.url("/hooks/stripe"), 8, limit, acked.clone(), stop.clone());
+    let limit = if idle.is_some() {
+        kill_after
+    } else {
+        usize::MAX
+    };
+    let senders = start_load(
+        host.url("/hooks/stripe"),
+        8,
+        limit,
+        acked.clone(),
+        stop.clone(),
+    );
     let count = acked.clone();
-    wait_for(
-        "acknowledged events",
-        Duration::from_secs(120),
-        move || {
-            let count = count.clone();
-            async move { count.lock().unwrap().len() >= kill_after }
-        },
-    )
+    wait_for("acknowledged events", Duration::from_secs(120), move || {
+        let count = count.clone();
+        async move { count.lock().unwrap().len() >= kill_after }
+    })
     .await;
     if let Some(quiet) = idle {
         for sender in senders {
@@ -310,14 +315,8 @@ async fn strict_directory_metadata_loses_nothing() {
     // A new store: every file and directory the host creates is undone at the cut unless
     // the host fsynced the directory that holds it.
     let mut rig = Rig::new(Options { strict_dirs: true }).await;
-    let outcome = cut_and_recover(
-        &mut rig,
-        "strict",
-        Cut::RandomPages { seed: 3 },
-        200,
-        None,
-    )
-    .await;
+    let outcome =
+        cut_and_recover(&mut rig, "strict", Cut::RandomPages { seed: 3 }, 200, None).await;
     assert!(
         !outcome.log.contains("it is missing"),
         "the index's directory survived: the host fsynced storage.path\n{}",
@@ -362,7 +361,11 @@ async fn a_garbage_index_is_moved_aside_and_rebuilt_from_the_inbox() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|name| name.starts_with("index.broken-"))
         .collect();
-    assert_eq!(kept.len(), 1, "the garbage index is kept for forensics: {kept:?}");
+    assert_eq!(
+        kept.len(),
+        1,
+        "the garbage index is kept for forensics: {kept:?}"
+    );
     host.kill_9();
 }
 

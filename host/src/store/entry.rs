@@ -130,7 +130,6 @@ fn decode_request(mut bytes: &[u8]) -> Result<StoredRequest> {
     })
 }
 
-
 /// An event's progress (see the module docs): JSON after the tag.
 const PROGRESS: u8 = 5;
 /// A `kv` write: JSON after the tag.
@@ -140,7 +139,9 @@ const KV: u8 = 6;
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Entry<'a> {
     /// A new event: its record's JSON (the request follows it, see [`entry_request`]).
-    Event { record: &'a [u8] },
+    Event {
+        record: &'a [u8],
+    },
     Progress(Progress),
     Kv(KvWrite),
     /// A request written before the record moved into the inbox: nothing to rebuild from.
@@ -285,7 +286,13 @@ mod tests {
 
     #[test]
     fn a_payload_of_no_layout_is_an_error() {
-        for payload in [&b""[..], &[9, 1, 2], &[PROGRESS, b'x'], &[KV], &[ENTRY, 200, 0, 0, 0]] {
+        for payload in [
+            &b""[..],
+            &[9, 1, 2],
+            &[PROGRESS, b'x'],
+            &[KV],
+            &[ENTRY, 200, 0, 0, 0],
+        ] {
             assert!(decode(payload).is_err(), "{payload:?}");
         }
     }

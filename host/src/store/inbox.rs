@@ -567,6 +567,38 @@ mod tests {
     }
 
     #[test]
+    fn a_tail_of_zeros_ends_the_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = {
+            let inbox = Inbox::open(dir.path()).unwrap();
+            let kept = inbox.append(b"kept").unwrap();
+            inbox.sync().unwrap();
+            kept
+        };
+        // A power cut kept the file's new size but not its last pages: zeros, which would
+        // read as empty entries with a valid checksum (the CRC-32 of nothing is 0).
+        let path = segment_path(dir.path(), kept.segment);
+        let file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.set_len(kept.offset + (HEADER + 4) as u64 + 4096)
+            .unwrap();
+        let inbox = Inbox::open(dir.path()).unwrap();
+        let mut seen = Vec::new();
+        inbox
+            .scan_earlier(Location::START, |location, payload| {
+                seen.push((location, payload.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, vec![(kept, b"kept".to_vec())]);
+        let zeros = Location {
+            segment: kept.segment,
+            offset: kept.offset + (HEADER + 4) as u64,
+            len: 0,
+        };
+        assert_eq!(inbox.read(zeros).unwrap(), None);
+    }
+
+    #[test]
     fn only_sealed_segments_older_than_the_cutoff_are_deleted() {
         let dir = tempfile::tempdir().unwrap();
         let old = Inbox::open(dir.path()).unwrap().append(b"old").unwrap();

@@ -46,8 +46,8 @@ use super::entry::{self, Entry, KvWrite, Progress, encode_entry};
 use super::inbox::{Inbox, Location};
 use super::recovery::Acked;
 use super::sled::{
-    DedupeEntry, batch_of, claimed_by, decode_event, delivery_key, dispatched_prefix,
-    encode_event, event_value, kv_key, location_of,
+    DedupeEntry, batch_of, claimed_by, decode_event, delivery_key, dispatched_prefix, encode_event,
+    event_value, kv_key, location_of,
 };
 use super::{EventRecord, Inserted, NewEvent, Result, Status, StoreError};
 
@@ -847,7 +847,10 @@ mod tests {
     /// A sled db and an inbox in `dir`, as the store opens them.
     fn open(dir: &std::path::Path) -> (Trees, Inbox) {
         let db = sled::Config::new().path(dir.join("db")).open().unwrap();
-        (Trees::open(&db).unwrap(), Inbox::open(&dir.join("inbox")).unwrap())
+        (
+            Trees::open(&db).unwrap(),
+            Inbox::open(&dir.join("inbox")).unwrap(),
+        )
     }
 
     fn job(id: &str, key: &str) -> (Job, oneshot::Receiver<Result<Inserted>>) {
@@ -923,6 +926,4 @@ mod tests {
             Inserted::Accepted { id: "01C".into() }
         );
     }
-
-
 }

@@ -16,7 +16,8 @@
 //!   checkpoint: how far into the inbox it held, and the newest event acknowledged by then;
 //! - `index.rebuilding/`: a rebuild in progress (a crash leaves it; the next one starts
 //!   over);
-//! - `index.broken-<time>/`: an index that could not be trusted, kept as it was found;
+//! - `index.broken-<time>/`: an index that could not be trusted, kept as it was found (the
+//!   newest three);
 //! - `lock`: held while a process has the store open.
 //!
 //! # What is durable, in which order
@@ -41,6 +42,10 @@ use super::{Result, StoreError};
 pub(super) const CHECKPOINT: &str = "checkpoint";
 const INDEX: &str = "index";
 const REBUILDING: &str = "index.rebuilding";
+const ASIDE: &str = "index.broken-";
+/// Indexes moved aside that are kept: the newest few, so that repeated cuts cannot fill
+/// the disk with them.
+const KEPT_ASIDE: usize = 3;
 /// sled's own files in a store written before the index had its own directory.
 const SLED_FILES: [&str; 3] = ["db", "conf", "blobs"];
 
@@ -222,30 +227,27 @@ pub(super) fn write_checkpoint(dir: &Path, checkpoint: &Checkpoint) -> Result<()
     sync_dir(dir)
 }
 
-/// What an opened index says of itself, for [`check`].
-pub(super) struct Found {
-    /// `meta/ingest.applied`: how far it holds the inbox.
-    pub mark: Option<Location>,
-    /// Whether it holds the event `id`.
-    pub holds: Box<dyn Fn(&str) -> Result<bool>>,
-}
-
 /// Whether the opened index can be trusted, as far as a cheap check can tell; `Err` says
-/// why not. `cutoff` (unix ms): events received before it may be gone by retention.
+/// why not. `mark` is how far it says it holds the inbox (`meta/ingest.applied`), `holds`
+/// whether it has an event. `cutoff` (unix ms): events received before it may be gone by
+/// retention.
 pub(super) fn check(
-    found: &Found,
+    mark: Option<Location>,
+    holds: impl Fn(&str) -> Result<bool>,
     checkpoint: Option<&Checkpoint>,
     inbox: &Inbox,
     cutoff: u64,
 ) -> Result<(), String> {
-    let Some(mark) = found.mark else {
+    let Some(mark) = mark else {
         // A new store has no mark and nothing in its inbox. A mark is written before the
         // first event is accepted, so an index without one that has an inbox with data
         // behind it is one that lost everything (sled opened a torn log as a new one).
         if inbox.has_earlier_data() {
-            return Err("it holds no mark of how far it has applied the inbox, which \
+            return Err(
+                "it holds no mark of how far it has applied the inbox, which \
                         holds events: it opened as a new database"
-                .into());
+                    .into(),
+            );
         }
         return Ok(());
     };
@@ -262,7 +264,7 @@ pub(super) fn check(
     if let Some(acked) = &checkpoint.acked
         && acked.received_at >= cutoff
     {
-        match (found.holds)(&acked.id) {
+        match holds(&acked.id) {
             Ok(true) => {}
             Ok(false) => {
                 return Err(format!(
@@ -326,9 +328,8 @@ pub(super) fn rebuild(
     }
     let kept = if index.exists() {
         let aside = aside_path(root);
-        fs::rename(&index, &aside).map_err(|err| {
-            StoreError(format!("moving {} aside: {err}", index.display()))
-        })?;
+        fs::rename(&index, &aside)
+            .map_err(|err| StoreError(format!("moving {} aside: {err}", index.display())))?;
         Some(aside)
     } else {
         None
@@ -336,6 +337,7 @@ pub(super) fn rebuild(
     fs::rename(&partial, &index)
         .map_err(|err| StoreError(format!("moving the new index in place: {err}")))?;
     sync_dir(root)?;
+    prune_aside(root);
     tracing::warn!(
         events = rebuilt.events,
         progress = rebuilt.progress,
@@ -347,6 +349,29 @@ pub(super) fn rebuild(
     Ok(())
 }
 
+/// Remove all but the newest [`KEPT_ASIDE`] indexes moved aside (best effort).
+fn prune_aside(root: &Path) {
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
+    let mut aside: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(ASIDE))
+        .map(|e| e.path())
+        .collect();
+    // The names sort by time.
+    aside.sort();
+    let excess = aside.len().saturating_sub(KEPT_ASIDE);
+    for old in &aside[..excess] {
+        match fs::remove_dir_all(old) {
+            Ok(()) => tracing::info!(path = %old.display(), "removed an old index kept aside"),
+            Err(err) => {
+                tracing::warn!(path = %old.display(), "removing an old index kept aside: {err}")
+            }
+        }
+    }
+}
+
 /// `index.broken-<UTC time>`, with a counter if a rebuild in the same second made one.
 fn aside_path(root: &Path) -> PathBuf {
     let stamp: String = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
@@ -354,11 +379,11 @@ fn aside_path(root: &Path) -> PathBuf {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
         .collect();
-    let mut path = root.join(format!("index.broken-{stamp}"));
+    let mut path = root.join(format!("{ASIDE}{stamp}"));
     let mut n = 1;
     while path.exists() {
         n += 1;
-        path = root.join(format!("index.broken-{stamp}-{n}"));
+        path = root.join(format!("{ASIDE}{stamp}-{n}"));
     }
     path
 }
@@ -411,11 +436,41 @@ mod tests {
         let index = index_dir(dir.path());
         for name in ["db", "conf", "snap.0000000000A0", "blobs"] {
             assert!(index.join(name).exists(), "{name} moved");
-            assert!(!dir.path().join(name).exists(), "{name} is no longer at the top");
+            assert!(
+                !dir.path().join(name).exists(),
+                "{name} is no longer at the top"
+            );
         }
         assert!(dir.path().join("inbox").exists(), "the inbox stays");
         // Once moved, nothing more happens.
         migrate_layout(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn only_the_newest_indexes_kept_aside_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        for stamp in [
+            "20261201T000000Z",
+            "20261202T000000Z",
+            "20261203T000000Z",
+            "20261204T000000Z",
+        ] {
+            std::fs::create_dir(dir.path().join(format!("{ASIDE}{stamp}"))).unwrap();
+        }
+        prune_aside(dir.path());
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "index.broken-20261202T000000Z",
+                "index.broken-20261203T000000Z",
+                "index.broken-20261204T000000Z"
+            ]
+        );
     }
 
     #[test]

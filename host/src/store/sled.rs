@@ -179,7 +179,9 @@ impl SledStore {
                     })
                 })?;
                 Self::open_index(path, &inbox, options, cutoff, &lock).map_err(|err| {
-                    StoreError(format!("the index rebuilt from the inbox does not open: {err}"))
+                    StoreError(format!(
+                        "the index rebuilt from the inbox does not open: {err}"
+                    ))
                 })
             }
         }
@@ -215,15 +217,14 @@ impl SledStore {
             recovery::sync_dir(&dir)?;
             recovery::sync_dir(root)?;
             let trees = Trees::open(&db)?;
-            let found = recovery::Found {
-                mark: trees.applied()?,
-                holds: {
-                    let events = trees.events.clone();
-                    Box::new(move |id| Ok(events.contains_key(id.as_bytes())?))
-                },
-            };
-            recovery::check(&found, recovery::read_checkpoint(&dir).as_ref(), inbox, cutoff)
-                .map_err(StoreError)?;
+            recovery::check(
+                trees.applied()?,
+                |id| Ok(trees.events.contains_key(id.as_bytes())?),
+                recovery::read_checkpoint(&dir).as_ref(),
+                inbox,
+                cutoff,
+            )
+            .map_err(StoreError)?;
             let store = SledStore {
                 trees,
                 inbox: inbox.clone(),
@@ -805,7 +806,9 @@ impl Storage for SledStore {
             self.trees.pending.insert(id, &[])?;
         }
         let prefix = dispatched_prefix(&current);
-        self.trees.events.insert(id, encode_event(&prefix, &record)?)?;
+        self.trees
+            .events
+            .insert(id, encode_event(&prefix, &record)?)?;
         match batch {
             Some(batch) => self.trees.batches.leave(&batch)?,
             None if !keep_pending => {
@@ -824,7 +827,8 @@ impl Storage for SledStore {
 
     fn deliveries(&self, event_id: &str) -> Result<Vec<DeliveryRecord>> {
         let prefix = format!("{event_id}/");
-        self.trees.outbox
+        self.trees
+            .outbox
             .scan_prefix(prefix.as_bytes())
             .values()
             .map(|value| Ok(serde_json::from_slice(&value?)?))
@@ -847,7 +851,8 @@ impl Storage for SledStore {
 
     fn put_delivery(&self, delivery: &DeliveryRecord) -> Result<()> {
         let key = delivery_key(&delivery.event_id, delivery.index);
-        self.trees.outbox
+        self.trees
+            .outbox
             .insert(key.as_bytes(), serde_json::to_vec(delivery)?)?;
         // The open index follows the row; `open_deliveries` skips a final row whose index
         // entry a crash left behind.
@@ -916,7 +921,11 @@ impl Storage for SledStore {
     }
 
     fn replay(&self, id: &str) -> Result<EventRecord, ReplayError> {
-        let existing = self.trees.outbox.scan_prefix(format!("{id}/").as_bytes()).count() as u32;
+        let existing = self
+            .trees
+            .outbox
+            .scan_prefix(format!("{id}/").as_bytes())
+            .count() as u32;
         let result = (&self.trees.events, &self.trees.pending).transaction(|(events, pending)| {
             let Some(bytes) = events.get(id.as_bytes())? else {
                 return Ok(Err(ReplayError::NotFound(id.to_string())));
@@ -1057,7 +1066,11 @@ impl Storage for SledStore {
     }
 
     fn kv_get(&self, connector: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.trees.kv.get(kv_key(connector, key))?.map(|v| v.to_vec()))
+        Ok(self
+            .trees
+            .kv
+            .get(kv_key(connector, key))?
+            .map(|v| v.to_vec()))
     }
 
     fn kv_set(&self, connector: &str, key: &str, value: &[u8]) -> Result<()> {
@@ -1161,7 +1174,8 @@ mod tests {
                 store.trees.events.remove(id).unwrap();
                 store.trees.pending.remove(id).unwrap();
                 store
-                    .trees.dedupe
+                    .trees
+                    .dedupe
                     .remove(kv_key("stripe", &format!("evt_{i}")))
                     .unwrap();
             }
@@ -1228,7 +1242,11 @@ mod tests {
                 // A crash: sled holds the inbox up to `from` only, or the retry too.
                 if !sled_kept_the_retry {
                     store.trees.events.remove("01C").unwrap();
-                    store.trees.dedupe.remove(kv_key("stripe", "evt_b")).unwrap();
+                    store
+                        .trees
+                        .dedupe
+                        .remove(kv_key("stripe", "evt_b"))
+                        .unwrap();
                 }
                 let mut applied = Vec::new();
                 from.encode(&mut applied);
@@ -1329,7 +1347,12 @@ mod tests {
     /// for its connector, 01D replayed after it succeeded, and kv writes.
     async fn store_with_history(dir: &Path) {
         let store = SledStore::open(dir, true).unwrap();
-        for (id, key) in [("01A", "evt_a"), ("01B", "evt_b"), ("01C", "evt_c"), ("01D", "evt_d")] {
+        for (id, key) in [
+            ("01A", "evt_a"),
+            ("01B", "evt_b"),
+            ("01C", "evt_c"),
+            ("01D", "evt_d"),
+        ] {
             store
                 .insert_event(new_event(id, 10, Some(key)))
                 .await
@@ -1338,7 +1361,9 @@ mod tests {
         // 01A: one delivery, then it succeeds.
         let mut a = store.event("01A").unwrap().unwrap();
         let sent = delivery("01A", 0, DeliveryStatus::Pending);
-        store.finish_dispatch(&a, &[sent.clone()], false).unwrap();
+        store
+            .finish_dispatch(&a, std::slice::from_ref(&sent), false)
+            .unwrap();
         let mut done = sent;
         done.status = DeliveryStatus::Succeeded;
         store.put_delivery(&done).unwrap();
@@ -1377,27 +1402,32 @@ mod tests {
             .into_iter()
             .filter(|id| id.starts_with("01"))
             .collect();
-        assert_eq!(
-            pending,
-            vec!["01C", "01D"],
-            "nothing settled is run again"
-        );
+        assert_eq!(pending, vec!["01C", "01D"], "nothing settled is run again");
         let delivered = store.deliveries("01A").unwrap();
         assert_eq!(delivered.len(), 1);
         assert_eq!(delivered[0].status, DeliveryStatus::Succeeded);
-        assert!(store.open_deliveries().unwrap().is_empty(), "nothing to send again");
+        assert!(
+            store.open_deliveries().unwrap().is_empty(),
+            "nothing to send again"
+        );
         assert_eq!(
             store.request("01C").unwrap().unwrap().body.as_bytes(),
             b"{}"
         );
-        assert_eq!(store.kv_get("stripe", "cursor").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(
+            store.kv_get("stripe", "cursor").unwrap(),
+            Some(b"2".to_vec())
+        );
         assert_eq!(store.kv_get("stripe", "gone").unwrap(), None);
         // Dedupe claims came back: a repeat of each is a duplicate.
         for (i, key) in ["evt_a", "evt_b", "evt_c", "evt_d"].iter().enumerate() {
             let again = store
                 .insert_now(new_event(&format!("01R{i}"), 20, Some(key)))
                 .unwrap();
-            assert!(matches!(again, Inserted::Duplicate { .. }), "{key}: {again:?}");
+            assert!(
+                matches!(again, Inserted::Duplicate { .. }),
+                "{key}: {again:?}"
+            );
         }
     }
 
@@ -1417,7 +1447,10 @@ mod tests {
         std::fs::remove_dir_all(dir.path().join("index")).unwrap();
         let store = SledStore::open(dir.path(), true).unwrap();
         assert_history(&store);
-        assert!(beside_index(dir.path(), "index.broken-").is_empty(), "nothing to keep");
+        assert!(
+            beside_index(dir.path(), "index.broken-").is_empty(),
+            "nothing to keep"
+        );
         // Rebuilt once: it is trusted at the next start.
         drop(store);
         let store = SledStore::open(dir.path(), true).unwrap();
@@ -1436,7 +1469,10 @@ mod tests {
         assert_history(&store);
         let kept = beside_index(dir.path(), "index.broken-");
         assert_eq!(kept.len(), 1, "the broken index is kept for forensics");
-        assert_eq!(std::fs::read(kept[0].join("db")).unwrap(), vec![0x5a; 70_000]);
+        assert_eq!(
+            std::fs::read(kept[0].join("db")).unwrap(),
+            vec![0x5a; 70_000]
+        );
     }
 
     #[tokio::test]
@@ -1459,7 +1495,10 @@ mod tests {
         let old = dir.path().join("old-index");
         {
             let store = SledStore::open(dir.path(), true).unwrap();
-            store.insert_event(new_event("00Z", 10, None)).await.unwrap();
+            store
+                .insert_event(new_event("00Z", 10, None))
+                .await
+                .unwrap();
         }
         copy_dir(&index, &old);
         store_with_history(dir.path()).await;
@@ -1480,7 +1519,10 @@ mod tests {
         store_with_history(dir.path()).await;
         {
             // The newest acknowledged event is gone while the marks say all is there.
-            let db = sled::Config::new().path(dir.path().join("index")).open().unwrap();
+            let db = sled::Config::new()
+                .path(dir.path().join("index"))
+                .open()
+                .unwrap();
             db.open_tree("events").unwrap().remove("01D").unwrap();
             db.flush().unwrap();
         }
@@ -1517,7 +1559,10 @@ mod tests {
         let store = SledStore::open(dir.path(), true).unwrap();
         assert_history(&store);
         assert!(!dir.path().join("db").exists());
-        assert!(beside_index(dir.path(), "index.broken-").is_empty(), "no rebuild needed");
+        assert!(
+            beside_index(dir.path(), "index.broken-").is_empty(),
+            "no rebuild needed"
+        );
     }
 
     #[tokio::test]
@@ -1529,7 +1574,10 @@ mod tests {
         }
         // Written in a segment that retention deletes (everything before the cutoff)…
         let store = SledStore::open(dir.path(), true).unwrap();
-        store.insert_event(new_event("01N", 10, None)).await.unwrap();
+        store
+            .insert_event(new_event("01N", 10, None))
+            .await
+            .unwrap();
         assert_eq!(store.purge_before(0, 100).unwrap(), 0);
         let far = crate::time::now_ms() + 3_600_000;
         store.purge_before(far, 100).unwrap();
@@ -1574,7 +1622,11 @@ mod tests {
             }
             // A crash that lost every sled write of this run.
             store.trees.events.clear().unwrap();
-            store.trees.meta.insert(ingest::APPLIED, mark.unwrap()).unwrap();
+            store
+                .trees
+                .meta
+                .insert(ingest::APPLIED, mark.unwrap())
+                .unwrap();
         }
         let store = SledStore::open(dir.path(), true).unwrap();
         assert_eq!(store.pending_events().unwrap(), vec!["01A", "01B"]);
@@ -1616,7 +1668,11 @@ mod tests {
         }
         assert!(store.pending_events().unwrap().is_empty());
         assert_eq!(store.trees.pending.len(), 0);
-        assert_eq!(store.trees.batches.entries().count(), 0, "every batch entry went");
+        assert_eq!(
+            store.trees.batches.entries().count(),
+            0,
+            "every batch entry went"
+        );
     }
 
     #[tokio::test]
@@ -1720,11 +1776,13 @@ mod tests {
         // The earlier layout: the record's JSON alone, the request in `requests`.
         let old = record("01OLD", 10);
         store
-            .trees.events
+            .trees
+            .events
             .insert("01OLD", serde_json::to_vec(&old).unwrap())
             .unwrap();
         store
-            .trees.requests
+            .trees
+            .requests
             .insert("01OLD", serde_json::to_vec(&request(b"legacy")).unwrap())
             .unwrap();
         assert_eq!(store.event("01OLD").unwrap(), Some(old));

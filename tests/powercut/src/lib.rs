@@ -29,8 +29,8 @@ use std::time::{Duration, SystemTime};
 
 use fuser::{
     FileAttr, FileType, Filesystem, KernelConfig, MountOption, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
-    TimeOrNow, consts::FOPEN_DIRECT_IO,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
+    consts::FOPEN_DIRECT_IO,
 };
 use libc::{EEXIST, EINVAL, EISDIR, ENOENT, ENOTDIR, ENOTEMPTY};
 use rand::{Rng as _, SeedableRng as _};
@@ -506,9 +506,9 @@ impl Filesystem for Fs {
         if mode & libc::S_IFMT != libc::S_IFREG {
             return reply.error(EINVAL);
         }
-        let created = self
-            .state()
-            .create(parent, name, Node::file((mode & !umask & 0o7777) as u16));
+        let created =
+            self.state()
+                .create(parent, name, Node::file((mode & !umask & 0o7777) as u16));
         self.reply_entry(created, reply);
     }
 
@@ -712,7 +712,16 @@ impl Filesystem for Fs {
 
     fn statfs(&mut self, _req: &Request<'_>, _ino: u64, reply: ReplyStatfs) {
         // Plenty of room: a full disk is another test's subject.
-        reply.statfs(1 << 30, 1 << 30, 1 << 30, 1 << 20, 1 << 20, PAGE as u32, 255, PAGE as u32);
+        reply.statfs(
+            1 << 30,
+            1 << 30,
+            1 << 30,
+            1 << 20,
+            1 << 20,
+            PAGE as u32,
+            255,
+            PAGE as u32,
+        );
     }
 
     fn access(&mut self, _req: &Request<'_>, _ino: u64, _mask: i32, reply: ReplyEmpty) {
@@ -809,7 +818,9 @@ mod tests {
     use super::*;
 
     fn file(state: &mut State, name: &str) -> u64 {
-        state.create(ROOT, OsStr::new(name), Node::file(0o644)).unwrap()
+        state
+            .create(ROOT, OsStr::new(name), Node::file(0o644))
+            .unwrap()
     }
 
     fn data(state: &State, ino: u64) -> Vec<u8> {
