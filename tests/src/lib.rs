@@ -347,6 +347,34 @@ impl Receiver {
             .collect()
     }
 
+    /// The Stripe event ids (`X-Stripe-Event-Id`, set by the Stripe connector) of the
+    /// requests that got a 2xx.
+    pub fn delivered_stripe_events(&self) -> std::collections::HashSet<String> {
+        self.delivered()
+            .iter()
+            .filter_map(|d| d.header("x-stripe-event-id").map(str::to_string))
+            .collect()
+    }
+
+    /// Wait until every Stripe event in `want` got a 2xx, for at most `limit`; returns the
+    /// ones still missing then.
+    pub async fn wait_for_stripe_events(
+        &self,
+        want: &std::collections::HashSet<String>,
+        limit: Duration,
+    ) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let got = self.delivered_stripe_events();
+            if want.is_subset(&got) || tokio::time::Instant::now() >= deadline {
+                let mut missing: Vec<String> = want.difference(&got).cloned().collect();
+                missing.sort();
+                return missing;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Wait until at least `n` requests got a 2xx.
     pub async fn wait_delivered(&self, n: usize) -> Vec<Received> {
         let this = self.clone();

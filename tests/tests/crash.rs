@@ -119,36 +119,22 @@ async fn kill_9_midway_loses_nothing_that_got_a_200() {
     // Restart on the same data dir: everything acknowledged is delivered.
     let host = ChildHost::start(&config_path);
     let want: HashSet<String> = acknowledged.keys().cloned().collect();
-    let r = receiver.clone();
-    let want2 = want.clone();
-    let outcome = tokio::time::timeout(Duration::from_secs(90), async move {
-        loop {
-            let got: HashSet<String> = r
-                .delivered()
-                .iter()
-                .filter_map(|d| d.header("x-stripe-event-id").map(str::to_string))
-                .collect();
-            if want2.is_subset(&got) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
+    let missing = receiver
+        .wait_for_stripe_events(&want, Duration::from_secs(90))
+        .await;
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events never delivered: {:?}\nhost log:\n{}",
+        missing.len(),
+        missing,
+        host.log.lock().unwrap()
+    );
     let delivered: Vec<String> = receiver
         .delivered()
         .iter()
         .filter_map(|d| d.header("x-stripe-event-id").map(str::to_string))
         .collect();
     let unique: HashSet<&String> = delivered.iter().collect();
-    let missing: Vec<_> = want.iter().filter(|e| !unique.contains(e)).collect();
-    assert!(
-        outcome.is_ok() && missing.is_empty(),
-        "{} acknowledged events never delivered: {:?}\nhost log:\n{}",
-        missing.len(),
-        missing,
-        host.log.lock().unwrap()
-    );
     // And each has its record in the event log.
     for id in acknowledged.values().take(50) {
         let response = host.admin_get(&format!("/v1/events/{id}")).await;

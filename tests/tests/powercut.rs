@@ -228,34 +228,13 @@ async fn cut_and_recover(
     rig.receiver.otherwise(None);
     let host = ChildHost::start(&config);
     let want: HashSet<String> = acked.iter().map(|(evt, _)| evt.clone()).collect();
-    let receiver = rig.receiver.clone();
-    let delivered_all = tokio::time::timeout(Duration::from_secs(120), {
-        let want = want.clone();
-        async move {
-            loop {
-                let got: HashSet<String> = receiver
-                    .delivered()
-                    .iter()
-                    .filter_map(|d| d.header("x-stripe-event-id").map(str::to_string))
-                    .collect();
-                if want.is_subset(&got) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    })
-    .await;
-    let log = host.log.lock().unwrap().clone();
-    let got: HashSet<String> = rig
+    let missing = rig
         .receiver
-        .delivered()
-        .iter()
-        .filter_map(|d| d.header("x-stripe-event-id").map(str::to_string))
-        .collect();
-    let missing: Vec<&String> = want.difference(&got).collect();
+        .wait_for_stripe_events(&want, Duration::from_secs(120))
+        .await;
+    let log = host.log.lock().unwrap().clone();
     assert!(
-        delivered_all.is_ok() && missing.is_empty(),
+        missing.is_empty(),
         "{name}: {} of {} acknowledged events never delivered after the cut: {missing:?}\nhost log:\n{log}",
         missing.len(),
         want.len()
@@ -366,15 +345,14 @@ async fn a_garbage_index_is_moved_aside_and_rebuilt_from_the_inbox() {
     let acked = acked.lock().unwrap().clone();
     assert_eq!(acked.len(), 200);
     let evts: Vec<String> = acked.iter().map(|(evt, _)| evt.clone()).collect();
-    receiver.wait_delivered(200).await;
-    let got: HashSet<String> = receiver
-        .delivered()
-        .iter()
-        .filter_map(|d| d.header("x-stripe-event-id").map(str::to_string))
-        .collect();
-    for evt in &evts {
-        assert!(got.contains(evt), "{evt} delivered after the rebuild");
-    }
+    let want: HashSet<String> = evts.into_iter().collect();
+    let missing = receiver
+        .wait_for_stripe_events(&want, Duration::from_secs(60))
+        .await;
+    assert!(
+        missing.is_empty(),
+        "never delivered after the rebuild: {missing:?}"
+    );
     let log = host.log.lock().unwrap().clone();
     assert!(log.contains("rebuilt the index from the inbox"), "{log}");
     let kept: Vec<_> = std::fs::read_dir(dirs.data())
