@@ -14,7 +14,7 @@ use crate::config::{Config, ConnectorConfig};
 use crate::plugin::registry::load_connector;
 use crate::plugin::{Connector, Limits, Registry, Runtime};
 use crate::store::Storage;
-use crate::store::sled::SledStore;
+use crate::store::sled::{SledStore, StoreOptions};
 
 /// Everything the stages share. One per running host.
 pub struct App {
@@ -82,8 +82,16 @@ impl App {
     pub async fn start(config: Config) -> anyhow::Result<Arc<App>> {
         let storage: Arc<dyn Storage> = match config.storage.backend {
             crate::config::Backend::Sled => Arc::new(
-                SledStore::open(&config.storage.path, config.storage.durable)
-                    .with_context(|| format!("opening {}", config.storage.path.display()))?,
+                SledStore::open_with(
+                    &config.storage.path,
+                    StoreOptions {
+                        durable: config.storage.durable,
+                        retention: Duration::from_secs(
+                            u64::from(config.storage.retention_days) * 86_400,
+                        ),
+                    },
+                )
+                .with_context(|| format!("opening {}", config.storage.path.display()))?,
             ),
             crate::config::Backend::Nats => {
                 anyhow::bail!("storage.backend = \"nats\" is not available in this build yet")
