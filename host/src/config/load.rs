@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use super::{
-    Backend, Config, ConfigError, ConnectorConfig, DEFAULT_CONFIG_TOML, HmacConfig, PluginsConfig,
-    RetryConfig, ServerConfig, StorageConfig, validate,
+    Backend, Config, ConfigError, ConnectorConfig, DEFAULT_CONFIG_TOML, HmacConfig, NatsAuth,
+    PluginsConfig, RetryConfig, ServerConfig, StorageConfig, validate,
 };
 use crate::secret::Secret;
 
@@ -38,6 +38,11 @@ const ENV_TEXT_KEYS: &[&str] = &[
     "storage.backend",
     "storage.path",
     "storage.nats_url",
+    "storage.nats_prefix",
+    "storage.nats_token",
+    "storage.nats_user",
+    "storage.nats_password",
+    "storage.nats_creds",
     "storage.dedupe_window",
     "plugins.dir",
     "plugins.deadline",
@@ -619,9 +624,103 @@ struct RawStorage {
     path: PathBuf,
     retention_days: u32,
     #[serde(default)]
-    nats_url: Option<String>,
+    nats_url: Option<Value>,
+    nats_prefix: String,
+    replicas: usize,
+    #[serde(default)]
+    nats_token: Option<Value>,
+    #[serde(default)]
+    nats_user: Option<String>,
+    #[serde(default)]
+    nats_password: Option<Value>,
+    #[serde(default)]
+    nats_creds: Option<Value>,
     dedupe_window: HumanDuration,
     durable: bool,
+}
+
+impl RawStorage {
+    /// `nats_url = "nats://a:4222"`, `"nats://a:4222,nats://b:4222"` (the form an
+    /// environment variable can give) or `["nats://a:4222", "nats://b:4222"]`.
+    fn nats_urls(&self) -> Result<Vec<String>, ConfigError> {
+        let split = |text: &str| -> Vec<String> {
+            text.split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        match &self.nats_url {
+            None => Ok(Vec::new()),
+            Some(Value::String(_, text)) => Ok(split(text)),
+            Some(Value::Array(_, items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    item.as_str()
+                        .map(str::trim)
+                        .map(str::to_owned)
+                        .ok_or_else(|| {
+                            ConfigError::invalid(
+                                format!("storage.nats_url[{i}]"),
+                                "expected a string",
+                            )
+                        })
+                })
+                .collect(),
+            Some(_) => Err(ConfigError::invalid(
+                "storage.nats_url",
+                "expected a string or an array of strings (several servers)",
+            )),
+        }
+    }
+
+    fn nats_auth(&self, resolver: &Resolver<'_>) -> Result<NatsAuth, ConfigError> {
+        let token = self
+            .nats_token
+            .as_ref()
+            .map(|v| resolver.secret("storage.nats_token", v))
+            .transpose()?;
+        let password = self
+            .nats_password
+            .as_ref()
+            .map(|v| resolver.secret("storage.nats_password", v))
+            .transpose()?;
+        let creds = self
+            .nats_creds
+            .as_ref()
+            .map(|v| resolver.secret("storage.nats_creds", v))
+            .transpose()?;
+        let given = [
+            token.is_some(),
+            self.nats_user.is_some() || password.is_some(),
+            creds.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err(ConfigError::invalid(
+                "storage.nats_token",
+                "give one of nats_token, nats_user and nats_password, or nats_creds",
+            ));
+        }
+        Ok(match (token, self.nats_user.clone(), password, creds) {
+            (Some(token), ..) => NatsAuth::Token(token),
+            (_, Some(user), Some(password), _) => NatsAuth::UserPassword { user, password },
+            (_, Some(_), None, _) => {
+                return Err(ConfigError::invalid(
+                    "storage.nats_password",
+                    "is required with nats_user",
+                ));
+            }
+            (_, None, Some(_), _) => {
+                return Err(ConfigError::invalid(
+                    "storage.nats_user",
+                    "is required with nats_password",
+                ));
+            }
+            (.., Some(creds)) => NatsAuth::Creds(creds),
+            _ => NatsAuth::None,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -749,11 +848,16 @@ impl RawConfig {
         };
 
         let st = self.storage;
+        let nats_urls = st.nats_urls()?;
+        let nats_auth = st.nats_auth(resolver)?;
         let storage = StorageConfig {
             backend: st.backend,
             path: st.path,
             retention_days: st.retention_days,
-            nats_url: st.nats_url,
+            nats_urls,
+            nats_prefix: st.nats_prefix,
+            replicas: st.replicas,
+            nats_auth,
             dedupe_window: st.dedupe_window.0,
             durable: st.durable,
         };

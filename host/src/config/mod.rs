@@ -103,13 +103,48 @@ pub struct StorageConfig {
     pub path: PathBuf,
     /// Days the event log keeps each event before the cleaner removes it.
     pub retention_days: u32,
-    /// Required when `backend` is `nats`.
-    pub nats_url: Option<String>,
+    /// `storage.nats_url`: the NATS servers (one or several); required when `backend` is
+    /// `nats`.
+    pub nats_urls: Vec<String>,
+    /// Prefix of every stream, bucket and subject name, so that two deployments can share
+    /// a cluster.
+    pub nats_prefix: String,
+    /// JetStream replicas of each stream and bucket: 1, or 3 for a quorum write.
+    pub replicas: usize,
+    /// How the host authenticates to NATS.
+    pub nats_auth: NatsAuth,
     /// How long a dedupe key is remembered.
     pub dedupe_window: Duration,
     /// Make each event durable (fsync) before answering 200. `false` is unsafe: for
     /// benchmarks only, a crash can lose acknowledged webhooks.
     pub durable: bool,
+}
+
+/// How the host authenticates to NATS (`storage.nats_token`, `nats_user`/`nats_password`,
+/// `nats_creds`; at most one of them).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum NatsAuth {
+    #[default]
+    None,
+    Token(Secret),
+    UserPassword {
+        user: String,
+        password: Secret,
+    },
+    /// The content of a `.creds` file (a JWT and an NKey seed).
+    Creds(Secret),
+}
+
+impl NatsAuth {
+    /// What kind it is, for summaries (never the secret).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NatsAuth::None => "no credentials",
+            NatsAuth::Token(_) => "a token",
+            NatsAuth::UserPassword { .. } => "a user and password",
+            NatsAuth::Creds(_) => "a creds file",
+        }
+    }
 }
 
 /// `[plugins]`: where connectors come from and what each call may use.
@@ -339,7 +374,14 @@ impl Config {
         let st = &self.storage;
         let location = match st.backend {
             Backend::Sled => format!("sled at {}", st.path.display()),
-            Backend::Nats => format!("nats at {}", st.nats_url.as_deref().unwrap_or("?")),
+            Backend::Nats => format!(
+                "nats at {} (prefix {}, {} replica{}, {})",
+                st.nats_urls.join(", "),
+                st.nats_prefix,
+                st.replicas,
+                if st.replicas == 1 { "" } else { "s" },
+                st.nats_auth.kind()
+            ),
         };
         let durable = if st.durable { "durable" } else { "NOT durable" };
         let _ = writeln!(

@@ -56,7 +56,10 @@ fn defaults() {
     assert_eq!(c.storage.backend, Backend::Sled);
     assert_eq!(c.storage.path, PathBuf::from("data"));
     assert_eq!(c.storage.retention_days, 30);
-    assert_eq!(c.storage.nats_url, None);
+    assert!(c.storage.nats_urls.is_empty());
+    assert_eq!(c.storage.nats_prefix, "switchyard");
+    assert_eq!(c.storage.replicas, 1);
+    assert_eq!(c.storage.nats_auth, crate::config::NatsAuth::None);
     assert_eq!(c.storage.dedupe_window, Duration::from_secs(7 * 24 * 3600));
     assert!(c.storage.durable);
 
@@ -116,6 +119,10 @@ fn every_default_key_is_documented_in_the_reference() {
     for key in [
         "admin_token",
         "nats_url",
+        "nats_token",
+        "nats_user",
+        "nats_password",
+        "nats_creds",
         "cache_dir",
         "enabled",
         "paused",
@@ -1184,4 +1191,75 @@ fn summary_lists_connectors() {
     );
     assert_eq!(HmacEncoding::Base64.as_str(), "base64");
     assert_eq!(Backend::Nats.to_string(), "nats");
+}
+
+#[test]
+fn nats_servers_prefix_replicas_and_credentials() {
+    let config = |storage: &str, env: &[(&str, &str)]| {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_toml_str(&format!("[storage]\nbackend = \"nats\"\n{storage}"), &env)
+    };
+    let c = config(
+        "nats_url = [\"nats://10.0.0.1:4222\", \"10.0.0.2:4222\"]\nreplicas = 3\nnats_prefix = \"billing-prod\"\nnats_token = \"env:T\"",
+        &[("T", "s3cret")],
+    )
+    .unwrap();
+    assert_eq!(
+        c.storage.nats_urls,
+        ["nats://10.0.0.1:4222", "10.0.0.2:4222"]
+    );
+    assert_eq!(c.storage.replicas, 3);
+    assert_eq!(c.storage.nats_prefix, "billing-prod");
+    assert_eq!(c.storage.nats_auth, NatsAuth::Token(Secret::new("s3cret")));
+    assert!(!c.summary().contains("s3cret"), "{}", c.summary());
+    // An environment variable gives several servers separated by commas.
+    let c = config(
+        "",
+        &[(
+            "SWITCHYARD_STORAGE_NATS_URL",
+            "nats://a:4222, nats://b:4222",
+        )],
+    )
+    .unwrap();
+    assert_eq!(c.storage.nats_urls, ["nats://a:4222", "nats://b:4222"]);
+    let c = config(
+        "nats_url = \"nats://a:4222\"\nnats_user = \"sy\"\nnats_password = \"pw\"",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        c.storage.nats_auth,
+        NatsAuth::UserPassword {
+            user: "sy".into(),
+            password: Secret::new("pw")
+        }
+    );
+    let err = |storage: &str| config(storage, &[]).unwrap_err().to_string();
+    assert_eq!(
+        err("nats_url = \"nats://a\"\nnats_token = \"t\"\nnats_creds = \"c\""),
+        "storage.nats_token: give one of nats_token, nats_user and nats_password, or nats_creds"
+    );
+    assert_eq!(
+        err("nats_url = \"nats://a\"\nnats_user = \"sy\""),
+        "storage.nats_password: is required with nats_user"
+    );
+    assert_eq!(
+        err("nats_url = \"http://a:4222\""),
+        "storage.nats_url[0]: `http://a:4222`: the scheme must be nats://, tls://, ws:// or wss://"
+    );
+    assert_eq!(
+        err("nats_url = \"nats://a\"\nreplicas = 2"),
+        "storage.replicas: must be 1 (one server) or 3 (a quorum of a 3-node cluster)"
+    );
+    assert_eq!(
+        err("nats_url = \"nats://a\"\nnats_prefix = \"a.b\""),
+        "storage.nats_prefix: must be 1 to 32 letters, digits, `_` or `-`"
+    );
+    assert_eq!(
+        err("nats_url = 4222"),
+        "storage.nats_url: expected a string or an array of strings (several servers)"
+    );
 }

@@ -43,13 +43,35 @@ pub(super) fn config(c: &Config) -> Checked {
         Backend::Sled if st.path.as_os_str().is_empty() => {
             return fail("storage.path", "must not be empty");
         }
-        Backend::Nats if st.nats_url.as_deref().is_none_or(|u| u.trim().is_empty()) => {
+        Backend::Nats if st.nats_urls.is_empty() => {
             return fail(
                 "storage.nats_url",
                 r#"is required when backend = "nats" (e.g. "nats://127.0.0.1:4222")"#,
             );
         }
         _ => {}
+    }
+    for (i, url) in st.nats_urls.iter().enumerate() {
+        nats_url(url).map_err(|why| ConfigError::invalid(format!("storage.nats_url[{i}]"), why))?;
+    }
+    // Stream, bucket and subject names are built from it: NATS allows few characters there.
+    if st.nats_prefix.is_empty()
+        || st.nats_prefix.len() > 32
+        || !st
+            .nats_prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return fail(
+            "storage.nats_prefix",
+            "must be 1 to 32 letters, digits, `_` or `-`",
+        );
+    }
+    if !matches!(st.replicas, 1 | 3) {
+        return fail(
+            "storage.replicas",
+            "must be 1 (one server) or 3 (a quorum of a 3-node cluster)",
+        );
     }
 
     let p = &c.plugins;
@@ -260,4 +282,24 @@ pub(super) fn origin(entry: &str) -> Result<String, String> {
         ));
     }
     Ok(url.origin().ascii_serialization())
+}
+
+/// A NATS server URL: `nats://`, `tls://` (or `ws://`, `wss://`) with a host, or a bare
+/// `host:port`.
+fn nats_url(url: &str) -> Result<(), String> {
+    let with_scheme = if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("nats://{url}")
+    };
+    let parsed = url::Url::parse(&with_scheme).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "nats" | "tls" | "ws" | "wss") {
+        return Err(format!(
+            "`{url}`: the scheme must be nats://, tls://, ws:// or wss://"
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{url}` has no host"));
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@
 mod entry;
 pub mod inbox;
 mod ingest;
+pub mod nats;
 mod recovery;
 pub mod retention;
 pub mod sled;
