@@ -5,11 +5,7 @@
 //! is never sent for a request a crash could lose; other writes an answer depends on are
 //! followed by [`Storage::sync`], a group commit.
 
-mod entry;
-pub mod inbox;
-mod ingest;
 pub mod nats;
-mod recovery;
 pub mod retention;
 pub mod sled;
 

@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Body, DeliveryRecord, EventRecord, Result, StoreError, StoredRequest};
+use crate::store::{Body, DeliveryRecord, EventRecord, Result, StoreError, StoredRequest};
 
 /// An inbox payload in this layout starts with this byte, then the record's JSON length
 /// (`u32`, little-endian), the record's JSON and the request ([`encode_request`]).

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{Result, StoreError};
+use crate::store::{Result, StoreError};
 
 /// A segment is sealed and a new one started past this size…
 const SEGMENT_BYTES: u64 = 64 << 20;
@@ -104,7 +104,7 @@ pub struct Inbox {
 impl Inbox {
     /// Open the inbox under `dir`, starting a new segment after the existing ones.
     pub fn open(dir: &Path) -> Result<Inbox> {
-        super::recovery::create_dir_durably(dir)?;
+        super::layout::create_dir_durably(dir)?;
         let existing: Vec<(u64, PathBuf, u64)> = segments(dir)?
             .into_iter()
             .map(|(n, path)| {
@@ -433,7 +433,7 @@ impl Inbox {
                 }
             }
         }
-        super::recovery::sync_dir(&self.dir)?;
+        super::layout::sync_dir(&self.dir)?;
         Ok(deleted)
     }
 }
@@ -467,7 +467,7 @@ fn create_segment(dir: &Path, segment: u64) -> Result<File> {
         .append(true)
         .open(&path)
         .map_err(|err| StoreError(format!("creating {}: {err}", path.display())))?;
-    super::recovery::sync_dir(dir)?;
+    super::layout::sync_dir(dir)?;
     Ok(file)
 }
 
