@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::store::{EventQuery, ReplayError, Status, StoreError};
+use crate::store::{EventQuery, ReplayError, Status};
 
 pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
     let authed = Router::new()
@@ -128,21 +128,12 @@ async fn show_event(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let internal = |err: crate::store::StoreError| {
-        tracing::error!("reading event {id}: {err}");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "storage_error",
-            "could not read the event",
-        )
-    };
     let record = app
         .storage
-        .event(&id)
-        .map_err(internal)?
+        .event(&id)?
         .ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
-    let request = app.storage.request(&id).map_err(internal)?;
-    let mut deliveries = app.storage.deliveries(&id).map_err(internal)?;
+    let request = app.storage.request(&id)?;
+    let mut deliveries = app.storage.deliveries(&id)?;
     // Deliveries keep their credentials to be sent; the log shows only their names.
     for delivery in &mut deliveries {
         crate::store::mask_secret_headers(&mut delivery.request.headers);
@@ -151,15 +142,6 @@ async fn show_event(
     body["request"] = serde_json::to_value(&request).unwrap_or_default();
     body["deliveries"] = serde_json::to_value(&deliveries).unwrap_or_default();
     Ok(Json(body))
-}
-
-fn storage_error(err: StoreError) -> ApiError {
-    tracing::error!("admin API: {err}");
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "storage_error",
-        "could not read the event log",
-    )
 }
 
 /// Query parameters of `GET /v1/events` (and the body of `POST /v1/replay`).
@@ -236,7 +218,7 @@ async fn list_events(
     Query(filter): Query<EventFilter>,
 ) -> Result<Json<Value>, ApiError> {
     let query = filter.query()?;
-    let (page, next) = app.storage.list_events(&query).map_err(storage_error)?;
+    let (page, next) = app.storage.list_events(&query)?;
     Ok(Json(json!({ "data": page, "next_cursor": next })))
 }
 
@@ -246,7 +228,7 @@ fn replay_error(err: ReplayError) -> ApiError {
         ReplayError::NotReplayable(..) => {
             ApiError::new(StatusCode::CONFLICT, "not_replayable", err.to_string())
         }
-        ReplayError::Store(err) => storage_error(err),
+        ReplayError::Store(err) => err.into(),
     }
 }
 
@@ -275,7 +257,7 @@ async fn replay_many(
     query.cursor = None;
     let mut ids = Vec::new();
     loop {
-        let (page, next) = app.storage.list_events(&query).map_err(storage_error)?;
+        let (page, next) = app.storage.list_events(&query)?;
         for record in page {
             match app.storage.replay(&record.id) {
                 Ok(_) => ids.push(record.id),

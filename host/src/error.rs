@@ -41,6 +41,27 @@ impl ApiError {
     }
 }
 
+/// A storage failure behind an admin answer, by kind: one that may pass is a 503 (retry),
+/// one that will not (a record that does not read) a 500. The cause is logged, not sent.
+impl From<crate::store::StoreError> for ApiError {
+    fn from(err: crate::store::StoreError) -> Self {
+        tracing::error!("admin API: {err}");
+        if err.is_transient() {
+            Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "storage is unavailable; retry later",
+            )
+        } else {
+            Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage_error",
+                "could not read the event log",
+            )
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "code": self.code, "message": self.message } });

@@ -31,7 +31,7 @@ const JSON_ENTRY: u8 = 2;
 /// The inbox payload of an event.
 pub(super) fn encode_entry(record_json: &[u8], request: &StoredRequest) -> Result<Vec<u8>> {
     let len = u32::try_from(record_json.len())
-        .map_err(|_| StoreError("event record too large".into()))?;
+        .map_err(|_| StoreError::Invalid("event record too large".into()))?;
     let mut entry = Vec::with_capacity(5 + record_json.len() + request.body.len() + 512);
     entry.push(ENTRY);
     entry.extend_from_slice(&len.to_le_bytes());
@@ -52,7 +52,7 @@ pub(super) fn entry_request(payload: &[u8]) -> Result<StoredRequest> {
         Some((tag, len, rest)) => {
             let request = rest
                 .get(len..)
-                .ok_or_else(|| StoreError("corrupt inbox entry".into()))?;
+                .ok_or_else(|| StoreError::Corrupt("inbox entry".into()))?;
             if tag == ENTRY {
                 decode_request(request)
             } else {
@@ -77,7 +77,8 @@ fn split_entry(payload: &[u8]) -> Option<(u8, usize, &[u8])> {
 /// field a `u32` length (little-endian) and its bytes.
 fn encode_request(request: &StoredRequest, out: &mut Vec<u8>) -> Result<()> {
     fn field(out: &mut Vec<u8>, bytes: &[u8]) -> Result<()> {
-        let len = u32::try_from(bytes.len()).map_err(|_| StoreError("request too large".into()))?;
+        let len = u32::try_from(bytes.len())
+            .map_err(|_| StoreError::Invalid("request too large".into()))?;
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(bytes);
         Ok(())
@@ -85,8 +86,8 @@ fn encode_request(request: &StoredRequest, out: &mut Vec<u8>) -> Result<()> {
     field(out, request.method.as_bytes())?;
     field(out, request.path.as_bytes())?;
     field(out, request.query.as_bytes())?;
-    let count =
-        u32::try_from(request.headers.len()).map_err(|_| StoreError("too many headers".into()))?;
+    let count = u32::try_from(request.headers.len())
+        .map_err(|_| StoreError::Invalid("too many headers".into()))?;
     out.extend_from_slice(&count.to_le_bytes());
     for (name, value) in &request.headers {
         field(out, name.as_bytes())?;
@@ -96,7 +97,7 @@ fn encode_request(request: &StoredRequest, out: &mut Vec<u8>) -> Result<()> {
 }
 
 fn decode_request(mut bytes: &[u8]) -> Result<StoredRequest> {
-    let corrupt = || StoreError("corrupt request in the inbox".into());
+    let corrupt = || StoreError::Corrupt("a request in the inbox".into());
     let u32_field = |bytes: &mut &[u8]| -> Result<u32> {
         let (head, rest) = bytes.split_at_checked(4).ok_or_else(corrupt)?;
         *bytes = rest;
@@ -167,7 +168,7 @@ pub(super) struct KvWrite {
 /// Decode an entry's payload. A payload that is none of the layouts is an error (the CRC
 /// matched, so only a bug or a hostile disk writes one), never a panic.
 pub(super) fn decode(payload: &[u8]) -> Result<Entry<'_>> {
-    let corrupt = |what: &str| StoreError(format!("corrupt inbox entry: {what}"));
+    let corrupt = |what: &str| StoreError::Corrupt(format!("inbox entry: {what}"));
     match payload.first() {
         Some(&(ENTRY | JSON_ENTRY)) => entry_record(payload)
             .map(|record| Entry::Event { record })

@@ -87,7 +87,7 @@ impl Checkpointer {
         self.db.flush()?;
         self.log
             .sync_data()
-            .map_err(|err| StoreError(format!("fdatasync of the sled log: {err}")))?;
+            .map_err(|err| StoreError::Unavailable(format!("fdatasync of the sled log: {err}")))?;
         let Some(mark) = mark else {
             return Ok(());
         };

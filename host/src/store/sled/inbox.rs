@@ -167,7 +167,7 @@ impl Inbox {
         let mut lens = Vec::with_capacity(payloads.len());
         for payload in payloads {
             let len = u32::try_from(payload.len())
-                .map_err(|_| StoreError("request too large for the inbox".into()))?;
+                .map_err(|_| StoreError::Invalid("request too large for the inbox".into()))?;
             entries.extend_from_slice(&len.to_le_bytes());
             entries.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
             entries.extend_from_slice(payload);
@@ -186,7 +186,7 @@ impl Inbox {
         // written; to be safe, the next entry goes to a new segment.
         if let Err(err) = (&*writer.file).write_all(&entries) {
             writer.offset = SEGMENT_BYTES;
-            return Err(StoreError(format!("writing the inbox: {err}")));
+            return Err(StoreError::Unavailable(format!("writing the inbox: {err}")));
         }
         let mut offset = writer.offset;
         let locations = lens
@@ -266,7 +266,7 @@ impl Inbox {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(segment);
-            StoreError(format!("syncing the inbox: {err}"))
+            StoreError::Unavailable(format!("syncing the inbox: {err}"))
         })
     }
 
@@ -293,11 +293,14 @@ impl Inbox {
             if segment < from.segment || segment >= current {
                 continue;
             }
-            let file = File::open(&path)
-                .map_err(|err| StoreError(format!("opening {}: {err}", path.display())))?;
+            let file = File::open(&path).map_err(|err| {
+                StoreError::Unavailable(format!("opening {}: {err}", path.display()))
+            })?;
             let size = file
                 .metadata()
-                .map_err(|err| StoreError(format!("reading {}: {err}", path.display())))?
+                .map_err(|err| {
+                    StoreError::Unavailable(format!("reading {}: {err}", path.display()))
+                })?
                 .len();
             let mut reader = BufReader::with_capacity(1 << 20, file);
             let mut offset = if segment == from.segment {
@@ -305,9 +308,9 @@ impl Inbox {
             } else {
                 0
             };
-            reader
-                .seek(SeekFrom::Start(offset))
-                .map_err(|err| StoreError(format!("reading {}: {err}", path.display())))?;
+            reader.seek(SeekFrom::Start(offset)).map_err(|err| {
+                StoreError::Unavailable(format!("reading {}: {err}", path.display()))
+            })?;
             let mut header = [0u8; HEADER];
             loop {
                 if reader.read_exact(&mut header).is_err() {
@@ -349,7 +352,7 @@ impl Inbox {
         match file.read_exact_at(&mut entry, location.offset) {
             Ok(()) => {}
             Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(err) => return Err(StoreError(format!("reading the inbox: {err}"))),
+            Err(err) => return Err(StoreError::Unavailable(format!("reading the inbox: {err}"))),
         }
         let len = u32::from_le_bytes(entry[0..4].try_into().expect("4 bytes"));
         let crc = u32::from_le_bytes(entry[4..8].try_into().expect("4 bytes"));
@@ -372,7 +375,11 @@ impl Inbox {
         let file = match File::open(segment_path(&self.dir, segment)) {
             Ok(file) => Arc::new(file),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(StoreError(format!("opening an inbox segment: {err}"))),
+            Err(err) => {
+                return Err(StoreError::Unavailable(format!(
+                    "opening an inbox segment: {err}"
+                )));
+            }
         };
         let mut readers = self.readers_mut();
         if readers.len() >= MAX_OPEN_READERS {
@@ -413,7 +420,9 @@ impl Inbox {
             }
             let modified = fs::metadata(&path)
                 .and_then(|m| m.modified())
-                .map_err(|err| StoreError(format!("reading {}: {err}", path.display())))?;
+                .map_err(|err| {
+                    StoreError::Unavailable(format!("reading {}: {err}", path.display()))
+                })?;
             if modified < cutoff {
                 expired.push((segment, path));
             }
@@ -429,7 +438,10 @@ impl Inbox {
                 Ok(()) => deleted += 1,
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
                 Err(err) => {
-                    return Err(StoreError(format!("deleting {}: {err}", path.display())));
+                    return Err(StoreError::Unavailable(format!(
+                        "deleting {}: {err}",
+                        path.display()
+                    )));
                 }
             }
         }
@@ -466,18 +478,19 @@ fn create_segment(dir: &Path, segment: u64) -> Result<File> {
         .create_new(true)
         .append(true)
         .open(&path)
-        .map_err(|err| StoreError(format!("creating {}: {err}", path.display())))?;
+        .map_err(|err| StoreError::Unavailable(format!("creating {}: {err}", path.display())))?;
     super::layout::sync_dir(dir)?;
     Ok(file)
 }
 
 /// The segment files under `dir`, by number.
 fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let entries =
-        fs::read_dir(dir).map_err(|err| StoreError(format!("reading {}: {err}", dir.display())))?;
+    let entries = fs::read_dir(dir)
+        .map_err(|err| StoreError::Unavailable(format!("reading {}: {err}", dir.display())))?;
     let mut found = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|err| StoreError(format!("reading {}: {err}", dir.display())))?;
+        let entry = entry
+            .map_err(|err| StoreError::Unavailable(format!("reading {}: {err}", dir.display())))?;
         let name = entry.file_name();
         let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".seg")) else {
             continue;

@@ -123,7 +123,9 @@ impl Ingest {
             std::thread::Builder::new()
                 .name(name.into())
                 .spawn(work)
-                .map_err(|err| StoreError(format!("starting the {name} thread: {err}")))
+                .map_err(|err| {
+                    StoreError::Unavailable(format!("starting the {name} thread: {err}"))
+                })
         };
         let syncer = {
             let (trees, inbox) = (trees.clone(), inbox.clone());
@@ -434,9 +436,11 @@ fn sync_batches(batches: std_mpsc::Receiver<Batch>, trees: &Trees, inbox: &Inbox
             let result = match &synced {
                 // Written to a segment whose sync failed after the write: the failed sync
                 // may have dropped it, and this sync was of another segment.
-                Ok(()) if durable && inbox.is_poisoned(batch.segment) => Err(StoreError(
-                    "an earlier sync of the inbox failed; not acknowledged".into(),
-                )),
+                Ok(()) if durable && inbox.is_poisoned(batch.segment) => {
+                    Err(StoreError::Unavailable(
+                        "an earlier sync of the inbox failed; not acknowledged".into(),
+                    ))
+                }
                 Ok(()) => Ok(()),
                 Err(err) => Err(err.clone()),
             };
@@ -450,7 +454,7 @@ fn sync_batches(batches: std_mpsc::Receiver<Batch>, trees: &Trees, inbox: &Inbox
                             .contains_key(first_id.as_bytes())
                             .unwrap_or(false) =>
                     {
-                        Err(StoreError(
+                        Err(StoreError::Unavailable(
                             "the event this one repeats was not stored; not acknowledged".into(),
                         ))
                     }

@@ -16,9 +16,9 @@ pub(super) fn index_dir(root: &Path) -> PathBuf {
 
 /// fsync a directory, so the entries created or renamed in it are durable.
 pub(super) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|err| StoreError(format!("syncing the directory {}: {err}", dir.display())))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|err| {
+        StoreError::Unavailable(format!("syncing the directory {}: {err}", dir.display()))
+    })
 }
 
 /// Create `dir` and any missing parent, each made durable in its parent.
@@ -32,7 +32,12 @@ pub(super) fn create_dir_durably(dir: &Path) -> Result<()> {
     match fs::create_dir(dir) {
         Ok(()) => {}
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(err) => return Err(StoreError(format!("creating {}: {err}", dir.display()))),
+        Err(err) => {
+            return Err(StoreError::Unavailable(format!(
+                "creating {}: {err}",
+                dir.display()
+            )));
+        }
     }
     match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(parent) => sync_dir(parent),
@@ -50,7 +55,7 @@ pub(super) fn lock(root: &Path) -> Result<File> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|err| StoreError(format!("opening {}: {err}", path.display())))?;
+        .map_err(|err| StoreError::Unavailable(format!("opening {}: {err}", path.display())))?;
     // A store of this process that was just closed may still be letting go of it (a
     // restart in the same process): wait a little before saying it is taken.
     let mut tries = 0;
@@ -62,14 +67,17 @@ pub(super) fn lock(root: &Path) -> Result<File> {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StoreError(format!(
+                return Err(StoreError::Unavailable(format!(
                     "{} is in use by another process (another `switchyard serve` on the \
                      same storage.path?)",
                     root.display()
                 )));
             }
             Err(std::fs::TryLockError::Error(err)) => {
-                return Err(StoreError(format!("locking {}: {err}", path.display())));
+                return Err(StoreError::Unavailable(format!(
+                    "locking {}: {err}",
+                    path.display()
+                )));
             }
         }
     }
@@ -82,9 +90,9 @@ pub(super) fn migrate_layout(root: &Path) -> Result<()> {
         return Ok(());
     }
     fs::create_dir(&index)
-        .map_err(|err| StoreError(format!("creating {}: {err}", index.display())))?;
+        .map_err(|err| StoreError::Unavailable(format!("creating {}: {err}", index.display())))?;
     let snapshots = fs::read_dir(root)
-        .map_err(|err| StoreError(format!("reading {}: {err}", root.display())))?
+        .map_err(|err| StoreError::Unavailable(format!("reading {}: {err}", root.display())))?
         .filter_map(|entry| entry.ok())
         .map(|entry| entry.file_name())
         .filter(|name| name.to_string_lossy().starts_with("snap."));
@@ -96,8 +104,9 @@ pub(super) fn migrate_layout(root: &Path) -> Result<()> {
     for name in names {
         let from = root.join(&name);
         if from.exists() {
-            fs::rename(&from, index.join(&name))
-                .map_err(|err| StoreError(format!("moving {}: {err}", from.display())))?;
+            fs::rename(&from, index.join(&name)).map_err(|err| {
+                StoreError::Unavailable(format!("moving {}: {err}", from.display()))
+            })?;
         }
     }
     sync_dir(&index)?;

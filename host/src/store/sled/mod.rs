@@ -75,6 +75,16 @@ use super::{
     Storage, StoreError, StoredRequest,
 };
 
+impl From<::sled::Error> for StoreError {
+    fn from(err: ::sled::Error) -> Self {
+        match err {
+            ::sled::Error::Corruption { .. } => StoreError::Corrupt(err.to_string()),
+            ::sled::Error::Io(_) => StoreError::Unavailable(err.to_string()),
+            _ => StoreError::Unavailable(format!("sled: {err}")),
+        }
+    }
+}
+
 /// How a [`SledStore`] is opened.
 #[derive(Debug, Clone, Copy)]
 pub struct StoreOptions {
@@ -139,7 +149,7 @@ impl SledStore {
         match Self::open_index(path, &inbox, options, cutoff, &lock) {
             Ok(store) => Ok(store),
             Err(err) => {
-                recovery::rebuild(path, &err.0, |db| {
+                recovery::rebuild(path, err.message(), |db| {
                     let trees = Trees::open(db)?;
                     let replayed = ingest::replay_from(&trees, &inbox, Location::START, cutoff)?;
                     ingest::mark_applied(&trees, &inbox)?;
@@ -150,7 +160,7 @@ impl SledStore {
                     })
                 })?;
                 Self::open_index(path, &inbox, options, cutoff, &lock).map_err(|err| {
-                    StoreError(format!(
+                    StoreError::Unavailable(format!(
                         "the index rebuilt from the inbox does not open: {err}"
                     ))
                 })
@@ -169,7 +179,7 @@ impl SledStore {
     ) -> Result<Self> {
         let dir = layout::index_dir(root);
         if !dir.exists() && inbox.has_earlier_data() {
-            return Err(StoreError("it is missing".into()));
+            return Err(StoreError::Unavailable("it is missing".into()));
         }
         let config = sled::Config::new()
             .path(&dir)
@@ -182,8 +192,9 @@ impl SledStore {
             // `spawn_flusher`): exactly one thread may flush (spacejam/sled#1308).
             .flush_every_ms((!options.durable).then_some(500));
         recovery::without_panics("opening the index", || {
-            let db = open_sled(&config)
-                .map_err(|err| StoreError(format!("opening {}: {err}", dir.display())))?;
+            let db = open_sled(&config).map_err(|err| {
+                StoreError::Unavailable(format!("opening {}: {err}", dir.display()))
+            })?;
             // sled does not sync the directories of the files it creates.
             layout::sync_dir(&dir)?;
             layout::sync_dir(root)?;
@@ -195,7 +206,7 @@ impl SledStore {
                 inbox,
                 cutoff,
             )
-            .map_err(StoreError)?;
+            .map_err(StoreError::Corrupt)?;
             let store = SledStore {
                 trees,
                 inbox: inbox.clone(),
@@ -234,9 +245,9 @@ impl SledStore {
         if options.durable {
             File::open(dir.join("db"))
                 .and_then(|log| log.sync_data())
-                .map_err(|err| StoreError(format!("syncing the sled log: {err}")))?;
+                .map_err(|err| StoreError::Unavailable(format!("syncing the sled log: {err}")))?;
             let log = File::open(dir.join("db"))
-                .map_err(|err| StoreError(format!("opening the sled log: {err}")))?;
+                .map_err(|err| StoreError::Unavailable(format!("opening the sled log: {err}")))?;
             self.flusher = Some(spawn_flusher(Checkpointer {
                 db: self.db.clone(),
                 log,
@@ -397,7 +408,7 @@ fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
 }
 
 fn abort(err: impl ToString) -> ConflictableTransactionError<StoreError> {
-    ConflictableTransactionError::Abort(StoreError(err.to_string()))
+    ConflictableTransactionError::Abort(StoreError::Unavailable(err.to_string()))
 }
 
 fn tx_error(err: TransactionError<StoreError>) -> StoreError {
@@ -409,7 +420,7 @@ fn tx_error(err: TransactionError<StoreError>) -> StoreError {
 
 impl Storage for SledStore {
     fn insert_event(&self, event: NewEvent) -> BoxFuture<'static, Result<Inserted>> {
-        let stopped = || StoreError("the store is shutting down".into());
+        let stopped = || StoreError::Stopped;
         let Some(ingest) = &self.ingest else {
             return futures::future::ready(Err(stopped())).boxed();
         };
@@ -439,13 +450,9 @@ impl Storage for SledStore {
         };
         let (tx, rx) = oneshot::channel();
         if flusher.send(Flush::Durable(tx)).is_err() {
-            return futures::future::ready(Err(StoreError("flusher has stopped".into()))).boxed();
+            return futures::future::ready(Err(StoreError::Stopped)).boxed();
         }
-        async move {
-            rx.await
-                .unwrap_or_else(|_| Err(StoreError("flusher has stopped".into())))
-        }
-        .boxed()
+        async move { rx.await.unwrap_or(Err(StoreError::Stopped)) }.boxed()
     }
 
     fn event(&self, id: &str) -> Result<Option<EventRecord>> {

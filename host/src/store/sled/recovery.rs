@@ -79,8 +79,9 @@ pub(super) fn clear_interrupted_rebuild(root: &Path) -> Result<()> {
     let partial = root.join(REBUILDING);
     if partial.exists() {
         tracing::warn!(path = %partial.display(), "removing an interrupted rebuild of the index");
-        fs::remove_dir_all(&partial)
-            .map_err(|err| StoreError(format!("removing {}: {err}", partial.display())))?;
+        fs::remove_dir_all(&partial).map_err(|err| {
+            StoreError::Unavailable(format!("removing {}: {err}", partial.display()))
+        })?;
         sync_dir(root)?;
     }
     Ok(())
@@ -98,7 +99,9 @@ pub(super) fn without_panics<T>(what: &str, open: impl FnOnce() -> Result<T>) ->
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic".into());
-            Err(StoreError(format!("{what} panicked: {message}")))
+            Err(StoreError::Unavailable(format!(
+                "{what} panicked: {message}"
+            )))
         }
     }
 }
@@ -125,7 +128,8 @@ pub(super) fn write_checkpoint(dir: &Path, checkpoint: &Checkpoint) -> Result<()
         file.sync_data()?;
         fs::rename(&tmp, dir.join(CHECKPOINT))
     };
-    write().map_err(|err| StoreError(format!("writing the index checkpoint: {err}")))?;
+    write()
+        .map_err(|err| StoreError::Unavailable(format!("writing the index checkpoint: {err}")))?;
     sync_dir(dir)
 }
 
@@ -206,7 +210,7 @@ pub(super) fn rebuild(
     clear_interrupted_rebuild(root)?;
     let partial = root.join(REBUILDING);
     fs::create_dir(&partial)
-        .map_err(|err| StoreError(format!("creating {}: {err}", partial.display())))?;
+        .map_err(|err| StoreError::Unavailable(format!("creating {}: {err}", partial.display())))?;
     sync_dir(root)?;
     let rebuilt = {
         let db = sled::Config::new()
@@ -215,12 +219,12 @@ pub(super) fn rebuild(
             .cache_capacity(128 << 20)
             .flush_every_ms(None)
             .open()
-            .map_err(|err| StoreError(format!("creating the new index: {err}")))?;
+            .map_err(|err| StoreError::Unavailable(format!("creating the new index: {err}")))?;
         let rebuilt = fill(&db)?;
         db.flush()?;
         File::open(partial.join("db"))
             .and_then(|log| log.sync_data())
-            .map_err(|err| StoreError(format!("syncing the new index: {err}")))?;
+            .map_err(|err| StoreError::Unavailable(format!("syncing the new index: {err}")))?;
         rebuilt
     };
     for dir in [partial.join("blobs"), partial.clone()] {
@@ -230,14 +234,15 @@ pub(super) fn rebuild(
     }
     let kept = if index.exists() {
         let aside = aside_path(root);
-        fs::rename(&index, &aside)
-            .map_err(|err| StoreError(format!("moving {} aside: {err}", index.display())))?;
+        fs::rename(&index, &aside).map_err(|err| {
+            StoreError::Unavailable(format!("moving {} aside: {err}", index.display()))
+        })?;
         Some(aside)
     } else {
         None
     };
     fs::rename(&partial, &index)
-        .map_err(|err| StoreError(format!("moving the new index in place: {err}")))?;
+        .map_err(|err| StoreError::Unavailable(format!("moving the new index in place: {err}")))?;
     sync_dir(root)?;
     prune_aside(root);
     tracing::warn!(
