@@ -17,7 +17,7 @@ use switchyard::plugin::bindings::Webhook;
 use switchyard::plugin::{AllowedHosts, Grants, HandleOutcome, Limits, Runtime};
 use switchyard::secret::Secret;
 use switchyard::store::sled::SledStore;
-use switchyard::store::{EventRecord, Inserted, NewEvent, Storage, StoredRequest};
+use switchyard::store::{EventRecord, Inserted, NewEvent, StoredRequest};
 
 // The allocator of the `switchyard` binary, so the figures are the ones the host sees.
 #[global_allocator]

@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use switchyard::outbound::OutboundRequest;
 use switchyard::store::sled::{SledStore, StoreOptions};
 use switchyard::store::{
-    DeliveryRecord, DeliveryStatus, EventRecord, NewEvent, Status, Storage, StoredRequest,
+    DeliveryRecord, DeliveryStatus, EventRecord, NewEvent, Status, StoredRequest,
 };
 
 /// Events inserted together (the sequencer batches them as it does under load).

@@ -130,10 +130,11 @@ async fn show_event(
 ) -> Result<Json<Value>, ApiError> {
     let record = app
         .storage
-        .event(&id)?
+        .event(&id)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
-    let request = app.storage.request(&id)?;
-    let mut deliveries = app.storage.deliveries(&id)?;
+    let request = app.storage.request(&id).await?;
+    let mut deliveries = app.storage.deliveries(&id).await?;
     // Deliveries keep their credentials to be sent; the log shows only their names.
     for delivery in &mut deliveries {
         crate::store::mask_secret_headers(&mut delivery.request.headers);
@@ -218,7 +219,7 @@ async fn list_events(
     Query(filter): Query<EventFilter>,
 ) -> Result<Json<Value>, ApiError> {
     let query = filter.query()?;
-    let (page, next) = app.storage.list_events(&query)?;
+    let (page, next) = app.storage.list_events(&query).await?;
     Ok(Json(json!({ "data": page, "next_cursor": next })))
 }
 
@@ -237,9 +238,8 @@ async fn replay_event(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let record = app.storage.replay(&id).map_err(replay_error)?;
+    let record = app.storage.replay(&id).await.map_err(replay_error)?;
     app.storage.sync().await.map_err(ApiError::unavailable)?;
-    let _ = app.dispatch_tx.try_send(record.id.clone());
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "id": record.id, "status": record.status })),
@@ -257,9 +257,9 @@ async fn replay_many(
     query.cursor = None;
     let mut ids = Vec::new();
     loop {
-        let (page, next) = app.storage.list_events(&query)?;
+        let (page, next) = app.storage.list_events(&query).await?;
         for record in page {
-            match app.storage.replay(&record.id) {
+            match app.storage.replay(&record.id).await {
                 Ok(_) => ids.push(record.id),
                 Err(ReplayError::NotReplayable(..)) => {}
                 Err(err) => return Err(replay_error(err)),
@@ -271,9 +271,6 @@ async fn replay_many(
         }
     }
     app.storage.sync().await.map_err(ApiError::unavailable)?;
-    for id in &ids {
-        let _ = app.dispatch_tx.try_send(id.clone());
-    }
     Ok((StatusCode::ACCEPTED, Json(json!({ "replayed": ids.len() }))))
 }
 

@@ -1,7 +1,7 @@
 //! The shared state of a running host: start-up, reloads, and operator overrides.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -34,18 +34,17 @@ pub struct App {
     pub reloads: std::sync::atomic::AtomicU64,
     /// Outbound HTTP client (deliveries and `http.fetch`), one connection pool.
     pub http: reqwest::Client,
-    /// Event ids ready for a connector call; the dispatch workers take from it.
-    pub dispatch_tx: async_channel::Sender<String>,
-    pub(crate) dispatch_rx: async_channel::Receiver<String>,
+    /// Told when the connectors changed (a reload, a pause or resume): the dispatchers
+    /// follow (`dispatch.rs`).
+    pub(crate) connectors_changed: tokio::sync::Notify,
     /// Cancelled on shutdown: every background task watches it.
     pub shutdown: CancellationToken,
     /// Every background task, so shutdown can wait for them.
     pub tasks: TaskTracker,
     /// Bounds concurrent outbound deliveries.
     pub delivery_slots: Arc<tokio::sync::Semaphore>,
-    /// Events a dispatch worker is handling right now: an id queued twice (a replay racing
-    /// a scheduled retry) is handled once.
-    pub(crate) in_flight: Mutex<std::collections::HashSet<String>>,
+    /// Bounds concurrent connector calls (`server.workers`).
+    pub call_slots: Arc<tokio::sync::Semaphore>,
     /// What `GET /metrics` shows.
     pub metrics: crate::metrics::Metrics,
     /// Admin requests per client address in the current minute.
@@ -119,7 +118,6 @@ impl App {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .context("building the HTTP client")?;
-        let (dispatch_tx, dispatch_rx) = async_channel::unbounded();
         let app = Arc::new(App {
             storage,
             runtime,
@@ -129,18 +127,17 @@ impl App {
             last_config_error: ArcSwap::from_pointee(None),
             reloads: Default::default(),
             http,
-            dispatch_tx,
-            dispatch_rx,
+            connectors_changed: tokio::sync::Notify::new(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             delivery_slots: Arc::new(tokio::sync::Semaphore::new(DELIVERY_CONCURRENCY)),
-            in_flight: Default::default(),
+            call_slots: Arc::new(tokio::sync::Semaphore::new(config.server.worker_count())),
             metrics: crate::metrics::Metrics::new(),
             admin_limiter: Default::default(),
             config,
         });
         let configs = app.connector_configs.load_full();
-        app.apply(&configs, None, false).await;
+        app.apply(&configs, None).await;
         Ok(app)
     }
 
@@ -180,25 +177,19 @@ impl App {
         {
             return Err(format!("no enabled connector `{id}`"));
         }
-        let report = self.apply(&configs, only, true).await;
+        let report = self.apply(&configs, only).await;
         self.connector_configs.store(configs);
         Ok(report)
     }
 
     /// Build the next registry from `configs` and swap it in.
-    async fn apply(
-        &self,
-        configs: &[ConnectorConfig],
-        only: Option<&str>,
-        requeue: bool,
-    ) -> ReloadReport {
+    async fn apply(&self, configs: &[ConnectorConfig], only: Option<&str>) -> ReloadReport {
         let mut report = ReloadReport::default();
         let mut next = HashMap::new();
-        let mut resumed = Vec::new();
         for config in configs.iter().filter(|c| c.enabled) {
             let previous = self.connectors.get(&config.id);
             let mut effective = config.clone();
-            effective.paused = self.effective_paused(config);
+            effective.paused = self.effective_paused(config).await;
             if let (Some(only), Some(previous)) = (only, &previous)
                 && only != config.id
             {
@@ -229,10 +220,6 @@ impl App {
             } else {
                 report.loaded.push(config.id.clone());
             }
-            let was_idle = previous.as_ref().is_none_or(|p| p.config.paused);
-            if was_idle && !connector.config.paused {
-                resumed.push(config.id.clone());
-            }
             next.insert(config.id.clone(), Arc::new(connector));
         }
         for old in self.connectors.all() {
@@ -241,9 +228,7 @@ impl App {
             }
         }
         self.connectors.replace(next);
-        if requeue {
-            self.requeue_pending(&resumed);
-        }
+        self.connectors_changed.notify_one();
         report
     }
 
@@ -253,24 +238,26 @@ impl App {
     }
 
     /// The API's pause/resume override if it still holds, else the file's `paused`.
-    fn effective_paused(&self, config: &ConnectorConfig) -> bool {
-        match self.pause_override(&config.id) {
+    async fn effective_paused(&self, config: &ConnectorConfig) -> bool {
+        match self.pause_override(&config.id).await {
             Some(o) if o.file_paused == config.paused => o.paused,
             Some(_) => {
                 // The file changed `paused` since the override: the file wins now.
                 let _ = self
                     .storage
-                    .kv_delete(OVERRIDES, &format!("pause/{}", config.id));
+                    .kv_delete(OVERRIDES, &format!("pause/{}", config.id))
+                    .await;
                 config.paused
             }
             None => config.paused,
         }
     }
 
-    fn pause_override(&self, id: &str) -> Option<PauseOverride> {
+    async fn pause_override(&self, id: &str) -> Option<PauseOverride> {
         let bytes = self
             .storage
             .kv_get(OVERRIDES, &format!("pause/{id}"))
+            .await
             .ok()??;
         serde_json::from_slice(&bytes).ok()
     }
@@ -298,6 +285,7 @@ impl App {
                 &format!("pause/{id}"),
                 &serde_json::to_vec(&record).unwrap_or_default(),
             )
+            .await
             .map_err(|err| err.to_string())?;
         let mut config = current.config.clone();
         config.paused = paused;
@@ -309,32 +297,8 @@ impl App {
             verifier: current.verifier.clone(),
         });
         self.connectors.insert(updated.clone());
-        if !paused {
-            self.requeue_pending(&[id.to_string()]);
-        }
+        self.connectors_changed.notify_one();
         Ok(updated)
-    }
-
-    /// Hand the stored pending events of these connectors to the dispatch workers (after a
-    /// resume or when a connector appears).
-    fn requeue_pending(&self, connectors: &[String]) {
-        if connectors.is_empty() {
-            return;
-        }
-        let ids = match self.storage.pending_events() {
-            Ok(ids) => ids,
-            Err(err) => {
-                tracing::error!("listing pending events: {err}");
-                return;
-            }
-        };
-        for id in ids {
-            if let Ok(Some(record)) = self.storage.event(&id)
-                && connectors.contains(&record.connector)
-            {
-                let _ = self.dispatch_tx.try_send(id);
-            }
-        }
     }
 
     /// Run `work` as a background task that stops at shutdown.

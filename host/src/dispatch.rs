@@ -1,52 +1,104 @@
-//! Dispatch: a pool of workers hands stored events to their connector's `handle`.
+//! Dispatch: every enabled connector that is not paused has a dispatcher, which takes its
+//! events from the store's dispatch queue (one per connector, shared by every node of a
+//! cluster) and calls the connector's `handle`, at most `server.workers` calls at once
+//! across connectors.
 //!
-//! An event stays in the store's dispatch queue until `handle` has returned and its
-//! deliveries are stored (one atomic write), so a crash at any point means the event is
-//! handed over again after restart, never lost.
+//! An event stays queued until `handle` has returned and its deliveries are stored
+//! ([`DispatchQueue::finish_dispatch`], one atomic step), so a crash at any point means it
+//! is handed out again, never lost. Pausing a connector stops its dispatcher; its events
+//! wait in the queue until it resumes.
+//!
+//! [`DispatchQueue::finish_dispatch`]: crate::store::DispatchQueue::finish_dispatch
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng as _;
+use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::deliver;
 use crate::deliver::policy::backoff;
 use crate::outbound::OutboundRequest;
 use crate::plugin::bindings::{Failure, Webhook};
 use crate::plugin::{CallError, Connector};
 use crate::store::{
-    Attempt, DeliveryRecord, DeliveryStatus, EventRecord, Status, StoreError, StoredRequest,
+    Attempt, DeliveryRecord, DeliveryStatus, EventRecord, Lease, Status, StoreError, StoredRequest,
 };
 
-/// Start the workers and re-queue what was pending before the last stop.
-pub fn start(app: &Arc<App>) -> Result<(), StoreError> {
-    let workers = app.config.server.worker_count();
-    for _ in 0..workers {
-        let app2 = app.clone();
-        app.spawn(async move {
-            while let Ok(id) = app2.dispatch_rx.recv().await {
-                process(&app2, &id).await;
-            }
-        });
-    }
-    let pending = app.storage.pending_events()?;
-    if !pending.is_empty() {
-        tracing::info!(count = pending.len(), "resuming pending events");
-    }
-    for id in pending {
-        let _ = app.dispatch_tx.try_send(id);
-    }
-    Ok(())
+/// How long a dispatcher waits on its queue before it looks again (and sees a stop).
+const POLL: Duration = Duration::from_secs(1);
+/// How long an event whose connector is gone (removed from the config, or disabled since it
+/// was accepted) waits before it is looked at again; it is kept until the connector is back.
+const NO_CONNECTOR: Duration = Duration::from_secs(30);
+
+/// Start the dispatchers, and keep them following the connectors (reloads, pauses).
+pub fn start(app: &Arc<App>) {
+    let app2 = app.clone();
+    app.spawn(async move {
+        let mut running: HashMap<String, CancellationToken> = HashMap::new();
+        loop {
+            follow(&app2, &mut running);
+            app2.connectors_changed.notified().await;
+        }
+    });
 }
 
-/// Queue `id` for dispatch after `delay`.
-fn requeue_after(app: &Arc<App>, id: String, delay: Duration) {
-    let tx = app.dispatch_tx.clone();
-    app.spawn(async move {
-        tokio::time::sleep(delay).await;
-        let _ = tx.send(id).await;
+/// One dispatcher for each connector that is enabled and not paused, no other.
+fn follow(app: &Arc<App>, running: &mut HashMap<String, CancellationToken>) {
+    let wanted: Vec<String> = app
+        .connectors
+        .all()
+        .into_iter()
+        .filter(|c| !c.config.paused)
+        .map(|c| c.config.id.clone())
+        .collect();
+    running.retain(|id, stop| {
+        let keep = wanted.contains(id);
+        if !keep {
+            stop.cancel();
+        }
+        keep
     });
+    for id in wanted {
+        if running.contains_key(&id) {
+            continue;
+        }
+        let stop = app.shutdown.child_token();
+        running.insert(id.clone(), stop.clone());
+        let app2 = app.clone();
+        app.spawn(async move { dispatcher(app2, id, stop).await });
+    }
+}
+
+/// Take the events of `connector` one at a time and hand each to a call, until `stop`.
+async fn dispatcher(app: Arc<App>, connector: String, stop: CancellationToken) {
+    loop {
+        let next = tokio::select! {
+            _ = stop.cancelled() => return,
+            next = app.storage.next_dispatch(&connector, POLL) => next,
+        };
+        let lease = match next {
+            Ok(Some(lease)) => lease,
+            Ok(None) => continue,
+            Err(err) => {
+                tracing::error!(%connector, "taking the next event failed: {err}");
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+        };
+        let slot = tokio::select! {
+            // The lease, dropped unfinished, is handed out again.
+            _ = stop.cancelled() => return,
+            slot = app.call_slots.clone().acquire_owned() => slot,
+        };
+        let Ok(slot) = slot else { return };
+        let app2 = app.clone();
+        app.spawn(async move {
+            process(&app2, lease).await;
+            drop(slot);
+        });
+    }
 }
 
 /// Build the connector's view of a stored request.
@@ -65,49 +117,42 @@ pub fn webhook(record: &EventRecord, request: &StoredRequest, attempt: u32) -> W
 }
 
 /// One dispatch of one event.
-#[tracing::instrument(level = "debug", skip_all, fields(event_id = %id))]
-async fn process(app: &Arc<App>, id: &str) {
-    if !app
-        .in_flight
-        .lock()
-        .expect("in_flight lock")
-        .insert(id.to_string())
-    {
-        return;
-    }
-    let result = try_process(app, id).await;
-    app.in_flight.lock().expect("in_flight lock").remove(id);
-    if let Err(err) = result {
-        // Storage trouble: the event is still queued in the store; try again later.
+#[tracing::instrument(level = "debug", skip_all, fields(event_id = %lease.id))]
+async fn process(app: &Arc<App>, lease: Lease) {
+    let id = lease.id.clone();
+    if let Err(err) = try_process(app, lease).await {
+        // Still queued in the store, which hands it out again in a while.
         tracing::error!(event_id = %id, "dispatch failed: {err}");
-        requeue_after(app, id.to_string(), Duration::from_secs(5));
     }
 }
 
-async fn try_process(app: &Arc<App>, id: &str) -> Result<(), StoreError> {
-    let Some(mut record) = app.storage.event(id)? else {
-        return Ok(());
+async fn try_process(app: &Arc<App>, lease: Lease) -> Result<(), StoreError> {
+    let id = lease.id.clone();
+    let Some(mut record) = app.storage.event(&id).await? else {
+        // Gone (retention, or taken back because its sync failed): nothing to do.
+        return app.storage.forget_dispatch(lease).await;
     };
     if record.status.is_final() {
-        return app.storage.finish_dispatch(&record, &[], false);
+        return app.storage.finish_dispatch(lease, &record, &[], None).await;
     }
     let now = crate::time::now_ms();
     if let Some(next) = record.next_attempt_at
         && next > now
     {
-        requeue_after(app, record.id.clone(), Duration::from_millis(next - now));
-        return Ok(());
+        let wait = Duration::from_millis(next - now);
+        return app.storage.release_dispatch(lease, wait).await;
     }
     let Some(connector) = app.connectors.get(&record.connector) else {
         // Removed or disabled since it was accepted: keep it until it comes back.
         tracing::warn!(event_id = %id, connector = %record.connector, "connector not configured; event kept pending");
-        return Ok(());
+        return app.storage.release_dispatch(lease, NO_CONNECTOR).await;
     };
     if connector.config.paused {
-        return Ok(());
+        // Paused since its dispatcher took it: it waits for the resume.
+        return app.storage.release_dispatch(lease, Duration::ZERO).await;
     }
     let number = record.attempts.len() as u32 + 1;
-    let Some(request) = app.storage.request(id)? else {
+    let Some(request) = app.storage.request(&id).await? else {
         // Not there intact: a crash tore it before it was acknowledged, or retention
         // removed it. Trying again would never find it.
         let message = "its stored request is gone (torn by a crash before it was \
@@ -118,7 +163,7 @@ async fn try_process(app: &Arc<App>, id: &str) -> Result<(), StoreError> {
         record.status = Status::Dead;
         record.next_attempt_at = None;
         record.error = Some(message.into());
-        return app.storage.finish_dispatch(&record, &[], false);
+        return app.storage.finish_dispatch(lease, &record, &[], None).await;
     };
     let plugin = match &connector.plugin {
         Some(plugin) => plugin.clone(),
@@ -128,7 +173,7 @@ async fn try_process(app: &Arc<App>, id: &str) -> Result<(), StoreError> {
                 .unwrap_or("no plugin loaded")
                 .to_string();
             let attempt = no_call(app, &record, number, now, "unavailable", err);
-            return schedule_retry(app, &connector, record, attempt);
+            return schedule_retry(app, lease, &connector, record, attempt).await;
         }
     };
 
@@ -192,11 +237,10 @@ async fn try_process(app: &Arc<App>, id: &str) -> Result<(), StoreError> {
             } else {
                 Status::Pending
             };
-            app.storage.finish_dispatch(&record, &rows, false)?;
-            for row in rows {
-                deliver::spawn(app, &connector, row);
-            }
-            Ok(())
+            // The store queues the deliveries for the delivery workers.
+            app.storage
+                .finish_dispatch(lease, &record, &rows, None)
+                .await
         }
         Ok(Err(Failure::Reject(message))) => {
             attempt.message = Some(message.clone());
@@ -204,15 +248,15 @@ async fn try_process(app: &Arc<App>, id: &str) -> Result<(), StoreError> {
             record.status = Status::Dead;
             record.next_attempt_at = None;
             record.error = Some(format!("rejected by the connector: {message}"));
-            app.storage.finish_dispatch(&record, &[], false)
+            app.storage.finish_dispatch(lease, &record, &[], None).await
         }
         Ok(Err(Failure::Retry(message))) => {
             attempt.message = Some(message);
-            schedule_retry(app, &connector, record, attempt)
+            schedule_retry(app, lease, &connector, record, attempt).await
         }
         Err(err) => {
             attempt.message = Some(err.to_string());
-            schedule_retry(app, &connector, record, attempt)
+            schedule_retry(app, lease, &connector, record, attempt).await
         }
     }
 }
@@ -243,8 +287,9 @@ fn no_call(
 }
 
 /// The connector call failed transiently: schedule another, or give up.
-fn schedule_retry(
+async fn schedule_retry(
     app: &Arc<App>,
+    lease: Lease,
     connector: &Connector,
     mut record: EventRecord,
     attempt: Attempt,
@@ -258,12 +303,13 @@ fn schedule_retry(
         record.status = Status::Dead;
         record.next_attempt_at = None;
         record.error = Some(format!("gave up after {number} attempts: {message}"));
-        return app.storage.finish_dispatch(&record, &[], false);
+        return app.storage.finish_dispatch(lease, &record, &[], None).await;
     }
     let delay = backoff(policy, number, None, rand::rng().random());
+    let again_at = crate::time::now_ms() + delay.as_millis() as u64;
     record.status = Status::Retrying;
-    record.next_attempt_at = Some(crate::time::now_ms() + delay.as_millis() as u64);
-    app.storage.finish_dispatch(&record, &[], true)?;
-    requeue_after(app, record.id.clone(), delay);
-    Ok(())
+    record.next_attempt_at = Some(again_at);
+    app.storage
+        .finish_dispatch(lease, &record, &[], Some(again_at))
+        .await
 }

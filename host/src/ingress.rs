@@ -212,13 +212,8 @@ async fn store_webhook(
         .map_err(ApiError::unavailable)?;
 
     let (outcome, body) = match inserted {
+        // The store queued it for its connector.
         Inserted::Accepted { id: event_id } => {
-            // Queued unless the connector is paused (or gone) *now*, after the event is
-            // stored: a resume flips the connector first and then queues everything
-            // pending, so it either sees this event or came before this check.
-            if app.connectors.get(id).is_some_and(|c| !c.config.paused) {
-                let _ = app.dispatch_tx.try_send(event_id.clone());
-            }
             ("accepted", json!({ "id": event_id, "status": "accepted" }))
         }
         Inserted::Duplicate { first_id, .. } => (

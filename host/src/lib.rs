@@ -64,8 +64,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let grace = config.server.shutdown_timeout;
     let app = App::start(config).await?;
-    dispatch::start(&app)?;
-    deliver::resume(&app)?;
+    dispatch::start(&app);
+    deliver::start(&app);
     watch::start(&app)?;
     #[cfg(unix)]
     watch::reload_on_sighup(&app)?;

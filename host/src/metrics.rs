@@ -258,7 +258,7 @@ impl Metrics {
     /// The text a scrape gets, gauges read now.
     pub fn render(&self, app: &App) -> String {
         self.with(|| {
-            gauge!("switchyard_dispatch_queue_depth").set(app.dispatch_tx.len() as f64);
+            gauge!("switchyard_dispatch_queue_depth").set(app.storage.dispatch_depth() as f64);
             for connector in app.connectors.all() {
                 let id = connector.config.id.clone();
                 let up = connector.unavailable().is_none();

@@ -3,8 +3,9 @@
 //! has an `outbound_secret`.
 //!
 //! Each delivery is retried on its own: a failing downstream neither re-runs the connector
-//! nor re-sends deliveries that already succeeded. Every try is written to the outbox row
-//! before the next is scheduled, and open rows are resumed after a restart.
+//! nor re-sends deliveries that already succeeded. The store's outbox (shared by every
+//! node) hands out each delivery when it is due, to one worker at a time; every try is
+//! stored before the next is scheduled, so a restart resumes them with their schedule.
 
 pub mod policy;
 
@@ -16,108 +17,106 @@ use rand::Rng as _;
 use crate::app::App;
 use crate::outbound::{self, OutboundError, OutboundResponse};
 use crate::plugin::Connector;
-use crate::store::{DeliveryAttempt, DeliveryRecord, DeliveryStatus, Status, StoreError};
+use crate::store::{DeliveryAttempt, DeliveryRecord, DeliveryStatus, Lease, StoreError, lifecycle};
 use crate::verify::{self, Scheme};
 use policy::{Verdict, backoff, classify_status};
 
 /// Response bodies kept in the log are cut to this size.
 const LOGGED_RESPONSE_BYTES: usize = 64 * 1024;
+/// How long the worker waits on the outbox before it looks again.
+const POLL: Duration = Duration::from_secs(1);
+/// How long a delivery whose connector is gone waits before it is looked at again.
+const NO_CONNECTOR: Duration = Duration::from_secs(30);
 
-/// Start delivering `row` in the background.
-pub fn spawn(app: &Arc<App>, connector: &Arc<Connector>, row: DeliveryRecord) {
+/// Start taking due deliveries from the outbox, at most `DELIVERY_CONCURRENCY` in flight.
+pub fn start(app: &Arc<App>) {
     let app2 = app.clone();
-    let connector = connector.clone();
-    app.spawn(async move { run(app2, connector, row).await });
-}
-
-/// Resume every open delivery after a restart.
-pub fn resume(app: &Arc<App>) -> Result<(), StoreError> {
-    let open = app.storage.open_deliveries()?;
-    if !open.is_empty() {
-        tracing::info!(count = open.len(), "resuming open deliveries");
-    }
-    for row in open {
-        let Some(event) = app.storage.event(&row.event_id)? else {
-            continue;
-        };
-        match app.connectors.get(&event.connector) {
-            Some(connector) => spawn(app, &connector, row),
-            None => tracing::warn!(
-                connector = %event.connector,
-                "delivery kept: its connector is not configured"
-            ),
+    app.spawn(async move {
+        loop {
+            let Ok(slot) = app2.delivery_slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (lease, row) = match app2.storage.next_delivery(POLL).await {
+                Ok(Some(next)) => next,
+                Ok(None) => continue,
+                Err(err) => {
+                    tracing::error!("taking the next delivery failed: {err}");
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                }
+            };
+            let app3 = app2.clone();
+            app2.spawn(async move {
+                if let Err(err) = try_once(&app3, lease, row).await {
+                    tracing::error!("delivering failed: {err}");
+                }
+                drop(slot);
+            });
         }
-    }
-    Ok(())
+    });
 }
 
+/// One try of one delivery: send it, store the outcome (and when it is due again), and let
+/// its event's status follow.
 #[tracing::instrument(level = "debug", skip_all, fields(event_id = %row.event_id, delivery = row.index))]
-async fn run(app: Arc<App>, connector: Arc<Connector>, mut row: DeliveryRecord) {
+async fn try_once(app: &Arc<App>, lease: Lease, mut row: DeliveryRecord) -> Result<(), StoreError> {
+    let connector = match app.storage.event(&row.event_id).await? {
+        Some(event) => app.connectors.get(&event.connector),
+        // Its event is gone (retention): the delivery goes with it.
+        None => None,
+    };
+    let Some(connector) = connector else {
+        tracing::warn!(event_id = %row.event_id, "delivery kept: its connector is not configured");
+        row.next_attempt_at = Some(crate::time::now_ms() + NO_CONNECTOR.as_millis() as u64);
+        return app.storage.finish_delivery(lease, &row).await;
+    };
     let policy = connector.retry().clone();
-    loop {
-        if let Some(at) = row.next_attempt_at {
-            let now = crate::time::now_ms();
-            if at > now {
-                tokio::time::sleep(Duration::from_millis(at - now)).await;
-            }
+    let number = row.attempts.len() as u32 + 1;
+    let extra = extra_headers(&connector, &row);
+    let at = crate::time::now_ms();
+    let (result, took) = outbound::send(
+        &app.http,
+        &connector.grants.allowed_hosts,
+        &row.request,
+        &extra,
+        policy.timeout,
+    )
+    .await;
+    let verdict = match &result {
+        Ok(response) => classify_status(
+            response.status,
+            header(response, "retry-after"),
+            SystemTime::now(),
+        ),
+        Err(OutboundError::Denied(_)) => Verdict::Dead,
+        Err(_) => Verdict::Retry { not_before: None },
+    };
+    row.attempts.push(DeliveryAttempt {
+        number,
+        at,
+        duration_ms: took.as_millis() as u64,
+        response: result.as_ref().ok().map(trimmed),
+        error: result.as_ref().err().map(|e| e.to_string()),
+    });
+    row.status = match verdict {
+        Verdict::Succeeded => DeliveryStatus::Succeeded,
+        Verdict::Dead => DeliveryStatus::Dead,
+        Verdict::Retry { .. } if number >= policy.max_attempts => DeliveryStatus::Dead,
+        Verdict::Retry { .. } => DeliveryStatus::Retrying,
+    };
+    app.metrics
+        .delivery_attempt(&connector.config.id, row.status.as_str(), took);
+    row.next_attempt_at = match verdict {
+        Verdict::Retry { not_before } if row.status == DeliveryStatus::Retrying => {
+            let delay = backoff(&policy, number, not_before, rand::rng().random());
+            // Rounded up: `now_ms` truncates, and a `Retry-After: 1` must never be
+            // retried after 999.6 ms.
+            Some(crate::time::now_ms() + delay.as_millis() as u64 + 1)
         }
-        let Ok(_slot) = app.delivery_slots.clone().acquire_owned().await else {
-            return;
-        };
-        let number = row.attempts.len() as u32 + 1;
-        let extra = extra_headers(&connector, &row);
-        let at = crate::time::now_ms();
-        let (result, took) = outbound::send(
-            &app.http,
-            &connector.grants.allowed_hosts,
-            &row.request,
-            &extra,
-            policy.timeout,
-        )
-        .await;
-        let verdict = match &result {
-            Ok(response) => classify_status(
-                response.status,
-                header(response, "retry-after"),
-                SystemTime::now(),
-            ),
-            Err(OutboundError::Denied(_)) => Verdict::Dead,
-            Err(_) => Verdict::Retry { not_before: None },
-        };
-        row.attempts.push(DeliveryAttempt {
-            number,
-            at,
-            duration_ms: took.as_millis() as u64,
-            response: result.as_ref().ok().map(trimmed),
-            error: result.as_ref().err().map(|e| e.to_string()),
-        });
-        row.status = match verdict {
-            Verdict::Succeeded => DeliveryStatus::Succeeded,
-            Verdict::Dead => DeliveryStatus::Dead,
-            Verdict::Retry { .. } if number >= policy.max_attempts => DeliveryStatus::Dead,
-            Verdict::Retry { .. } => DeliveryStatus::Retrying,
-        };
-        app.metrics
-            .delivery_attempt(&connector.config.id, row.status.as_str(), took);
-        row.next_attempt_at = match verdict {
-            Verdict::Retry { not_before } if row.status == DeliveryStatus::Retrying => {
-                let delay = backoff(&policy, number, not_before, rand::rng().random());
-                // Rounded up: `now_ms` truncates, and a `Retry-After: 1` must never be
-                // retried after 999.6 ms.
-                Some(crate::time::now_ms() + delay.as_millis() as u64 + 1)
-            }
-            _ => None,
-        };
-        if let Err(err) = app.storage.put_delivery(&row) {
-            tracing::error!(event_id = %row.event_id, delivery = row.index, "recording the delivery attempt failed: {err}");
-        }
-        if let Err(err) = settle_event(&app, &row) {
-            tracing::error!(event_id = %row.event_id, delivery = row.index, "updating the event status failed: {err}");
-        }
-        if row.status.is_final() {
-            return;
-        }
-    }
+        _ => None,
+    };
+    app.storage.finish_delivery(lease, &row).await?;
+    settle_event(app, &row).await
 }
 
 /// `Idempotency-Key`, plus Standard Webhooks headers when the connector signs deliveries.
@@ -160,61 +159,56 @@ fn trimmed(response: &OutboundResponse) -> OutboundResponse {
     response
 }
 
-/// Derive the event's status from the deliveries of its latest connector run: any dead →
-/// dead; all succeeded → succeeded; any retrying → retrying. When `row` is the run's only
-/// delivery (the common case), the others are not read.
+/// Let the event's status follow the deliveries of its latest connector run
+/// ([`lifecycle::settled`]). When `row` is the run's only delivery (the common case), the
+/// others are not read.
 ///
-/// The deliveries are read inside the update, so a concurrent delivery of the same event
-/// that wins the compare-and-swap makes this one read them again: the last writer always
-/// saw every row as it is.
-fn settle_event(app: &App, row: &DeliveryRecord) -> Result<(), StoreError> {
-    let mut failed = None;
-    app.storage.update_event(&row.event_id, &mut |record| {
-        failed = None;
-        let only_this = row.index == record.deliveries_from
-            && record
-                .attempts
-                .last()
-                .is_some_and(|attempt| attempt.deliveries == 1);
-        let statuses: Vec<DeliveryStatus> = if only_this {
-            vec![row.status]
-        } else {
-            // Read on every try of the update: when a concurrent delivery of the same
-            // event wins the compare-and-swap, its row has changed too.
-            match app.storage.deliveries(&row.event_id) {
-                Ok(rows) => rows
-                    .iter()
-                    .filter(|r| r.index >= record.deliveries_from)
-                    .map(|r| r.status)
-                    .collect(),
-                Err(err) => {
-                    failed = Some(err);
-                    return;
+/// Two deliveries of one event can finish at once, each computing the status from what it
+/// read: after its write, each reads again and writes again if the status it wrote is no
+/// longer what the deliveries say, so the last one to finish always leaves it right.
+async fn settle_event(app: &App, row: &DeliveryRecord) -> Result<(), StoreError> {
+    let Some(record) = app.storage.event(&row.event_id).await? else {
+        return Ok(());
+    };
+    let run_from = record.deliveries_from;
+    let only_this = row.index == run_from
+        && record
+            .attempts
+            .last()
+            .is_some_and(|attempt| attempt.deliveries == 1);
+    let statuses = |rows: Vec<DeliveryRecord>| -> Vec<DeliveryStatus> {
+        rows.iter()
+            .filter(|r| r.index >= run_from)
+            .map(|r| r.status)
+            .collect()
+    };
+    let mut current = if only_this {
+        vec![row.status]
+    } else {
+        statuses(app.storage.deliveries(&row.event_id).await?)
+    };
+    loop {
+        let Some(status) = lifecycle::settled(&current) else {
+            return Ok(());
+        };
+        app.storage
+            .update_event(&row.event_id, &mut |record| {
+                record.status = status;
+                if status == crate::store::Status::Dead && record.error.is_none() {
+                    record.error = Some(format!(
+                        "delivery {} to {} failed permanently",
+                        row.index, row.request.url
+                    ));
                 }
-            }
-        };
-        if statuses.is_empty() {
-            return;
+            })
+            .await?;
+        if only_this {
+            return Ok(());
         }
-        let status = if statuses.contains(&DeliveryStatus::Dead) {
-            Status::Dead
-        } else if statuses.iter().all(|s| *s == DeliveryStatus::Succeeded) {
-            Status::Succeeded
-        } else if statuses.contains(&DeliveryStatus::Retrying) {
-            Status::Retrying
-        } else {
-            Status::Pending
-        };
-        record.status = status;
-        if status == Status::Dead && record.error.is_none() {
-            record.error = Some(format!(
-                "delivery {} to {} failed permanently",
-                row.index, row.request.url
-            ));
+        let again = statuses(app.storage.deliveries(&row.event_id).await?);
+        if lifecycle::settled(&again) == Some(status) {
+            return Ok(());
         }
-    })?;
-    match failed {
-        Some(err) => Err(err),
-        None => Ok(()),
+        current = again;
     }
 }

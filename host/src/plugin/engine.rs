@@ -535,7 +535,7 @@ mod timing {
             let id = ulid::Ulid::new().to_string();
             let mut record = crate::store::EventRecord::received(id, "stripe".into(), 1, "stripe");
             record.dedupe_key = Some(format!("evt_{i}"));
-            futures::executor::block_on(crate::store::Storage::insert_event(
+            futures::executor::block_on(crate::store::EventLog::insert_event(
                 &store,
                 crate::store::NewEvent {
                     record,

@@ -5,6 +5,7 @@
 //! is never sent for a request a crash could lose; other writes an answer depends on are
 //! followed by [`Storage::sync`], a group commit.
 
+pub mod lifecycle;
 pub mod nats;
 pub mod record;
 pub mod retention;
@@ -12,7 +13,7 @@ pub mod sled;
 
 pub use record::*;
 
-use futures::future::BoxFuture;
+use std::time::Duration;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -84,76 +85,149 @@ pub enum ReplayError {
     Store(#[from] StoreError),
 }
 
-/// The pipeline's view of storage.
-pub trait Storage: Send + Sync + 'static {
-    /// Store a new event (or a rejected/duplicate record) with its request, its dedupe
-    /// entry and its place in the dispatch queue. Resolves once it is durable, with what
-    /// was decided (accepted or a duplicate); an error means it is not stored and was not
-    /// acknowledged. The write is queued when this is called, whether or not the future is
-    /// awaited, unless the store's queue is full: then the future waits for room.
-    fn insert_event(&self, event: NewEvent) -> BoxFuture<'static, Result<Inserted>>;
+/// A unit of work handed to this node: an event due for its connector's `handle`, or a
+/// delivery due for its downstream. It is this node's until it is finished or given back;
+/// dropped unfinished (a task that panicked, a shutdown), the engine hands it out again.
+pub struct Lease {
+    /// The event's id, or the delivery's key (`{event id}/{index:05}`).
+    pub id: String,
+    /// The engine's own hold on it (a JetStream message, a place in a queue); it knows what
+    /// to do when the lease is dropped unfinished.
+    handle: Box<dyn std::any::Any + Send + Sync>,
+}
 
-    /// Resolves once every other write made before the call (updates, replays, kv) is on
-    /// disk: a group commit.
-    fn sync(&self) -> BoxFuture<'static, Result<()>>;
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
 
-    fn event(&self, id: &str) -> Result<Option<EventRecord>>;
-    fn request(&self, id: &str) -> Result<Option<StoredRequest>>;
+impl Lease {
+    /// For engines: a lease on `id`, held by `handle`.
+    pub fn new(id: String, handle: impl std::any::Any + Send + Sync) -> Lease {
+        Lease {
+            id,
+            handle: Box::new(handle),
+        }
+    }
 
-    /// Read-modify-write of one event record.
-    fn update_event(
+    /// For engines: their own hold on it back (`None` for another engine's lease).
+    pub fn into_handle<H: std::any::Any>(self) -> Option<H> {
+        self.handle.downcast::<H>().ok().map(|h| *h)
+    }
+}
+
+/// The event log: every request received, its record, and the operator's lookups.
+#[async_trait::async_trait]
+pub trait EventLog: Send + Sync {
+    /// Store a new event (or a rejected/duplicate record) with its request and its dedupe
+    /// entry, and queue it for its connector once it is durable. Resolves once it is
+    /// durable, with what was decided (accepted or a duplicate); an error means it is not
+    /// stored and was not acknowledged.
+    async fn insert_event(&self, event: NewEvent) -> Result<Inserted>;
+
+    /// Resolves once every write made before the call (updates, replays, kv) is durable.
+    async fn sync(&self) -> Result<()>;
+
+    async fn event(&self, id: &str) -> Result<Option<EventRecord>>;
+    async fn request(&self, id: &str) -> Result<Option<StoredRequest>>;
+
+    /// Read-modify-write of one event record (`update` may run more than once, when
+    /// another writer got there first).
+    async fn update_event(
         &self,
         id: &str,
-        update: &mut dyn FnMut(&mut EventRecord),
+        update: &mut (dyn for<'r> FnMut(&'r mut EventRecord) + Send),
     ) -> Result<Option<EventRecord>>;
 
-    /// Events waiting for the connector (new or scheduled for another `handle`).
-    fn pending_events(&self) -> Result<Vec<String>>;
-
-    /// The connector ran: store its deliveries and the updated record, and take the event
-    /// out of the dispatch queue, in one atomic write. With `keep_pending` the event stays
-    /// queued (a `handle` retry is scheduled).
-    fn finish_dispatch(
-        &self,
-        record: &EventRecord,
-        deliveries: &[DeliveryRecord],
-        keep_pending: bool,
-    ) -> Result<()>;
-
-    /// Every delivery of an event, in order.
-    fn deliveries(&self, event_id: &str) -> Result<Vec<DeliveryRecord>>;
-    /// Deliveries not yet succeeded or dead.
-    fn open_deliveries(&self) -> Result<Vec<DeliveryRecord>>;
-    /// Update a delivery after a try.
-    fn put_delivery(&self, delivery: &DeliveryRecord) -> Result<()>;
-
     /// A page of the event log, newest first, and the cursor of the next page.
-    fn list_events(&self, query: &EventQuery) -> Result<(Vec<EventRecord>, Option<String>)>;
+    async fn list_events(&self, query: &EventQuery) -> Result<(Vec<EventRecord>, Option<String>)>;
 
-    /// Put a finished (`succeeded` or `dead`) event back in the dispatch queue. Its history
-    /// is kept; the connector runs again and its new deliveries get new indexes (and so new
-    /// idempotency keys: a replay is a deliberate new effect).
-    fn replay(&self, id: &str) -> Result<EventRecord, ReplayError>;
+    /// Send a finished (`succeeded` or `dead`) event back to its connector
+    /// ([`lifecycle::replayable`]). Its history is kept; the new run numbers its
+    /// deliveries after the earlier ones.
+    async fn replay(&self, id: &str) -> Result<EventRecord, ReplayError>;
 
     /// Remove up to `batch` events received before `cutoff` (unix ms) with their request,
     /// deliveries and dedupe entries. Returns how many were removed; call again while it
     /// returns `batch`.
-    fn purge_before(&self, cutoff: u64, batch: usize) -> Result<usize>;
+    async fn purge_before(&self, cutoff: u64, batch: usize) -> Result<usize>;
+}
 
-    /// Remove up to `batch` dedupe entries recorded before `cutoff` (unix ms), scanning from
-    /// `from` (a key returned by the previous call). Returns the removed count and where to
-    /// continue (`None`: the scan is complete).
-    fn purge_dedupe(
+/// Events waiting for their connector's `handle`, one queue per connector, shared by every
+/// node of a cluster: each event is handed to one node at a time.
+#[async_trait::async_trait]
+pub trait DispatchQueue: Send + Sync {
+    /// The next event of `connector` due for a call, waiting at most `wait` for one.
+    async fn next_dispatch(&self, connector: &str, wait: Duration) -> Result<Option<Lease>>;
+
+    /// The connector ran (or cannot run): store the record and its new deliveries (queued
+    /// for delivery), and release the event, or with `again_at` (unix ms) schedule its next
+    /// call then.
+    async fn finish_dispatch(
+        &self,
+        lease: Lease,
+        record: &EventRecord,
+        deliveries: &[DeliveryRecord],
+        again_at: Option<u64>,
+    ) -> Result<()>;
+
+    /// Give the event back untouched, due again after `after`.
+    async fn release_dispatch(&self, lease: Lease, after: Duration) -> Result<()>;
+
+    /// The event is gone (retention removed it): stop handing it out.
+    async fn forget_dispatch(&self, lease: Lease) -> Result<()>;
+
+    /// Events waiting for their connector, all connectors together (for `GET /metrics`).
+    fn dispatch_depth(&self) -> usize;
+}
+
+/// Deliveries due for their downstream, shared by every node.
+#[async_trait::async_trait]
+pub trait Outbox: Send + Sync {
+    /// The next delivery due for a try, waiting at most `wait` for one.
+    async fn next_delivery(&self, wait: Duration) -> Result<Option<(Lease, DeliveryRecord)>>;
+
+    /// A try was made: store it. A delivery not final is due again at its
+    /// `next_attempt_at`.
+    async fn finish_delivery(&self, lease: Lease, delivery: &DeliveryRecord) -> Result<()>;
+
+    /// Every delivery of an event, in order.
+    async fn deliveries(&self, event_id: &str) -> Result<Vec<DeliveryRecord>>;
+}
+
+/// Where a scan of dedupe entries goes on from (the engine's own key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupeCursor(pub Vec<u8>);
+
+/// The dedupe entries (the dedupe decision itself is part of [`EventLog::insert_event`]).
+#[async_trait::async_trait]
+pub trait Dedupe: Send + Sync {
+    /// Remove up to `batch` dedupe entries recorded before `cutoff` (unix ms), scanning
+    /// from `from`. Returns the removed count and where to go on (`None`: done).
+    async fn purge_dedupe(
         &self,
         cutoff: u64,
-        from: Option<Vec<u8>>,
+        from: Option<DedupeCursor>,
         batch: usize,
-    ) -> Result<(usize, Option<Vec<u8>>)>;
-
-    fn kv_get(&self, connector: &str, key: &str) -> Result<Option<Vec<u8>>>;
-    fn kv_set(&self, connector: &str, key: &str, value: &[u8]) -> Result<()>;
-    fn kv_delete(&self, connector: &str, key: &str) -> Result<()>;
+    ) -> Result<(usize, Option<DedupeCursor>)>;
 }
+
+/// A connector's `kv` state (and the operator's overrides, in a namespace no connector id
+/// can have).
+#[async_trait::async_trait]
+pub trait ConnectorKv: Send + Sync {
+    async fn kv_get(&self, connector: &str, key: &str) -> Result<Option<Vec<u8>>>;
+    async fn kv_set(&self, connector: &str, key: &str, value: &[u8]) -> Result<()>;
+    async fn kv_delete(&self, connector: &str, key: &str) -> Result<()>;
+}
+
+/// Every capability the pipeline uses: what an engine implements.
+pub trait Storage: EventLog + DispatchQueue + Outbox + Dedupe + ConnectorKv + 'static {}
+
+impl<T: EventLog + DispatchQueue + Outbox + Dedupe + ConnectorKv + 'static> Storage for T {}
 
 /// For tests written as plain functions: insert and wait until it is durable.
 #[cfg(test)]
@@ -162,8 +236,8 @@ pub(crate) trait InsertNow {
 }
 
 #[cfg(test)]
-impl<S: Storage + ?Sized> InsertNow for S {
+impl<S: EventLog + ?Sized> InsertNow for S {
     fn insert_now(&self, event: NewEvent) -> Result<Inserted> {
-        futures::executor::block_on(self.insert_event(event))
+        futures::executor::block_on(EventLog::insert_event(self, event))
     }
 }

@@ -30,7 +30,7 @@ pub async fn sweep(
     let mut swept = Swept::default();
     let cutoff = now.saturating_sub(retention.as_millis() as u64);
     loop {
-        let removed = storage.purge_before(cutoff, BATCH)?;
+        let removed = storage.purge_before(cutoff, BATCH).await?;
         swept.events += removed;
         if removed < BATCH {
             break;
@@ -40,7 +40,7 @@ pub async fn sweep(
     let dedupe_cutoff = now.saturating_sub(dedupe_window.as_millis() as u64);
     let mut from = None;
     loop {
-        let (removed, next) = storage.purge_dedupe(dedupe_cutoff, from, BATCH)?;
+        let (removed, next) = storage.purge_dedupe(dedupe_cutoff, from, BATCH).await?;
         swept.dedupe_entries += removed;
         match next {
             Some(next) => from = Some(next),

@@ -5,7 +5,12 @@ use crate::plugin::bindings::v0_1_0::switchyard::connector::kv::Host;
 
 impl Host for CallState {
     async fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        match self.grants.storage.kv_get(&self.grants.connector, &key) {
+        match self
+            .grants
+            .storage
+            .kv_get(&self.grants.connector, &key)
+            .await
+        {
             Ok(value) => value,
             Err(err) => {
                 tracing::warn!(connector = %self.grants.connector, "kv get failed: {err}");
@@ -24,11 +29,17 @@ impl Host for CallState {
         self.grants
             .storage
             .kv_set(&self.grants.connector, &key, &value)
+            .await
             .map_err(|err| format!("kv set failed: {err}"))
     }
 
     async fn delete(&mut self, key: String) {
-        if let Err(err) = self.grants.storage.kv_delete(&self.grants.connector, &key) {
+        if let Err(err) = self
+            .grants
+            .storage
+            .kv_delete(&self.grants.connector, &key)
+            .await
+        {
             tracing::warn!(connector = %self.grants.connector, "kv delete failed: {err}");
         }
     }

@@ -42,6 +42,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::channel::oneshot;
 
+use super::due::Queues;
 use super::entry::{self, Entry, KvWrite, Progress, encode_entry};
 use super::inbox::{Inbox, Location};
 pub(super) use super::queue::Batches;
@@ -116,7 +117,12 @@ pub(super) struct Ingest {
 
 impl Ingest {
     /// Start both threads. With `durable = false` nothing is synced before answering.
-    pub fn start(trees: Trees, inbox: Arc<Inbox>, durable: bool) -> Result<Ingest> {
+    pub fn start(
+        trees: Trees,
+        inbox: Arc<Inbox>,
+        queues: Arc<Queues>,
+        durable: bool,
+    ) -> Result<Ingest> {
         let (jobs, queue) = async_channel::bounded::<Job>(QUEUE);
         let (handover, batches) = std_mpsc::channel::<Batch>();
         let spawn = |name: &str, work: Box<dyn FnOnce() + Send>| {
@@ -131,7 +137,7 @@ impl Ingest {
             let (trees, inbox) = (trees.clone(), inbox.clone());
             spawn(
                 "switchyard-sync",
-                Box::new(move || sync_batches(batches, &trees, &inbox, durable)),
+                Box::new(move || sync_batches(batches, &trees, &inbox, &queues, durable)),
             )?
         };
         let sequencer = spawn(
@@ -187,6 +193,9 @@ struct Answer {
     reply: oneshot::Sender<Result<Inserted>>,
     inserted: Inserted,
     received_at: u64,
+    connector: String,
+    /// Whether it waits for its connector (a rejected request does not).
+    queued: bool,
     /// What to undo if the sync fails.
     id: String,
     claim: Option<Vec<u8>>,
@@ -197,6 +206,7 @@ struct Answer {
 struct Decided {
     id: String,
     received_at: u64,
+    connector: String,
     record_json: Vec<u8>,
     entry: Vec<u8>,
     queued: bool,
@@ -270,6 +280,8 @@ fn sequence(trees: &Trees, inbox: &Inbox, jobs: Vec<Job>) -> Option<Batch> {
                 reply,
                 inserted: event.inserted,
                 received_at: event.received_at,
+                connector: event.connector,
+                queued: event.queued,
                 id: event.id,
                 claim,
                 batch,
@@ -342,6 +354,7 @@ fn decide(
     Ok(Decided {
         queued: record.status == Status::Pending,
         received_at: record.received_at,
+        connector: record.connector,
         id: record.id,
         record_json,
         entry,
@@ -423,7 +436,13 @@ fn undo(trees: &Trees, id: &str, claim: Option<&[u8]>, batch: Option<&[u8]>) -> 
 /// or its store did), by the sequencer earlier in the same batch or by this thread in an
 /// earlier one. A 200 `duplicate` would then tell the sender an event is stored that is
 /// not, and nothing would ever be dispatched.
-fn sync_batches(batches: std_mpsc::Receiver<Batch>, trees: &Trees, inbox: &Inbox, durable: bool) {
+fn sync_batches(
+    batches: std_mpsc::Receiver<Batch>,
+    trees: &Trees,
+    inbox: &Inbox,
+    queues: &Queues,
+    durable: bool,
+) {
     while let Ok(first) = batches.recv() {
         let mut group = vec![first];
         group.extend(batches.try_iter());
@@ -471,7 +490,14 @@ fn sync_batches(batches: std_mpsc::Receiver<Batch>, trees: &Trees, inbox: &Inbox
                         tracing::error!(event_id = %answer.id, "undoing a refused event: {undo_err}");
                     }
                 }
-                let acked = matches!(answered, Ok(Inserted::Accepted { .. })).then(|| Acked {
+                let accepted = matches!(answered, Ok(Inserted::Accepted { .. }));
+                if accepted && answer.queued {
+                    // Acknowledged: for its connector now.
+                    queues
+                        .dispatch(&answer.connector)
+                        .push(&answer.id, crate::time::now_ms());
+                }
+                let acked = accepted.then_some(Acked {
                     id: answer.id,
                     received_at: answer.received_at,
                 });
@@ -632,6 +658,7 @@ fn replay_event(
     let event = Decided {
         queued: record.status == Status::Pending,
         received_at: record.received_at,
+        connector: record.connector,
         id: record.id,
         record_json: record_json.to_vec(),
         entry: Vec::new(),
@@ -772,7 +799,7 @@ mod tests {
         handover.send(first).unwrap();
         handover.send(second).unwrap();
         drop(handover);
-        sync_batches(batches, &trees, &inbox, true);
+        sync_batches(batches, &trees, &inbox, &Queues::default(), true);
 
         let answer = |rx: oneshot::Receiver<Result<Inserted>>| {
             futures::executor::block_on(rx).expect("answered")
@@ -792,7 +819,7 @@ mod tests {
         let (handover, batches) = std_mpsc::channel();
         handover.send(third).unwrap();
         drop(handover);
-        sync_batches(batches, &trees, &inbox, true);
+        sync_batches(batches, &trees, &inbox, &Queues::default(), true);
         assert_eq!(
             answer(c_answer).unwrap(),
             Inserted::Accepted { id: "01C".into() }

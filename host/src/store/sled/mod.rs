@@ -53,6 +53,7 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::oneshot;
 
+mod due;
 mod entry;
 mod flusher;
 mod inbox;
@@ -62,6 +63,7 @@ mod queue;
 mod recovery;
 mod value;
 
+use self::due::{Held, Queues};
 use self::entry::{KvWrite, Progress};
 use self::flusher::{Checkpointer, Flush, Flusher, spawn_flusher};
 use self::inbox::{Inbox, Location};
@@ -71,8 +73,9 @@ pub(crate) use self::value::{
     event_value, kv_key, location_of, prefix_of,
 };
 use super::{
-    DeliveryRecord, EventQuery, EventRecord, Inserted, NewEvent, ReplayError, Result, Status,
-    Storage, StoreError, StoredRequest,
+    ConnectorKv, Dedupe, DedupeCursor, DeliveryRecord, DispatchQueue, EventLog, EventQuery,
+    EventRecord, Inserted, Lease, NewEvent, Outbox, ReplayError, Result, StoreError, StoredRequest,
+    lifecycle,
 };
 
 impl From<::sled::Error> for StoreError {
@@ -120,6 +123,8 @@ pub struct SledStore {
     progress: Arc<AtomicBool>,
     /// Orders `kv` writes in the inbox as in sled (see the module docs).
     kv_lock: Mutex<()>,
+    /// When each queued event and open delivery is due, and which are handed out.
+    queues: Arc<Queues>,
     /// The store's lock (`layout::lock`), held until the store is dropped.
     _lock: Arc<File>,
 }
@@ -215,6 +220,7 @@ impl SledStore {
                 flusher: None,
                 progress: Arc::new(AtomicBool::new(false)),
                 kv_lock: Mutex::new(()),
+                queues: Arc::new(Queues::default()),
                 _lock: lock.clone(),
             };
             store.recover(root, options, cutoff)
@@ -238,6 +244,7 @@ impl SledStore {
         self.trees
             .batches
             .load(|batch, id| self.waits_in(batch, id))?;
+        self.fill_queues()?;
         // Durable before the first event is accepted: the replay mark above, and whatever
         // the recovery changed.
         self.db.flush()?;
@@ -261,9 +268,30 @@ impl SledStore {
         self.ingest = Some(Ingest::start(
             self.trees.clone(),
             self.inbox.clone(),
+            self.queues.clone(),
             options.durable,
         )?);
         Ok(self)
+    }
+
+    /// Queue every event waiting for its connector and every open delivery, each due when
+    /// it was scheduled (or now).
+    fn fill_queues(&self) -> Result<()> {
+        let now = crate::time::now_ms();
+        for id in self.pending_events()? {
+            if let Some(record) = self.event(&id)? {
+                self.queues
+                    .dispatch(&record.connector)
+                    .push(&id, record.next_attempt_at.unwrap_or(now));
+            }
+        }
+        for delivery in self.open_deliveries()? {
+            self.queues.deliveries.push(
+                &delivery_key(&delivery.event_id, delivery.index),
+                delivery.next_attempt_at.unwrap_or(now),
+            );
+        }
+        Ok(())
     }
 
     /// After a crash: remove queued events whose request did not reach the disk. sled can
@@ -383,13 +411,6 @@ impl SledStore {
     }
 }
 
-/// The `updated_at` of a record written now over one written at `previous`: later than
-/// `previous` even when the clock says otherwise, so that of two states of one record the
-/// newer has the greater value (recovery compares them).
-fn next_update(previous: u64) -> u64 {
-    crate::time::now_ms().max(previous + 1)
-}
-
 /// Open sled, waiting a little for the lock a store of this process just closed: sled's I/O
 /// threads can hold its file a moment after the last flush returned. Another process
 /// holding the lock is reported after that wait.
@@ -418,8 +439,9 @@ fn tx_error(err: TransactionError<StoreError>) -> StoreError {
     }
 }
 
-impl Storage for SledStore {
-    fn insert_event(&self, event: NewEvent) -> BoxFuture<'static, Result<Inserted>> {
+/// The engine's own operations, synchronous (the pipeline uses the async traits below).
+impl SledStore {
+    pub fn insert_event(&self, event: NewEvent) -> BoxFuture<'static, Result<Inserted>> {
         let stopped = || StoreError::Stopped;
         let Some(ingest) = &self.ingest else {
             return futures::future::ready(Err(stopped())).boxed();
@@ -444,7 +466,7 @@ impl Storage for SledStore {
         .boxed()
     }
 
-    fn sync(&self) -> BoxFuture<'static, Result<()>> {
+    pub fn sync(&self) -> BoxFuture<'static, Result<()>> {
         let Some(flusher) = self.flusher.as_ref().and_then(|f| f.tx.as_ref()) else {
             return futures::future::ready(Ok(())).boxed();
         };
@@ -455,14 +477,14 @@ impl Storage for SledStore {
         async move { rx.await.unwrap_or(Err(StoreError::Stopped)) }.boxed()
     }
 
-    fn event(&self, id: &str) -> Result<Option<EventRecord>> {
+    pub fn event(&self, id: &str) -> Result<Option<EventRecord>> {
         match self.trees.events.get(id.as_bytes())? {
             Some(bytes) => Ok(Some(decode_event(&bytes)?)),
             None => Ok(None),
         }
     }
 
-    fn request(&self, id: &str) -> Result<Option<StoredRequest>> {
+    pub fn request(&self, id: &str) -> Result<Option<StoredRequest>> {
         let Some(value) = self.trees.events.get(id.as_bytes())? else {
             return Ok(None);
         };
@@ -473,7 +495,7 @@ impl Storage for SledStore {
         bytes.map(|bytes| entry::entry_request(&bytes)).transpose()
     }
 
-    fn update_event(
+    pub fn update_event(
         &self,
         id: &str,
         update: &mut dyn FnMut(&mut EventRecord),
@@ -485,7 +507,7 @@ impl Storage for SledStore {
             };
             let mut record = decode_event(&current)?;
             update(&mut record);
-            record.updated_at = next_update(record.updated_at);
+            record.updated_at = lifecycle::next_update(record.updated_at);
             let new = encode_event(prefix_of(&current), &record)?;
             match self
                 .trees
@@ -506,7 +528,7 @@ impl Storage for SledStore {
         }
     }
 
-    fn pending_events(&self) -> Result<Vec<String>> {
+    pub fn pending_events(&self) -> Result<Vec<String>> {
         let mut ids = self
             .trees
             .pending
@@ -532,7 +554,7 @@ impl Storage for SledStore {
         Ok(ids)
     }
 
-    fn finish_dispatch(
+    pub fn finish_dispatch(
         &self,
         record: &EventRecord,
         deliveries: &[DeliveryRecord],
@@ -557,7 +579,7 @@ impl Storage for SledStore {
         }
         let before = decode_event(&current)?;
         let mut record = record.clone();
-        record.updated_at = next_update(before.updated_at);
+        record.updated_at = lifecycle::next_update(before.updated_at);
         // The record keeps its request's location, and leaves its `queue` batch.
         let batch = batch_of(&current).map(<[u8]>::to_vec);
         if batch.is_some() && keep_pending {
@@ -584,7 +606,7 @@ impl Storage for SledStore {
         Ok(())
     }
 
-    fn deliveries(&self, event_id: &str) -> Result<Vec<DeliveryRecord>> {
+    pub fn deliveries(&self, event_id: &str) -> Result<Vec<DeliveryRecord>> {
         let prefix = format!("{event_id}/");
         self.trees
             .outbox
@@ -594,7 +616,7 @@ impl Storage for SledStore {
             .collect()
     }
 
-    fn open_deliveries(&self) -> Result<Vec<DeliveryRecord>> {
+    pub fn open_deliveries(&self) -> Result<Vec<DeliveryRecord>> {
         let mut rows = Vec::new();
         for key in self.trees.outbox_open.iter().keys() {
             let key = key?;
@@ -608,7 +630,7 @@ impl Storage for SledStore {
         Ok(rows)
     }
 
-    fn put_delivery(&self, delivery: &DeliveryRecord) -> Result<()> {
+    pub fn put_delivery(&self, delivery: &DeliveryRecord) -> Result<()> {
         let key = delivery_key(&delivery.event_id, delivery.index);
         self.trees
             .outbox
@@ -624,7 +646,7 @@ impl Storage for SledStore {
         Ok(())
     }
 
-    fn list_events(&self, query: &EventQuery) -> Result<(Vec<EventRecord>, Option<String>)> {
+    pub fn list_events(&self, query: &EventQuery) -> Result<(Vec<EventRecord>, Option<String>)> {
         // Ids are ULIDs: their order is the order of arrival, so time bounds are key bounds.
         let lower = query
             .since
@@ -679,7 +701,7 @@ impl Storage for SledStore {
         Ok((page, next))
     }
 
-    fn replay(&self, id: &str) -> Result<EventRecord, ReplayError> {
+    pub fn replay(&self, id: &str) -> Result<EventRecord, ReplayError> {
         let existing = self
             .trees
             .outbox
@@ -690,23 +712,9 @@ impl Storage for SledStore {
                 return Ok(Err(ReplayError::NotFound(id.to_string())));
             };
             let mut record = decode_event(&bytes).map_err(abort)?;
-            let refusal = match record.status {
-                Status::Pending | Status::Retrying => Some("it is still being processed"),
-                Status::Rejected => Some("its signature was never verified"),
-                Status::Duplicate => Some("it repeats another event; replay that one"),
-                Status::Succeeded | Status::Dead => None,
-            };
-            if let Some(reason) = refusal {
-                return Ok(Err(ReplayError::NotReplayable(
-                    record.status.as_str(),
-                    reason,
-                )));
+            if let Err(refused) = lifecycle::reset_for_replay(&mut record, existing) {
+                return Ok(Err(refused));
             }
-            record.status = Status::Pending;
-            record.error = None;
-            record.next_attempt_at = None;
-            record.deliveries_from = existing;
-            record.updated_at = next_update(record.updated_at);
             let value = encode_event(prefix_of(&bytes), &record).map_err(abort)?;
             events.insert(id.as_bytes(), value)?;
             pending.insert(id.as_bytes(), &[])?;
@@ -716,10 +724,13 @@ impl Storage for SledStore {
         self.progressed();
         // Durable with the `sync` the API waits for before it answers.
         self.log_progress(&record)?;
+        self.queues
+            .dispatch(&record.connector)
+            .push(&record.id, crate::time::now_ms());
         Ok(record)
     }
 
-    fn purge_before(&self, cutoff: u64, batch: usize) -> Result<usize> {
+    pub fn purge_before(&self, cutoff: u64, batch: usize) -> Result<usize> {
         let mut removed = 0;
         for item in self.trees.events.iter().take(batch) {
             let (key, value) = item?;
@@ -781,7 +792,7 @@ impl Storage for SledStore {
         Ok(removed)
     }
 
-    fn purge_dedupe(
+    pub fn purge_dedupe(
         &self,
         cutoff: u64,
         from: Option<Vec<u8>>,
@@ -824,7 +835,7 @@ impl Storage for SledStore {
         Ok((removed, next))
     }
 
-    fn kv_get(&self, connector: &str, key: &str) -> Result<Option<Vec<u8>>> {
+    pub fn kv_get(&self, connector: &str, key: &str) -> Result<Option<Vec<u8>>> {
         Ok(self
             .trees
             .kv
@@ -832,12 +843,227 @@ impl Storage for SledStore {
             .map(|v| v.to_vec()))
     }
 
-    fn kv_set(&self, connector: &str, key: &str, value: &[u8]) -> Result<()> {
+    pub fn kv_set(&self, connector: &str, key: &str, value: &[u8]) -> Result<()> {
         self.write_kv(connector, key, Some(value))
     }
 
-    fn kv_delete(&self, connector: &str, key: &str) -> Result<()> {
+    pub fn kv_delete(&self, connector: &str, key: &str) -> Result<()> {
         self.write_kv(connector, key, None)
+    }
+}
+
+// The capabilities the pipeline uses. sled's operations are short and never wait on a disk
+// (the fsyncs are on the store's own threads), so they run on the caller's task; the ones
+// that can scan or write much (a page of the log, a replay, retention) run where blocking
+// is allowed.
+
+#[async_trait::async_trait]
+impl EventLog for SledStore {
+    async fn insert_event(&self, event: NewEvent) -> Result<Inserted> {
+        SledStore::insert_event(self, event).await
+    }
+
+    async fn sync(&self) -> Result<()> {
+        SledStore::sync(self).await
+    }
+
+    async fn event(&self, id: &str) -> Result<Option<EventRecord>> {
+        SledStore::event(self, id)
+    }
+
+    async fn request(&self, id: &str) -> Result<Option<StoredRequest>> {
+        SledStore::request(self, id)
+    }
+
+    async fn update_event(
+        &self,
+        id: &str,
+        update: &mut (dyn for<'r> FnMut(&'r mut EventRecord) + Send),
+    ) -> Result<Option<EventRecord>> {
+        SledStore::update_event(self, id, update)
+    }
+
+    async fn list_events(&self, query: &EventQuery) -> Result<(Vec<EventRecord>, Option<String>)> {
+        blocking(|| SledStore::list_events(self, query))
+    }
+
+    async fn replay(&self, id: &str) -> Result<EventRecord, ReplayError> {
+        blocking(|| SledStore::replay(self, id))
+    }
+
+    async fn purge_before(&self, cutoff: u64, batch: usize) -> Result<usize> {
+        blocking(|| SledStore::purge_before(self, cutoff, batch))
+    }
+}
+
+#[async_trait::async_trait]
+impl DispatchQueue for SledStore {
+    async fn next_dispatch(&self, connector: &str, wait: Duration) -> Result<Option<Lease>> {
+        let queue = self.queues.dispatch(connector);
+        Ok(queue.pop(wait).await.map(|id| {
+            Lease::new(
+                id.clone(),
+                Held {
+                    queue,
+                    id,
+                    finished: false,
+                },
+            )
+        }))
+    }
+
+    async fn finish_dispatch(
+        &self,
+        lease: Lease,
+        record: &EventRecord,
+        deliveries: &[DeliveryRecord],
+        again_at: Option<u64>,
+    ) -> Result<()> {
+        let mut held = lease.into_handle::<Held>();
+        if let Err(err) = SledStore::finish_dispatch(self, record, deliveries, again_at.is_some()) {
+            // Still queued in sled: tried again in a while, not in a loop.
+            if let Some(held) = held.as_mut() {
+                held.finished = true;
+                held.queue
+                    .finish(&held.id, Some(crate::time::now_ms() + STORAGE_RETRY_MS));
+            }
+            return Err(err);
+        }
+        let now = crate::time::now_ms();
+        for delivery in deliveries {
+            self.queues.deliveries.push(
+                &delivery_key(&delivery.event_id, delivery.index),
+                delivery.next_attempt_at.unwrap_or(now),
+            );
+        }
+        if let Some(held) = held.as_mut() {
+            held.finished = true;
+            held.queue.finish(&held.id, again_at);
+        }
+        Ok(())
+    }
+
+    async fn release_dispatch(&self, lease: Lease, after: Duration) -> Result<()> {
+        if let Some(mut held) = lease.into_handle::<Held>() {
+            held.finished = true;
+            let at = crate::time::now_ms() + after.as_millis() as u64;
+            held.queue.finish(&held.id, Some(at));
+        }
+        Ok(())
+    }
+
+    async fn forget_dispatch(&self, lease: Lease) -> Result<()> {
+        if let Some(mut held) = lease.into_handle::<Held>() {
+            held.finished = true;
+            held.queue.finish(&held.id, None);
+        }
+        Ok(())
+    }
+
+    fn dispatch_depth(&self) -> usize {
+        self.queues.dispatch_depth()
+    }
+}
+
+/// Run `work`, which may scan or write much, where a tokio worker may block: on a
+/// multi-threaded runtime the others take over this worker's tasks meanwhile
+/// (`block_in_place`); on a current-thread runtime (tests) it just runs.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
+/// How long a dispatch or delivery whose result could not be stored waits before it is
+/// handed out again.
+const STORAGE_RETRY_MS: u64 = 5_000;
+
+#[async_trait::async_trait]
+impl Outbox for SledStore {
+    async fn next_delivery(&self, wait: Duration) -> Result<Option<(Lease, DeliveryRecord)>> {
+        let queue = self.queues.deliveries.clone();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(key) = queue.pop(left).await else {
+                return Ok(None);
+            };
+            let mut held = Held {
+                queue: queue.clone(),
+                id: key.clone(),
+                finished: false,
+            };
+            let row = match self.trees.outbox.get(key.as_bytes()) {
+                Ok(row) => row,
+                Err(err) => {
+                    held.finished = true;
+                    queue.finish(&key, Some(crate::time::now_ms() + STORAGE_RETRY_MS));
+                    return Err(err.into());
+                }
+            };
+            let row = row
+                .map(|bytes| serde_json::from_slice::<DeliveryRecord>(&bytes))
+                .transpose()?;
+            match row {
+                Some(row) if !row.status.is_final() => {
+                    return Ok(Some((Lease::new(key, held), row)));
+                }
+                // Removed by retention, or settled meanwhile: nothing to send.
+                _ => {
+                    held.finished = true;
+                    queue.finish(&key, None);
+                }
+            }
+        }
+    }
+
+    async fn finish_delivery(&self, lease: Lease, delivery: &DeliveryRecord) -> Result<()> {
+        let mut held = lease.into_handle::<Held>();
+        let stored = self.put_delivery(delivery);
+        if let Some(held) = held.as_mut() {
+            held.finished = true;
+            let again = match &stored {
+                Err(_) => Some(crate::time::now_ms() + STORAGE_RETRY_MS),
+                Ok(()) if delivery.status.is_final() => None,
+                Ok(()) => Some(delivery.next_attempt_at.unwrap_or_else(crate::time::now_ms)),
+            };
+            held.queue.finish(&held.id, again);
+        }
+        stored
+    }
+
+    async fn deliveries(&self, event_id: &str) -> Result<Vec<DeliveryRecord>> {
+        SledStore::deliveries(self, event_id)
+    }
+}
+
+#[async_trait::async_trait]
+impl Dedupe for SledStore {
+    async fn purge_dedupe(
+        &self,
+        cutoff: u64,
+        from: Option<DedupeCursor>,
+        batch: usize,
+    ) -> Result<(usize, Option<DedupeCursor>)> {
+        let (removed, next) =
+            blocking(|| SledStore::purge_dedupe(self, cutoff, from.map(|c| c.0), batch))?;
+        Ok((removed, next.map(DedupeCursor)))
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectorKv for SledStore {
+    async fn kv_get(&self, connector: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        SledStore::kv_get(self, connector, key)
+    }
+
+    async fn kv_set(&self, connector: &str, key: &str, value: &[u8]) -> Result<()> {
+        SledStore::kv_set(self, connector, key, value)
+    }
+
+    async fn kv_delete(&self, connector: &str, key: &str) -> Result<()> {
+        SledStore::kv_delete(self, connector, key)
     }
 }
 

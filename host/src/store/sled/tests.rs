@@ -4,6 +4,7 @@ use super::*;
 use crate::outbound::OutboundRequest;
 use crate::store::DeliveryStatus;
 use crate::store::InsertNow as _;
+use crate::store::Status;
 
 /// An hour ago, in unix ms: the tests' events are received `at` ms after it (within
 /// the retention a recovery keeps).

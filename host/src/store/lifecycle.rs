@@ -1,0 +1,107 @@
+//! The rules of an event's life, written once for every engine: what may be replayed and
+//! what a replay resets, how an event's status follows its deliveries, and how a record's
+//! `updated_at` grows. Engines store what these decide; they decide nothing of it.
+
+use super::{DeliveryStatus, EventRecord, ReplayError, Status};
+
+/// Whether an event at `status` may be replayed; `Err` says why not.
+pub fn replayable(status: Status) -> Result<(), ReplayError> {
+    let reason = match status {
+        Status::Succeeded | Status::Dead => return Ok(()),
+        Status::Pending | Status::Retrying => "it is still being processed",
+        Status::Rejected => "its signature was never verified",
+        Status::Duplicate => "it repeats another event; replay that one",
+    };
+    Err(ReplayError::NotReplayable(status.as_str(), reason))
+}
+
+/// Send `record` back to its connector: pending again, its error and schedule cleared, and
+/// the new run's deliveries numbered after the `existing` ones (their keys stay distinct).
+pub fn reset_for_replay(record: &mut EventRecord, existing: u32) -> Result<(), ReplayError> {
+    replayable(record.status)?;
+    record.status = Status::Pending;
+    record.error = None;
+    record.next_attempt_at = None;
+    record.deliveries_from = existing;
+    record.updated_at = next_update(record.updated_at);
+    Ok(())
+}
+
+/// The status of an event whose latest connector run made deliveries with `statuses`: any
+/// dead → dead; all succeeded → succeeded; any retrying → retrying; else pending. `None`
+/// without deliveries (the run decided the status itself).
+pub fn settled(statuses: &[DeliveryStatus]) -> Option<Status> {
+    if statuses.is_empty() {
+        return None;
+    }
+    Some(if statuses.contains(&DeliveryStatus::Dead) {
+        Status::Dead
+    } else if statuses.iter().all(|s| *s == DeliveryStatus::Succeeded) {
+        Status::Succeeded
+    } else if statuses.contains(&DeliveryStatus::Retrying) {
+        Status::Retrying
+    } else {
+        Status::Pending
+    })
+}
+
+/// The `updated_at` of a record written now over one written at `previous`: later than
+/// `previous` even when the clock says otherwise, so that of two states of one record the
+/// newer has the greater value (recovery and concurrent writers compare them).
+pub fn next_update(previous: u64) -> u64 {
+    crate::time::now_ms().max(previous + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_finished_events_are_replayed() {
+        for status in [Status::Succeeded, Status::Dead] {
+            assert!(replayable(status).is_ok());
+        }
+        for status in [
+            Status::Pending,
+            Status::Retrying,
+            Status::Rejected,
+            Status::Duplicate,
+        ] {
+            assert!(matches!(
+                replayable(status),
+                Err(ReplayError::NotReplayable(s, _)) if s == status.as_str()
+            ));
+        }
+    }
+
+    #[test]
+    fn a_replay_resets_the_schedule_and_numbers_after_the_old_deliveries() {
+        let mut record = EventRecord::received("01A".into(), "stripe".into(), 10, "stripe");
+        record.status = Status::Dead;
+        record.error = Some("gave up".into());
+        record.next_attempt_at = Some(99);
+        let before = record.updated_at;
+        reset_for_replay(&mut record, 2).unwrap();
+        assert_eq!(record.status, Status::Pending);
+        assert_eq!((record.error, record.next_attempt_at), (None, None));
+        assert_eq!(record.deliveries_from, 2);
+        assert!(record.updated_at > before);
+    }
+
+    #[test]
+    fn an_event_follows_its_deliveries() {
+        use DeliveryStatus::*;
+        assert_eq!(settled(&[]), None);
+        assert_eq!(settled(&[Succeeded, Succeeded]), Some(Status::Succeeded));
+        assert_eq!(settled(&[Succeeded, Dead, Retrying]), Some(Status::Dead));
+        assert_eq!(settled(&[Succeeded, Retrying]), Some(Status::Retrying));
+        assert_eq!(settled(&[Succeeded, Pending]), Some(Status::Pending));
+    }
+
+    #[test]
+    fn updated_at_always_grows() {
+        let far = crate::time::now_ms() + 60_000;
+        assert_eq!(next_update(far), far + 1, "even when the clock is behind");
+        assert!(next_update(0) >= crate::time::now_ms() - 1);
+    }
+}
