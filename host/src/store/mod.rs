@@ -5,7 +5,11 @@
 //! is never sent for a request a crash could lose; other writes an answer depends on are
 //! followed by [`Storage::sync`], a group commit.
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod due;
 pub mod lifecycle;
+pub mod memory;
 pub mod nats;
 pub mod record;
 pub mod retention;

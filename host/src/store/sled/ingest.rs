@@ -42,7 +42,6 @@ use std::sync::{Arc, Mutex};
 
 use futures::channel::oneshot;
 
-use super::due::Queues;
 use super::entry::{self, Entry, KvWrite, Progress, encode_entry};
 use super::inbox::{Inbox, Location};
 pub(super) use super::queue::Batches;
@@ -51,6 +50,7 @@ use super::{
     DedupeEntry, batch_of, claimed_by, decode_event, delivery_key, dispatched_prefix, encode_event,
     event_value, kv_key, location_of,
 };
+use crate::store::due::Queues;
 use crate::store::{EventRecord, Inserted, NewEvent, Result, Status, StoreError};
 
 /// Jobs taken into one batch at most…

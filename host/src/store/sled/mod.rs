@@ -53,7 +53,6 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::oneshot;
 
-mod due;
 mod entry;
 mod flusher;
 mod inbox;
@@ -63,7 +62,6 @@ mod queue;
 mod recovery;
 mod value;
 
-use self::due::{Held, Queues};
 use self::entry::{KvWrite, Progress};
 use self::flusher::{Checkpointer, Flush, Flusher, spawn_flusher};
 use self::inbox::{Inbox, Location};
@@ -72,6 +70,7 @@ pub(crate) use self::value::{
     DedupeEntry, batch_of, claimed_by, decode_event, delivery_key, dispatched_prefix, encode_event,
     event_value, kv_key, location_of, prefix_of,
 };
+use super::due::{self, Queues};
 use super::{
     ConnectorKv, Dedupe, DedupeCursor, DeliveryRecord, DispatchQueue, EventLog, EventQuery,
     EventRecord, Inserted, Lease, NewEvent, Outbox, ReplayError, Result, StoreError, StoredRequest,
@@ -899,17 +898,7 @@ impl EventLog for SledStore {
 #[async_trait::async_trait]
 impl DispatchQueue for SledStore {
     async fn next_dispatch(&self, connector: &str, wait: Duration) -> Result<Option<Lease>> {
-        let queue = self.queues.dispatch(connector);
-        Ok(queue.pop(wait).await.map(|id| {
-            Lease::new(
-                id.clone(),
-                Held {
-                    queue,
-                    id,
-                    finished: false,
-                },
-            )
-        }))
+        Ok(self.queues.next_dispatch(connector, wait).await)
     }
 
     async fn finish_dispatch(
@@ -919,14 +908,9 @@ impl DispatchQueue for SledStore {
         deliveries: &[DeliveryRecord],
         again_at: Option<u64>,
     ) -> Result<()> {
-        let mut held = lease.into_handle::<Held>();
         if let Err(err) = SledStore::finish_dispatch(self, record, deliveries, again_at.is_some()) {
             // Still queued in sled: tried again in a while, not in a loop.
-            if let Some(held) = held.as_mut() {
-                held.finished = true;
-                held.queue
-                    .finish(&held.id, Some(crate::time::now_ms() + STORAGE_RETRY_MS));
-            }
+            due::end(lease, Some(crate::time::now_ms() + due::RETRY_MS));
             return Err(err);
         }
         let now = crate::time::now_ms();
@@ -936,32 +920,58 @@ impl DispatchQueue for SledStore {
                 delivery.next_attempt_at.unwrap_or(now),
             );
         }
-        if let Some(held) = held.as_mut() {
-            held.finished = true;
-            held.queue.finish(&held.id, again_at);
-        }
+        due::end(lease, again_at);
         Ok(())
     }
 
     async fn release_dispatch(&self, lease: Lease, after: Duration) -> Result<()> {
-        if let Some(mut held) = lease.into_handle::<Held>() {
-            held.finished = true;
-            let at = crate::time::now_ms() + after.as_millis() as u64;
-            held.queue.finish(&held.id, Some(at));
-        }
+        due::end(
+            lease,
+            Some(crate::time::now_ms() + after.as_millis() as u64),
+        );
         Ok(())
     }
 
     async fn forget_dispatch(&self, lease: Lease) -> Result<()> {
-        if let Some(mut held) = lease.into_handle::<Held>() {
-            held.finished = true;
-            held.queue.finish(&held.id, None);
-        }
+        due::end(lease, None);
         Ok(())
     }
 
     fn dispatch_depth(&self) -> usize {
         self.queues.dispatch_depth()
+    }
+}
+
+#[async_trait::async_trait]
+impl Outbox for SledStore {
+    async fn next_delivery(&self, wait: Duration) -> Result<Option<(Lease, DeliveryRecord)>> {
+        self.queues
+            .next_delivery(wait, |key| {
+                let row = self
+                    .trees
+                    .outbox
+                    .get(key.as_bytes())?
+                    .map(|bytes| serde_json::from_slice::<DeliveryRecord>(&bytes))
+                    .transpose()?;
+                // Removed by retention, or settled meanwhile: nothing to send.
+                Ok(row.filter(|row| !row.status.is_final()))
+            })
+            .await
+    }
+
+    async fn finish_delivery(&self, lease: Lease, delivery: &DeliveryRecord) -> Result<()> {
+        let stored = self.put_delivery(delivery);
+        let again = match &stored {
+            Err(_) => Some(crate::time::now_ms() + due::RETRY_MS),
+            Ok(()) if delivery.status.is_final() => None,
+            Ok(()) => Some(delivery.next_attempt_at.unwrap_or_else(crate::time::now_ms)),
+        };
+        due::end(lease, again);
+        stored
+    }
+
+    async fn deliveries(&self, event_id: &str) -> Result<Vec<DeliveryRecord>> {
+        SledStore::deliveries(self, event_id)
     }
 }
 
@@ -972,69 +982,6 @@ fn blocking<T>(work: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
         _ => work(),
-    }
-}
-
-/// How long a dispatch or delivery whose result could not be stored waits before it is
-/// handed out again.
-const STORAGE_RETRY_MS: u64 = 5_000;
-
-#[async_trait::async_trait]
-impl Outbox for SledStore {
-    async fn next_delivery(&self, wait: Duration) -> Result<Option<(Lease, DeliveryRecord)>> {
-        let queue = self.queues.deliveries.clone();
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let Some(key) = queue.pop(left).await else {
-                return Ok(None);
-            };
-            let mut held = Held {
-                queue: queue.clone(),
-                id: key.clone(),
-                finished: false,
-            };
-            let row = match self.trees.outbox.get(key.as_bytes()) {
-                Ok(row) => row,
-                Err(err) => {
-                    held.finished = true;
-                    queue.finish(&key, Some(crate::time::now_ms() + STORAGE_RETRY_MS));
-                    return Err(err.into());
-                }
-            };
-            let row = row
-                .map(|bytes| serde_json::from_slice::<DeliveryRecord>(&bytes))
-                .transpose()?;
-            match row {
-                Some(row) if !row.status.is_final() => {
-                    return Ok(Some((Lease::new(key, held), row)));
-                }
-                // Removed by retention, or settled meanwhile: nothing to send.
-                _ => {
-                    held.finished = true;
-                    queue.finish(&key, None);
-                }
-            }
-        }
-    }
-
-    async fn finish_delivery(&self, lease: Lease, delivery: &DeliveryRecord) -> Result<()> {
-        let mut held = lease.into_handle::<Held>();
-        let stored = self.put_delivery(delivery);
-        if let Some(held) = held.as_mut() {
-            held.finished = true;
-            let again = match &stored {
-                Err(_) => Some(crate::time::now_ms() + STORAGE_RETRY_MS),
-                Ok(()) if delivery.status.is_final() => None,
-                Ok(()) => Some(delivery.next_attempt_at.unwrap_or_else(crate::time::now_ms)),
-            };
-            held.queue.finish(&held.id, again);
-        }
-        stored
-    }
-
-    async fn deliveries(&self, event_id: &str) -> Result<Vec<DeliveryRecord>> {
-        SledStore::deliveries(self, event_id)
     }
 }
 

@@ -870,3 +870,16 @@ fn bodies_round_trip_as_text_or_base64() {
     let back: crate::store::Body = serde_json::from_str(&json).unwrap();
     assert_eq!(back, raw);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sled_engine_conforms() {
+    crate::store::conformance::run("sled", || async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), true).unwrap();
+        crate::store::conformance::Fresh {
+            store: Arc::new(store),
+            keep: Box::new(dir),
+        }
+    })
+    .await;
+}

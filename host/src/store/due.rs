@@ -1,7 +1,7 @@
-//! Work due at a time, in memory: the sled engine's dispatch queues (one per connector) and
-//! its delivery queue. sled holds what is queued (`pending`, `queue`, `outbox_open`); these
-//! say when each item is due and hand it to one worker at a time, and they are filled
-//! again from sled at every start.
+//! Work due at a time, in memory: the dispatch queues (one per connector) and the delivery
+//! queue of the single-node engines. The engine holds what is queued (sled: `pending`,
+//! `queue`, `outbox_open`); these say when each item is due and hand it to one worker at a
+//! time, and the engine fills them again at every start.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 /// Items due at a unix-ms time, each handed out to one worker at a time.
 #[derive(Default)]
-pub(super) struct DueQueue {
+pub(crate) struct DueQueue {
     inner: Mutex<Inner>,
     /// Woken when an item is queued (or due sooner).
     queued: Notify,
@@ -121,9 +121,13 @@ impl DueQueue {
     }
 }
 
-/// What a sled lease holds: the queue the item came from. Dropped unfinished (a task that
+/// How long an item whose result could not be stored waits before it is handed out
+/// again.
+pub(crate) const RETRY_MS: u64 = 5_000;
+
+/// What a lease of these queues holds: the queue the item came from. Dropped unfinished (a task that
 /// panicked, or was cancelled), the item is due again at once.
-pub(super) struct Held {
+pub(crate) struct Held {
     pub queue: Arc<DueQueue>,
     pub id: String,
     pub finished: bool,
@@ -137,9 +141,30 @@ impl Drop for Held {
     }
 }
 
+/// End a lease of these queues: the item is due again at `again_at`, or not at all. A
+/// lease of another engine is left alone.
+pub(crate) fn end(lease: crate::store::Lease, again_at: Option<u64>) {
+    if let Some(mut held) = lease.into_handle::<Held>() {
+        held.finished = true;
+        held.queue.finish(&held.id, again_at);
+    }
+}
+
+/// A lease on an item popped from `queue`.
+fn lease(queue: Arc<DueQueue>, id: String) -> crate::store::Lease {
+    crate::store::Lease::new(
+        id.clone(),
+        Held {
+            queue,
+            id,
+            finished: false,
+        },
+    )
+}
+
 /// The dispatch queues, one per connector, created when first asked for.
 #[derive(Default)]
-pub(super) struct Queues {
+pub(crate) struct Queues {
     dispatch: Mutex<HashMap<String, Arc<DueQueue>>>,
     pub deliveries: Arc<DueQueue>,
 }
@@ -152,6 +177,42 @@ impl Queues {
             .entry(connector.to_string())
             .or_default()
             .clone()
+    }
+
+    /// The next event of `connector` due, leased.
+    pub async fn next_dispatch(
+        &self,
+        connector: &str,
+        wait: Duration,
+    ) -> Option<crate::store::Lease> {
+        let queue = self.dispatch(connector);
+        let id = queue.pop(wait).await?;
+        Some(lease(queue, id))
+    }
+
+    /// The next delivery due, leased, with `read` giving its row; one that reads as `None`
+    /// (gone, or final meanwhile) is dropped from the queue and the next one taken.
+    pub async fn next_delivery<R>(
+        &self,
+        wait: Duration,
+        mut read: impl FnMut(&str) -> crate::store::Result<Option<R>>,
+    ) -> crate::store::Result<Option<(crate::store::Lease, R)>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(key) = self.deliveries.pop(left).await else {
+                return Ok(None);
+            };
+            let held = lease(self.deliveries.clone(), key.clone());
+            match read(&key) {
+                Ok(Some(row)) => return Ok(Some((held, row))),
+                Ok(None) => end(held, None),
+                Err(err) => {
+                    end(held, Some(crate::time::now_ms() + RETRY_MS));
+                    return Err(err);
+                }
+            }
+        }
     }
 
     pub fn dispatch_depth(&self) -> usize {
