@@ -290,11 +290,13 @@ async fn a_scheduled_call_is_due_then_and_not_before(store: Arc<dyn Storage>) {
             .is_none(),
         "not due yet"
     );
-    let mut due = Vec::new();
+    // Held until the end: a lease dropped unfinished is handed out again.
+    let mut leases = Vec::new();
     for _ in 0..2 {
         let lease = store.next_dispatch("stripe", LONG).await.unwrap();
-        due.push(lease.expect("due by now").id.clone());
+        leases.push(lease.expect("due by now"));
     }
+    let mut due: Vec<String> = leases.iter().map(|l| l.id.clone()).collect();
     due.sort();
     assert_eq!(due, vec![retried.clone(), released]);
     let record = store.event(&retried).await.unwrap().unwrap();
