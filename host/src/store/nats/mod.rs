@@ -10,9 +10,13 @@
 //! 2.10 or newer); by default it syncs every two minutes. [`durability`] says which one a
 //! setup gives, in `switchyard check` and in the start-up log.
 
+mod engine;
+
 use std::time::Duration;
 
 use async_nats::{ConnectErrorKind, ConnectOptions, ServerAddr};
+
+pub use engine::{NatsOptions, NatsStore, ORPHAN_CLAIM};
 
 use crate::config::{NatsAuth, StorageConfig};
 
