@@ -51,6 +51,19 @@ pub struct App {
     pub admin_limiter: crate::admin::http::RateLimiter,
 }
 
+/// How long a node holds an event or a delivery before another may take it over (NATS):
+/// three times the longest a connector call or a delivery try may take, and 5 s at least.
+fn lease_time(config: &Config) -> Duration {
+    let longest = config
+        .connectors
+        .iter()
+        .map(|c| c.retry.timeout)
+        .chain([config.plugins.deadline, config.retry.timeout])
+        .max()
+        .unwrap_or_default();
+    (longest * 3).max(Duration::from_secs(5))
+}
+
 /// Concurrent outbound deliveries at most.
 const DELIVERY_CONCURRENCY: usize = 256;
 
@@ -93,7 +106,27 @@ impl App {
                 .with_context(|| format!("opening {}", config.storage.path.display()))?,
             ),
             crate::config::Backend::Nats => {
-                anyhow::bail!("storage.backend = \"nats\" is not available in this build yet")
+                let st = &config.storage;
+                let probe = crate::store::nats::probe(st).await?;
+                tracing::info!(
+                    server = %probe.server_name,
+                    version = %probe.version,
+                    cluster = probe.cluster.as_deref().unwrap_or("none"),
+                    "storage on NATS JetStream: {}",
+                    crate::store::nats::durability(&probe, st.replicas)
+                );
+                Arc::new(
+                    crate::store::nats::NatsStore::open(
+                        st,
+                        crate::store::nats::NatsOptions {
+                            retention: Duration::from_secs(u64::from(st.retention_days) * 86_400),
+                            dedupe_window: st.dedupe_window,
+                            ack_wait: lease_time(&config),
+                        },
+                    )
+                    .await
+                    .with_context(|| format!("opening NATS at {}", st.nats_urls.join(", ")))?,
+                )
             }
         };
         // wasmtime's cache wants an absolute path; ours may be relative to the working dir.

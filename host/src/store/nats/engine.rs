@@ -11,13 +11,12 @@
 //! | the delivery queue | stream `P_outbox`, work queue, and consumer `P_deliver` | `P.out` |
 //! | connector `kv` | KV `P_kv` | `{connector hex}.{key hex}` |
 //!
-//! **Durable before 200.** The record is created in `P_records`, then the event published to
-//! `P_events` with `Nats-Msg-Id` = its id (a retried publish cannot store it twice); the
-//! answer waits for the `PubAck`. The message is also the event's place in its
+//! **Durable before 200.** The event (its record and request) is published to `P_events`
+//! with `Nats-Msg-Id` = its id (a retried publish cannot store it twice), and the answer
+//! waits for the `PubAck`: the message is the truth. It is also the event's place in its
 //! connector's queue, so there is no second write that a crash could lose between storing
-//! and queueing. A record whose event was never published (the publish failed: the sender
-//! got a 503) is removed, or, if the host died first, stays `pending` until retention with
-//! nothing to dispatch.
+//! and queueing. The record in `P_records` is written after it; a node that dies between
+//! the two leaves it to the dispatcher, which creates a missing record from the message.
 //!
 //! **Dedupe across the cluster** is one atomic `create` of the key's claim in `P_dedupe`
 //! (a second node's `create` fails), kept for the whole window by the bucket's `max_age`,
@@ -61,14 +60,13 @@ use crate::store::{
 /// A dedupe claim whose event cannot be found is taken over after this long (a copy that
 /// arrives sooner gets a 503: the first may still be being stored).
 pub const ORPHAN_CLAIM: Duration = Duration::from_secs(30);
-/// How long a leased event or delivery stays this node's before another node gets it, if
-/// this node neither finishes nor extends it.
-const ACK_WAIT: Duration = Duration::from_secs(120);
 /// How long a publish may be retried with the same `Nats-Msg-Id` and still be stored once.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
 /// Events and deliveries a consumer may have handed out and not acked (scheduled retries
 /// count while they wait).
 const MAX_ACK_PENDING: i64 = 1_000_000;
+/// How often the index checks that its watch is not behind the bucket.
+const WATCH_CHECK: Duration = Duration::from_secs(2);
 /// Records scanned for one page of the event log at most.
 const MAX_SCAN: usize = 10_000;
 
@@ -79,6 +77,9 @@ pub struct NatsOptions {
     pub retention: Duration,
     /// `storage.dedupe_window`: the dedupe bucket's `max_age`.
     pub dedupe_window: Duration,
+    /// How long a leased event or delivery stays this node's before another node gets it
+    /// (when this one died): longer than any connector call or delivery try may take.
+    pub ack_wait: Duration,
 }
 
 /// The engine on NATS JetStream.
@@ -92,6 +93,8 @@ pub struct NatsStore {
     deliveries: kv::Store,
     kv: kv::Store,
     deliver: consumer::Consumer<pull::Config>,
+    ack_wait: Duration,
+    retention: Duration,
     /// One consumer per connector, created when first asked for.
     dispatchers: tokio::sync::Mutex<HashMap<String, consumer::Consumer<pull::Config>>>,
     index: Arc<Index>,
@@ -213,7 +216,8 @@ impl NatsStore {
                 storage: StorageType::File,
                 num_replicas: replicas,
                 duplicate_window: DUPLICATE_WINDOW,
-                allow_direct: true,
+                // Reads from the leader (see the buckets below).
+                allow_direct: false,
                 ..Default::default()
             })
             .await
@@ -253,10 +257,30 @@ impl NatsStore {
             ("deliveries", options.retention),
             ("kv", Duration::ZERO),
         ] {
-            buckets.push(
-                js.create_or_update_key_value(bucket(name, max_age))
+            let config = bucket(name, max_age);
+            js.create_or_update_key_value(config.clone())
+                .await
+                .map_err(unavailable("creating a key-value bucket"))?;
+            // Reads from the stream's leader, not any replica: a replica that is behind
+            // (just after a node died) answers "not found" for a key it has not got yet,
+            // and a dispatcher must never take that for an event that is gone.
+            let mut stream = js
+                .get_stream(format!("KV_{}", config.bucket))
+                .await
+                .map_err(unavailable("opening a key-value bucket"))?
+                .cached_info()
+                .config
+                .clone();
+            if stream.allow_direct {
+                stream.allow_direct = false;
+                js.update_stream(stream)
                     .await
-                    .map_err(unavailable("creating a key-value bucket"))?,
+                    .map_err(unavailable("configuring a key-value bucket"))?;
+            }
+            buckets.push(
+                js.get_key_value(&config.bucket)
+                    .await
+                    .map_err(unavailable("opening a key-value bucket"))?,
             );
         }
         let [records, dedupe, deliveries, kv]: [kv::Store; 4] =
@@ -267,7 +291,7 @@ impl NatsStore {
                 pull::Config {
                     durable_name: Some(format!("{prefix}_deliver")),
                     ack_policy: AckPolicy::Explicit,
-                    ack_wait: ACK_WAIT,
+                    ack_wait: options.ack_wait,
                     max_deliver: -1,
                     max_ack_pending: MAX_ACK_PENDING,
                     num_replicas: replicas,
@@ -288,6 +312,8 @@ impl NatsStore {
             deliveries,
             kv,
             deliver,
+            ack_wait: options.ack_wait,
+            retention: options.retention,
             dispatchers: Default::default(),
             index,
             watcher,
@@ -308,7 +334,7 @@ impl NatsStore {
                     durable_name: Some(name.clone()),
                     deliver_policy: DeliverPolicy::All,
                     ack_policy: AckPolicy::Explicit,
-                    ack_wait: ACK_WAIT,
+                    ack_wait: self.ack_wait,
                     max_deliver: -1,
                     max_ack_pending: MAX_ACK_PENDING,
                     filter_subjects: vec![
@@ -427,7 +453,14 @@ impl NatsStore {
     /// Claim the dedupe key for event `id`, received at `at` with a dedupe window of
     /// `window` ms: `Ok(None)` when it is ours, `Ok(Some(first))` when the event `first`
     /// holds it.
-    async fn claim(&self, key: &str, id: &str, at: u64, window: u64) -> Result<Option<String>> {
+    async fn claim(
+        &self,
+        key: &str,
+        connector: &str,
+        id: &str,
+        at: u64,
+        window: u64,
+    ) -> Result<Option<String>> {
         let ours: bytes::Bytes = serde_json::to_vec(&Claim {
             event_id: id.to_string(),
             at,
@@ -462,7 +495,7 @@ impl NatsStore {
                     Err(_) => continue,
                 }
             };
-            if self.get_record(&claim.event_id).await?.is_some() {
+            if self.stored(connector, &claim.event_id).await? {
                 return Ok(Some(claim.event_id));
             }
             let age_ms =
@@ -506,7 +539,13 @@ impl EventLog for NatsStore {
         if let Some((key, window)) = &dedupe {
             let hashed = dedupe_key(&record.connector, key);
             match self
-                .claim(&hashed, &record.id, record.received_at, *window)
+                .claim(
+                    &hashed,
+                    &record.connector,
+                    &record.id,
+                    record.received_at,
+                    *window,
+                )
                 .await?
             {
                 Some(first) => {
@@ -516,25 +555,25 @@ impl EventLog for NatsStore {
                 None => claim = Some(hashed),
             }
         }
-        let stored = async {
-            self.put_record(&record, None).await?;
-            let payload = serde_json::to_vec(&StoredEvent {
-                record: record.clone(),
-                request,
-            })?;
-            self.publish(event_subject(&self.prefix, &record), &record.id, payload)
-                .await
-        }
-        .await;
-        if let Err(err) = stored {
-            // Not acknowledged: nothing may say it is stored (best effort; retention
-            // removes what a failure here leaves).
-            let _ = self.records.delete(&record.id).await;
-            self.index.remove(&record.id);
+        let payload = serde_json::to_vec(&StoredEvent {
+            record: record.clone(),
+            request,
+        })?;
+        let published = self
+            .publish(event_subject(&self.prefix, &record), &record.id, payload)
+            .await;
+        if let Err(err) = published {
+            // Not acknowledged: the key is free again for the sender's retry (best
+            // effort: a claim left behind is taken over after `ORPHAN_CLAIM`).
             if let Some(key) = claim {
                 let _ = self.dedupe.delete(&key).await;
             }
             return Err(err);
+        }
+        // Stored. The record follows; if writing it fails now, the dispatcher writes it
+        // from the message (a duplicate's is only in the message then).
+        if let Err(err) = self.put_record(&record, None).await {
+            tracing::warn!(event_id = %record.id, "the event is stored, its record not yet: {err}");
         }
         Ok(match record.duplicate_of {
             Some(first_id) => Inserted::Duplicate {
@@ -559,18 +598,14 @@ impl EventLog for NatsStore {
             return Ok(None);
         };
         match self
-            .events
-            .direct_get_last_for_subject(event_subject(&self.prefix, &record))
-            .await
+            .last_message(&event_subject(&self.prefix, &record))
+            .await?
         {
-            Ok(message) => {
+            Some(message) => {
                 let stored: StoredEvent = serde_json::from_slice(&message.payload)?;
                 Ok(Some(stored.request))
             }
-            Err(err) if err.kind() == stream::DirectGetErrorKind::NotFound => Ok(None),
-            Err(err) => Err(StoreError::Unavailable(format!(
-                "reading the request of {id}: {err}"
-            ))),
+            None => Ok(None),
         }
     }
 
@@ -654,6 +689,27 @@ impl EventLog for NatsStore {
 }
 
 impl NatsStore {
+    /// Whether event `id` of `connector` is stored (its message is in `P_events`).
+    async fn stored(&self, connector: &str, id: &str) -> Result<bool> {
+        if self.get_record(id).await?.is_some() {
+            return Ok(true);
+        }
+        let subject = format!("{}.ev.{}.{id}", self.prefix, token(connector));
+        Ok(self.last_message(&subject).await?.is_some())
+    }
+
+    /// The last message of `subject` in `P_events`, read from the stream's leader.
+    async fn last_message(
+        &self,
+        subject: &str,
+    ) -> Result<Option<jetstream::message::StreamMessage>> {
+        match self.events.get_last_raw_message_by_subject(subject).await {
+            Ok(message) => Ok(Some(message)),
+            Err(err) if err.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(err) => Err(StoreError::Unavailable(format!("reading {subject}: {err}"))),
+        }
+    }
+
     async fn deliveries_of(&self, event_id: &str) -> Result<Vec<DeliveryRecord>> {
         let mut rows = Vec::new();
         // Deliveries are numbered from 0; a run's are contiguous after the earlier runs'.
@@ -689,8 +745,25 @@ impl DispatchQueue for NatsStore {
                     continue;
                 }
             };
-            // A new event's record is created before its message; a message whose record
-            // is missing was refused, or removed by retention.
+            // The node that stored it may have died before it wrote the record.
+            if message.subject.starts_with(&format!("{}.ev.", self.prefix))
+                && self.get_record(&id).await?.is_none()
+                && let Ok(stored) = serde_json::from_slice::<StoredEvent>(&message.payload)
+            {
+                let cutoff =
+                    crate::time::now_ms().saturating_sub(self.retention.as_millis() as u64);
+                if stored.record.received_at < cutoff {
+                    // Its record went with retention: it is not brought back.
+                    let _ = message.ack_with(AckKind::Term).await;
+                    continue;
+                }
+                if self.put_record(&stored.record, None).await.is_err() {
+                    let _ = message
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await;
+                    continue;
+                }
+            }
             return Ok(Some(Lease::new(id, Held(Some(message)))));
         }
     }
@@ -914,11 +987,13 @@ impl Index {
             .map_err(unavailable("reading the records bucket"))?
             .values();
         // The current values first: the index is whole before the store is used.
+        let mut last = 0;
         let mut seen = 0;
         while seen < pending {
             match watch.next().await {
                 Some(Ok(entry)) => {
                     self.apply(&entry);
+                    last = entry.revision;
                     seen += 1;
                     if entry.delta == 0 {
                         break;
@@ -934,14 +1009,57 @@ impl Index {
         }
         let index = self.clone();
         Ok(tokio::spawn(async move {
-            while let Some(entry) = watch.next().await {
-                match entry {
-                    Ok(entry) => index.apply(&entry),
-                    Err(err) => tracing::warn!("watching the event records: {err}"),
+            index.keep_following(records, watch, last).await;
+        }))
+    }
+
+    /// Follow the bucket from revision `last` on for good. A watch that fails, ends or
+    /// silently stops (after a reconnect or a leader change a JetStream watch can stop
+    /// delivering without a word: async-nats has open issues of the kind) is recreated from
+    /// the last revision seen, so no write is missed.
+    async fn keep_following(&self, records: kv::Store, mut watch: kv::Watch, mut last: u64) {
+        loop {
+            loop {
+                tokio::select! {
+                    next = watch.next() => match next {
+                        Some(Ok(entry)) => {
+                            self.apply(&entry);
+                            last = last.max(entry.revision);
+                        }
+                        Some(Err(err)) => {
+                            tracing::warn!("watching the event records: {err}; watching again");
+                            break;
+                        }
+                        None => {
+                            tracing::warn!("the watch of the event records ended; watching again");
+                            break;
+                        }
+                    },
+                    _ = tokio::time::sleep(WATCH_CHECK) => {
+                        let behind = match records.status().await {
+                            Ok(status) => status.info.state.last_sequence > last,
+                            Err(_) => false,
+                        };
+                        if behind {
+                            tracing::warn!(
+                                revision = last,
+                                "the watch of the event records fell behind; watching again"
+                            );
+                            break;
+                        }
+                    }
                 }
             }
-            tracing::warn!("the watch of the event records ended");
-        }))
+            watch = loop {
+                match records.watch_all_from_revision(last + 1).await {
+                    Ok(watch) => break watch,
+                    Err(err) => {
+                        tracing::warn!("watching the event records again: {err}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            };
+        }
     }
 
     fn apply(&self, entry: &kv::Entry) {
