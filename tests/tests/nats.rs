@@ -333,3 +333,82 @@ async fn three_hosts_on_a_cluster_lose_nothing_when_a_host_and_a_node_die() {
         want.len()
     );
 }
+
+/// One dedupe key sent to two hosts at the same moment: one copy is accepted, the other
+/// is its duplicate, every time (the claim is one atomic `create` in the cluster's bucket).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_event_at_two_hosts_at_once_is_accepted_once() {
+    let server = NatsServer::start();
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let config = nats_host_config(&dirs, &[server.url()], "race", &receiver);
+    let (a, b) = (Host::start(&config).await, Host::start(&config).await);
+    for _ in 0..20 {
+        let body = stripe_event(&evt_id(), "invoice.paid");
+        let (first, second) = tokio::join!(send_stripe(&a, &body), send_stripe(&b, &body));
+        let first: serde_json::Value = first.json().await.unwrap();
+        let second: serde_json::Value = second.json().await.unwrap();
+        let mut statuses = [
+            first["status"].as_str().unwrap().to_string(),
+            second["status"].as_str().unwrap().to_string(),
+        ];
+        statuses.sort();
+        assert_eq!(statuses, ["accepted", "duplicate"], "{first} {second}");
+        assert_eq!(
+            first["id"], second["id"],
+            "the duplicate names the accepted one"
+        );
+    }
+    receiver.wait_delivered(20).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// NATS going away is a 503 for senders, never a 200; when it is back the host carries on
+/// by itself, with what it had and what comes next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_down_is_a_503_and_the_host_recovers_when_it_is_back() {
+    let mut server = NatsServer::start();
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let host = Host::start(&nats_host_config(&dirs, &[server.url()], "down", &receiver)).await;
+    let before = evt_id();
+    assert_eq!(
+        send_stripe(&host, &stripe_event(&before, "invoice.paid"))
+            .await
+            .status(),
+        200
+    );
+    receiver.wait_delivered(1).await;
+
+    server.kill_9();
+    let response = send_stripe(&host, &stripe_event(&evt_id(), "invoice.paid")).await;
+    assert_eq!(response.status(), 503, "never a 200 without NATS");
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "unavailable");
+
+    server.restart();
+    let after = evt_id();
+    let client_retries = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = send_stripe(&host, &stripe_event(&after, "invoice.paid")).await;
+        if response.status() == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < client_retries,
+            "the host did not recover: {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let want: HashSet<String> = [before, after].into_iter().collect();
+    let missing = receiver
+        .wait_for_stripe_events(&want, Duration::from_secs(60))
+        .await;
+    assert!(
+        missing.is_empty(),
+        "delivered after NATS came back: {missing:?}"
+    );
+    host.stop().await;
+}
