@@ -71,13 +71,38 @@ impl Dirs {
     pub fn data(&self) -> PathBuf {
         self.root.path().join("data")
     }
+    /// A NATS deployment prefix of these dirs' own (the same for every config of them, so a
+    /// restarted host finds what the first one stored).
+    pub fn nats_prefix(&self) -> String {
+        let name = self
+            .root
+            .path()
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let name: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
+        format!("t{name}")
+    }
+
     /// The `[server]`, `[storage]` and `[plugins]` sections pointing at these dirs.
     pub fn base_config(&self) -> String {
         self.base_config_with("")
     }
 
     /// [`Dirs::base_config`] with more keys in `[plugins]` (e.g. `deadline = "300ms"`).
+    ///
+    /// With `SWITCHYARD_TEST_BACKEND=nats` the store is on NATS JetStream instead of sled:
+    /// a server of this test process's own (started once), with a deployment prefix of
+    /// these dirs' own, so the behaviour tests run against the NATS engine too.
     pub fn base_config_with(&self, plugins_extra: &str) -> String {
+        let backend = match std::env::var("SWITCHYARD_TEST_BACKEND").as_deref() {
+            Ok("nats") => format!(
+                "backend = \"nats\"\nnats_url = \"{}\"\nnats_prefix = \"{}\"\n",
+                nats::shared_server_url(),
+                self.nats_prefix()
+            ),
+            _ => String::new(),
+        };
         format!(
             r#"
 [server]
@@ -85,7 +110,7 @@ listen = "127.0.0.1:0"
 admin_token = "{ADMIN_TOKEN}"
 
 [storage]
-path = "{}"
+{backend}path = "{}"
 
 [plugins]
 dir = "{}"
@@ -96,6 +121,17 @@ watch = false
             self.plugins().display()
         )
     }
+}
+
+/// Whether the tests run on the sled engine (the default) and not on NATS
+/// (`SWITCHYARD_TEST_BACKEND=nats`). A test of the sled engine's own files says so and
+/// returns on NATS: it has run on sled in the same `make test`.
+pub fn on_sled(test: &str) -> bool {
+    let sled = std::env::var("SWITCHYARD_TEST_BACKEND").as_deref() != Ok("nats");
+    if !sled {
+        eprintln!("{test}: about the sled engine's files; it ran on sled");
+    }
+    sled
 }
 
 /// A host running in this process.

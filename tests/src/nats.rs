@@ -36,6 +36,26 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A server shared by every test of this process that asks for it (started on first
+/// use, killed when the process exits); each test keeps to a `nats_prefix` of its own.
+pub fn shared_server_url() -> String {
+    static SERVER: std::sync::OnceLock<NatsServer> = std::sync::OnceLock::new();
+    SERVER
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let port = free_port();
+            let config = server_config(
+                "shared",
+                port,
+                &dir.path().join("js"),
+                &NatsOptions::default(),
+                None,
+            );
+            NatsServer::spawn_with("shared".into(), port, config, dir, true)
+        })
+        .url()
+}
+
 /// How one server is set up.
 #[derive(Debug, Clone)]
 pub struct NatsOptions {
@@ -63,6 +83,9 @@ pub struct NatsServer {
     name: String,
     config: PathBuf,
     child: Option<Child>,
+    /// Run under a shell that kills it when this process's end closes its stdin: a server
+    /// in a `static` is never dropped.
+    tied: bool,
     /// The store and config; removed with the server.
     _dir: tempfile::TempDir,
 }
@@ -81,6 +104,16 @@ impl NatsServer {
     }
 
     fn spawn(name: String, port: u16, config: String, dir: tempfile::TempDir) -> NatsServer {
+        NatsServer::spawn_with(name, port, config, dir, false)
+    }
+
+    fn spawn_with(
+        name: String,
+        port: u16,
+        config: String,
+        dir: tempfile::TempDir,
+        tied: bool,
+    ) -> NatsServer {
         let path = dir.path().join("nats.conf");
         std::fs::write(&path, config).unwrap();
         let mut server = NatsServer {
@@ -88,6 +121,7 @@ impl NatsServer {
             name,
             config: path,
             child: None,
+            tied,
             _dir: dir,
         };
         server.restart();
@@ -107,12 +141,26 @@ impl NatsServer {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "{} is running", self.name);
         let log = self.config.with_file_name("nats.log");
-        let child = Command::new(nats_server_binary())
-            .arg("-c")
-            .arg(&self.config)
-            .arg("-l")
-            .arg(&log)
-            .stdin(Stdio::null())
+        let mut command = if self.tied {
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(r#""$0" -c "$1" -l "$2" & pid=$!; cat >/dev/null; kill $pid"#)
+                .arg(nats_server_binary())
+                .arg(&self.config)
+                .arg(&log)
+                .stdin(Stdio::piped());
+            sh
+        } else {
+            let mut server = Command::new(nats_server_binary());
+            server
+                .arg("-c")
+                .arg(&self.config)
+                .arg("-l")
+                .arg(&log)
+                .stdin(Stdio::null());
+            server
+        };
+        let child = command
             .stdout(Stdio::null())
             // What it says before its log is open (a config it cannot parse).
             .stderr(std::fs::File::create(log.with_extension("stderr")).unwrap())
@@ -185,6 +233,7 @@ impl NatsCluster {
                     name,
                     config: path,
                     child: None,
+                    tied: false,
                     _dir: dir,
                 }
             })

@@ -977,8 +977,10 @@ impl Index {
     /// Fill the index from the bucket, then follow it (every node's writes) until the
     /// store is dropped.
     async fn follow(self: &Arc<Self>, records: kv::Store) -> Result<tokio::task::JoinHandle<()>> {
+        // Every key's current value, then every change (`watch_all` would give the changes
+        // only).
         let mut watch = records
-            .watch_all()
+            .watch_with_history(">")
             .await
             .map_err(unavailable("watching the event records"))?;
         let pending = records
