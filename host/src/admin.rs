@@ -34,6 +34,12 @@ pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
         .route("/v1/events/{id}", get(show_event))
         .route("/v1/events/{id}/replay", post(replay_event))
         .route("/v1/replay", post(replay_many))
+        .route(
+            "/v1/plugins/{name}",
+            post(push_plugin).layer(axum::extract::DefaultBodyLimit::max(
+                crate::store::nats::plugins::MAX_BUILD_BYTES,
+            )),
+        )
         .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
     Router::new()
         .route("/v1/health", get(health))
@@ -272,6 +278,63 @@ async fn replay_many(
     }
     app.storage.sync().await.map_err(ApiError::unavailable)?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "replayed": ids.len() }))))
+}
+
+/// `POST /v1/plugins/{name}` with a `.wasm` body → 202 `{"name","digest"}`: a new build
+/// for every host. It is checked first (compiled, its world checked, `manifest()` run in
+/// the sandbox: 422 if the host would refuse it). On NATS it goes to the cluster's store,
+/// which every host copies into its `plugins.dir` and reloads; on sled, into this host's
+/// `plugins.dir` (written to a temporary name, then renamed), and reloaded.
+async fn push_plugin(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    use crate::store::nats::plugins;
+    if !plugins::valid_name(&name) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+            format!(
+                "`{name}` is not a plugin file name (letters, digits, `-`, `_`, ending in .wasm)"
+            ),
+        ));
+    }
+    let grants = Arc::new(crate::plugin::Grants {
+        connector: "push".into(),
+        settings: Default::default(),
+        allowed_hosts: crate::plugin::AllowedHosts::default(),
+        storage: app.storage.clone(),
+        http: app.http.clone(),
+        fetch_timeout: std::time::Duration::from_secs(5),
+    });
+    let plugin = app.runtime.load(&body, grants).await.map_err(|err| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_plugin",
+            format!("not a loadable connector: {err}"),
+        )
+    })?;
+    match app.config.storage.backend {
+        crate::config::Backend::Nats => {
+            let store = plugins::Plugins::open(&app.config.storage).await?;
+            store.push(&name, &body).await?;
+        }
+        crate::config::Backend::Sled => {
+            let dir = &app.config.plugins.dir;
+            let tmp = dir.join(format!(".{name}.tmp"));
+            std::fs::write(&tmp, &body)
+                .and_then(|()| std::fs::rename(&tmp, dir.join(&name)))
+                .map_err(|err| {
+                    crate::store::StoreError::Unavailable(format!("writing {name}: {err}"))
+                })?;
+            let _ = app.reload(None).await;
+        }
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "name": name, "digest": plugin.digest })),
+    ))
 }
 
 /// `POST /v1/reload`: re-read the config file and every plugin; answers what changed.

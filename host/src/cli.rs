@@ -98,6 +98,19 @@ enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Put a build into the cluster's store (storage.backend = "nats"): every host copies it
+    /// into its plugins.dir and loads it within seconds. It is checked first, as `inspect`
+    /// does; exit 1 if the host would refuse it.
+    Push {
+        file: PathBuf,
+        /// The cluster to push to: this config's [storage].
+        #[arg(long, default_value = "switchyard.toml", env = "SWITCHYARD_CONFIG")]
+        config: PathBuf,
+        /// The plugin file name in the store (default: FILE's name), as `plugin` in a
+        /// `[[connector]]` names it.
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -193,6 +206,9 @@ impl Cli {
             Command::Plugin {
                 what: PluginCommand::Inspect { file, json },
             } => inspect::inspect(&file, json),
+            Command::Plugin {
+                what: PluginCommand::Push { file, config, name },
+            } => inspect::push(&file, &config, name.as_deref()),
             Command::Events { target, what } => remote::events(target, what),
         }
     }

@@ -67,6 +67,7 @@ pub async fn run(
     dispatch::start(&app);
     deliver::start(&app);
     watch::start(&app)?;
+    watch::follow_cluster(&app);
     #[cfg(unix)]
     watch::reload_on_sighup(&app)?;
     app.spawn(metrics::upkeep(app.clone()));

@@ -122,6 +122,42 @@ fn is_plugin(path: &Path, dir: &Path) -> bool {
     path.parent() == Some(dir) && path.extension().is_some_and(|e| e == "wasm")
 }
 
+/// On NATS: copy the cluster's connector builds (`switchyard plugin push`) into
+/// `plugins.dir` as they change, and reload (`store/nats/plugins.rs`).
+pub fn follow_cluster(app: &Arc<App>) {
+    if app.config.storage.backend != crate::config::Backend::Nats {
+        return;
+    }
+    let app2 = app.clone();
+    app.spawn(async move {
+        let plugins = loop {
+            match crate::store::nats::plugins::Plugins::open(&app2.config.storage).await {
+                Ok(plugins) => break plugins,
+                Err(err) => {
+                    tracing::warn!("opening the cluster's builds: {err}");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        };
+        let dir = app2.config.plugins.dir.clone();
+        plugins
+            .follow(&dir, || {
+                let app = app2.clone();
+                async move {
+                    match app.reload(None).await {
+                        Ok(report) => tracing::info!(
+                            loaded = ?report.loaded,
+                            failed = ?report.failed,
+                            "reloaded after a build came from the cluster"
+                        ),
+                        Err(err) => tracing::error!("reload after a cluster build failed: {err}"),
+                    }
+                }
+            })
+            .await;
+    });
+}
+
 /// Reload on SIGHUP, like most daemons.
 #[cfg(unix)]
 pub fn reload_on_sighup(app: &Arc<App>) -> anyhow::Result<()> {

@@ -412,3 +412,138 @@ async fn nats_down_is_a_503_and_the_host_recovers_when_it_is_back() {
     );
     host.stop().await;
 }
+
+/// `stripe.wasm` with a custom section appended: the same connector, another digest.
+fn another_stripe_build() -> Vec<u8> {
+    use wasm_encoder::ComponentSection as _;
+    let mut build = std::fs::read(plugin("stripe.wasm")).unwrap();
+    wasm_encoder::CustomSection {
+        name: "switchyard-test".into(),
+        data: ulid::Ulid::new().to_string().into_bytes().into(),
+    }
+    .append_to_component(&mut build);
+    build
+}
+
+/// A build pushed once (`switchyard plugin push`) runs on every host within seconds, each
+/// attempt naming its digest; a build that does not load is refused by the push, and, put
+/// into the store anyway, by every host, which keeps serving the good one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_pushed_once_runs_on_every_host() {
+    let server = NatsServer::start();
+    let receiver = Receiver::start().await;
+    let (mut hosts, mut all_dirs) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let dirs = Dirs::new(&["stripe.wasm"]);
+        hosts.push(Host::start(&nats_host_config(&dirs, &[server.url()], "push", &receiver)).await);
+        all_dirs.push(dirs);
+    }
+    let digest_on = |host: &Host| {
+        let url = host.url("/v1/connectors/stripe");
+        let http = host.http.clone();
+        async move {
+            let body: serde_json::Value = http
+                .get(url)
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body
+        }
+    };
+
+    // Pushed with the CLI, against the first host's config.
+    let build = another_stripe_build();
+    let file = all_dirs[0].root.path().join("stripe.wasm");
+    std::fs::write(&file, &build).unwrap();
+    let config = all_dirs[0].root.path().join("push.toml");
+    std::fs::write(
+        &config,
+        nats_host_config(&all_dirs[0], &[server.url()], "push", &receiver),
+    )
+    .unwrap();
+    let output = tokio::process::Command::new(binary())
+        .args(["plugin", "push"])
+        .arg(&file)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let digest = switchyard::plugin::engine::digest(&build);
+    assert!(String::from_utf8_lossy(&output.stdout).contains(&digest));
+    for (n, host) in hosts.iter().enumerate() {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if digest_on(host).await["digest"] == digest.as_str() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "host {n} never loaded the pushed build"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let answer: serde_json::Value = send_stripe(host, &stripe_event(&evt_id(), "invoice.paid"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let id = answer["id"].as_str().unwrap();
+        let record = host.wait_for_status(id, "succeeded").await;
+        assert_eq!(
+            record["attempts"][0]["plugin_digest"],
+            digest.as_str(),
+            "host {n} ran the pushed build"
+        );
+    }
+
+    // A garbage build: the API refuses it…
+    let refused = hosts[1]
+        .http
+        .post(hosts[1].url("/v1/plugins/stripe.wasm"))
+        .bearer_auth(ADMIN_TOKEN)
+        .body(b"\0asm garbage".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    // …and put into the store anyway, every host refuses it and keeps the good one.
+    let storage = storage(vec![server.url()], "push");
+    switchyard::store::nats::plugins::Plugins::open(&storage)
+        .await
+        .unwrap()
+        .push("stripe.wasm", b"\0asm garbage")
+        .await
+        .unwrap();
+    for (n, host) in hosts.iter().enumerate() {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let connector = digest_on(host).await;
+            if connector["last_error"].is_string() {
+                assert_eq!(
+                    connector["digest"],
+                    digest.as_str(),
+                    "host {n} keeps serving"
+                );
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "host {n} never saw the bad build: {connector}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for host in hosts {
+        host.stop().await;
+    }
+}

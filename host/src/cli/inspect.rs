@@ -65,6 +65,48 @@ pub fn inspect(path: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `switchyard plugin push F.wasm`: check the build as `inspect` does, then put it into the
+/// cluster's store of the config's NATS deployment.
+pub fn push(path: &Path, config: &Path, name: Option<&str>) -> anyhow::Result<ExitCode> {
+    let config = switchyard::Config::load(config)
+        .with_context(|| format!("loading {}", config.display()))?;
+    if config.storage.backend != switchyard::config::Backend::Nats {
+        anyhow::bail!(
+            "plugin push needs storage.backend = \"nats\" (with sled, copy the build into \
+             plugins.dir, or POST it to /v1/plugins/NAME)"
+        );
+    }
+    let name = match name {
+        Some(name) => name.to_string(),
+        None => path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let scratch = super::scratch_dir("push")?;
+    let result = load(&bytes, &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let plugin = result
+        .with_context(|| format!("{} is not a loadable connector; not pushed", path.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store = switchyard::store::nats::plugins::Plugins::open(&config.storage).await?;
+        store.push(&name, &bytes).await?;
+        anyhow::Ok(())
+    })?;
+    println!(
+        "pushed {name} ({} {}, {}) to {}; every host loads it within seconds",
+        plugin.manifest.name,
+        plugin.manifest.version,
+        plugin.digest,
+        config.storage.nats_urls.join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Load `bytes` as the host would, with no settings, no hosts and a throwaway store.
 fn load(bytes: &[u8], scratch: &Path) -> anyhow::Result<switchyard::plugin::Plugin> {
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -11,6 +11,7 @@
 //! setup gives, in `switchyard check` and in the start-up log.
 
 mod engine;
+pub mod plugins;
 
 use std::time::Duration;
 
