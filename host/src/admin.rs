@@ -344,6 +344,7 @@ async fn reload_all(State(app): State<Arc<App>>) -> Result<Json<Value>, ApiError
         .reload(None)
         .await
         .map_err(|err| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", err))?;
+    app.announce_reload().await;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
@@ -358,6 +359,7 @@ async fn reload_connector(
     app.reload(Some(&id))
         .await
         .map_err(|err| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reload_failed", err))?;
+    app.announce_reload().await;
     let connector = app.connectors.get(&id).ok_or_else(|| {
         ApiError::not_found(format!("connector `{id}` was removed by the reload"))
     })?;

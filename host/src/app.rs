@@ -45,6 +45,8 @@ pub struct App {
     pub delivery_slots: Arc<tokio::sync::Semaphore>,
     /// Bounds concurrent connector calls (`server.workers`).
     pub call_slots: Arc<tokio::sync::Semaphore>,
+    /// The last cluster-wide reload this host announced or followed (NATS).
+    reload_generation: std::sync::Mutex<Option<Vec<u8>>>,
     /// What `GET /metrics` shows.
     pub metrics: crate::metrics::Metrics,
     /// Admin requests per client address in the current minute.
@@ -63,6 +65,9 @@ fn lease_time(config: &Config) -> Duration {
         .unwrap_or_default();
     (longest * 3).max(Duration::from_secs(5))
 }
+
+/// How often a host on NATS looks for what another host's API changed.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 /// Concurrent outbound deliveries at most.
 const DELIVERY_CONCURRENCY: usize = 256;
@@ -165,6 +170,7 @@ impl App {
             tasks: TaskTracker::new(),
             delivery_slots: Arc::new(tokio::sync::Semaphore::new(DELIVERY_CONCURRENCY)),
             call_slots: Arc::new(tokio::sync::Semaphore::new(config.server.worker_count())),
+            reload_generation: Default::default(),
             metrics: crate::metrics::Metrics::new(),
             admin_limiter: Default::default(),
             config,
@@ -332,6 +338,92 @@ impl App {
         self.connectors.insert(updated.clone());
         self.connectors_changed.notify_one();
         Ok(updated)
+    }
+
+    /// On NATS, make a reload of this host a reload of every host: the others see the new
+    /// generation ([`App::follow_cluster`]) and reload too.
+    pub async fn announce_reload(&self) {
+        if self.config.storage.backend != crate::config::Backend::Nats {
+            return;
+        }
+        let generation = ulid::Ulid::new().to_string().into_bytes();
+        *self
+            .reload_generation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(generation.clone());
+        if let Err(err) = self.storage.kv_set(OVERRIDES, "reload", &generation).await {
+            tracing::warn!("announcing the reload to the other hosts: {err}");
+        }
+    }
+
+    /// On NATS: follow what the API of another host changed, every [`FOLLOW_EVERY`]: a
+    /// pause or resume (stored in the shared overrides) and a reload.
+    pub async fn follow_cluster(self: Arc<Self>) {
+        if self.config.storage.backend != crate::config::Backend::Nats {
+            return;
+        }
+        // What was announced before this host started is in what it loaded.
+        let before = self
+            .storage
+            .kv_get(OVERRIDES, "reload")
+            .await
+            .ok()
+            .flatten();
+        *self
+            .reload_generation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = before;
+        loop {
+            tokio::time::sleep(FOLLOW_EVERY).await;
+            let announced = self
+                .storage
+                .kv_get(OVERRIDES, "reload")
+                .await
+                .ok()
+                .flatten();
+            let ours = self
+                .reload_generation
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if announced.is_some() && announced != ours {
+                *self
+                    .reload_generation
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = announced;
+                tracing::info!("another host reloaded: reloading");
+                if let Err(err) = self.reload(None).await {
+                    tracing::error!("reload after another host's failed: {err}");
+                }
+                continue;
+            }
+            for connector in self.connectors.all() {
+                let Some(config) = self
+                    .connector_configs
+                    .load()
+                    .iter()
+                    .find(|c| c.id == connector.config.id)
+                    .cloned()
+                else {
+                    continue;
+                };
+                let paused = self.effective_paused(&config).await;
+                if paused != connector.config.paused {
+                    tracing::info!(connector = %config.id, paused, "another host paused or resumed it");
+                    let _one_at_a_time = self.reload_lock.lock().await;
+                    let mut config = connector.config.clone();
+                    config.paused = paused;
+                    self.connectors.insert(Arc::new(Connector {
+                        config,
+                        grants: connector.grants.clone(),
+                        plugin: connector.plugin.clone(),
+                        last_error: connector.last_error.clone(),
+                        verifier: connector.verifier.clone(),
+                    }));
+                    self.connectors_changed.notify_one();
+                }
+            }
+        }
     }
 
     /// Run `work` as a background task that stops at shutdown.

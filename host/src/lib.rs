@@ -68,6 +68,7 @@ pub async fn run(
     deliver::start(&app);
     watch::start(&app)?;
     watch::follow_cluster(&app);
+    app.spawn(app.clone().follow_cluster());
     #[cfg(unix)]
     watch::reload_on_sighup(&app)?;
     app.spawn(metrics::upkeep(app.clone()));

@@ -547,3 +547,67 @@ async fn a_plugin_pushed_once_runs_on_every_host() {
         host.stop().await;
     }
 }
+
+/// A pause or resume through one host's API applies on every host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_through_one_host_pauses_every_host() {
+    let server = NatsServer::start();
+    let receiver = Receiver::start().await;
+    let (dirs_a, dirs_b) = (Dirs::new(&["stripe.wasm"]), Dirs::new(&["stripe.wasm"]));
+    let a = Host::start(&nats_host_config(
+        &dirs_a,
+        &[server.url()],
+        "pause",
+        &receiver,
+    ))
+    .await;
+    let b = Host::start(&nats_host_config(
+        &dirs_b,
+        &[server.url()],
+        "pause",
+        &receiver,
+    ))
+    .await;
+    assert_eq!(
+        a.admin_post("/v1/connectors/stripe/pause").await.status(),
+        200
+    );
+    let r = b.url("/v1/connectors/stripe");
+    let http = b.http.clone();
+    wait_for("host b paused", Duration::from_secs(10), move || {
+        let (r, http) = (r.clone(), http.clone());
+        async move {
+            let c: serde_json::Value = http
+                .get(r)
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            c["paused"] == true
+        }
+    })
+    .await;
+    let evt = evt_id();
+    assert_eq!(
+        send_stripe(&b, &stripe_event(&evt, "invoice.paid"))
+            .await
+            .status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(receiver.received().is_empty(), "paused on every host");
+    assert_eq!(
+        a.admin_post("/v1/connectors/stripe/resume").await.status(),
+        200
+    );
+    let want: HashSet<String> = [evt].into_iter().collect();
+    let missing = receiver
+        .wait_for_stripe_events(&want, Duration::from_secs(20))
+        .await;
+    assert!(missing.is_empty(), "resumed on every host");
+    a.stop().await;
+    b.stop().await;
+}
