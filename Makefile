@@ -57,13 +57,14 @@ run: build
 
 # The crash test drives the real binary as a child process: build it first.
 # Then the behaviour suites again with the store on NATS JetStream (one server of each
-# test process's own): the same tests, the other engine.
+# test process's own): the same tests, the other engine. `--workspace`, as above, so the
+# features (and the build) are the same.
 NATS_SUITES := pipeline delivery hotload mailchimp whmcs_xenforo stripe_refetch limits
 
 test: plugins test-plugins nats-server
 	$(CARGO) build -p switchyard --bin switchyard
 	$(CARGO) test --workspace
-	SWITCHYARD_TEST_BACKEND=nats $(CARGO) test -p switchyard-tests $(foreach t,$(NATS_SUITES),--test $(t))
+	SWITCHYARD_TEST_BACKEND=nats $(CARGO) test --workspace $(foreach t,$(NATS_SUITES),--test $(t))
 
 # Load benchmarks against the release binary (BENCHMARKS.md says what they measure); the
 # results are appended to BENCHMARKS.md. BENCH_ARGS passes options, e.g. BENCH_ARGS='--runs 1'.
