@@ -68,7 +68,8 @@ test: plugins test-plugins nats-server
 
 # Load benchmarks against the release binary (BENCHMARKS.md says what they measure); the
 # results are appended to BENCHMARKS.md. BENCH_ARGS passes options, e.g. BENCH_ARGS='--runs 1'.
-bench: plugins
+# The NATS scenarios start their own nats-servers (make nats-server).
+bench: plugins nats-server
 	$(CARGO) build --release -p switchyard -p switchyard-bench
 	target/release/switchyard-bench run --out BENCHMARKS.md $(BENCH_ARGS)
 

@@ -119,7 +119,8 @@ enum Command {
         /// or fsync costs nothing.
         #[arg(long, default_value = "target/bench-tmp")]
         tmp: PathBuf,
-        /// Only these scenarios (repeatable): ingress, ingress-no-flush, baseline, end-to-end, hot-swap.
+        /// Only these scenarios (repeatable): ingress, ingress-no-flush, baseline, end-to-end,
+        /// hot-swap, nats-r1-ingress, nats-r1-end-to-end, nats-r3-ingress, nats-r3-end-to-end.
         #[arg(long = "scenario")]
         scenarios: Vec<run::Scenario>,
     },

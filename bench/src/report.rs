@@ -281,6 +281,43 @@ pub fn section(context: &Context, options: &RunOptions, outcomes: &[Outcome]) ->
         );
     }
 
+    let nats: Vec<String> = [
+        (Scenario::NatsIngress, Scenario::Ingress, "R1 ingress"),
+        (Scenario::NatsEndToEnd, Scenario::EndToEnd, "R1 end to end"),
+        (
+            Scenario::NatsClusterIngress,
+            Scenario::Ingress,
+            "R3 ingress",
+        ),
+        (
+            Scenario::NatsClusterEndToEnd,
+            Scenario::EndToEnd,
+            "R3 end to end",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(on_nats, on_sled, name)| {
+        let (nats, sled) = (row(on_nats)?, row(on_sled)?);
+        let (nats_rate, sled_rate, unit) = match (nats.delivered_per_sec, sled.delivered_per_sec) {
+            (Some(n), Some(s)) => (n, s, "delivered/s"),
+            _ => (nats.rps, sled.rps, "accepted/s"),
+        };
+        Some(format!(
+            "{name} {} {unit} (p99 {:.1} ms), {:.2} × sled's",
+            thousands(nats_rate),
+            nats.p99_ms,
+            nats_rate / sled_rate
+        ))
+    })
+    .collect();
+    if !nats.is_empty() {
+        let _ = writeln!(
+            s,
+            "NATS backend beside sled, same runs: {}.\n",
+            nats.join("; ")
+        );
+    }
+
     let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
     let _ = writeln!(s, "| target (issue 4) | wanted | measured | |");
     let _ = writeln!(s, "|---|---|---|---|");

@@ -51,15 +51,29 @@ pub enum Scenario {
     /// throughout the load: two builds that differ only in a custom section, so every
     /// install is a new digest that the host compiles, swaps in and drains the old one of.
     HotSwap,
+    /// [`Scenario::Ingress`] with the store on one nats-server (`sync_interval: always`,
+    /// one replica): a 200 waits for a `PubAck` of a synced write.
+    NatsIngress,
+    /// [`Scenario::EndToEnd`] on the same single server.
+    NatsEndToEnd,
+    /// [`Scenario::Ingress`] on a 3-node cluster on this machine, 3 replicas (a quorum
+    /// write before every 200).
+    NatsClusterIngress,
+    /// [`Scenario::EndToEnd`] on the same cluster.
+    NatsClusterEndToEnd,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Ingress,
         Scenario::IngressNoFlush,
         Scenario::Baseline,
         Scenario::EndToEnd,
         Scenario::HotSwap,
+        Scenario::NatsIngress,
+        Scenario::NatsEndToEnd,
+        Scenario::NatsClusterIngress,
+        Scenario::NatsClusterEndToEnd,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +83,10 @@ impl Scenario {
             Scenario::Baseline => "baseline",
             Scenario::EndToEnd => "end-to-end",
             Scenario::HotSwap => "hot-swap",
+            Scenario::NatsIngress => "nats-r1-ingress",
+            Scenario::NatsEndToEnd => "nats-r1-end-to-end",
+            Scenario::NatsClusterIngress => "nats-r3-ingress",
+            Scenario::NatsClusterEndToEnd => "nats-r3-end-to-end",
         }
     }
 }
@@ -287,19 +305,39 @@ impl Env {
             .prefix(&format!("{scenario}-"))
             .tempdir_in(&self.tmp)
             .context("creating a data dir")?;
+        let sled = |durable| Store::Sled { durable };
         match scenario {
-            Scenario::Ingress => self.ingress(dir.path(), true).await,
-            Scenario::IngressNoFlush => self.ingress(dir.path(), false).await,
+            Scenario::Ingress => self.ingress(dir.path(), &sled(true)).await,
+            Scenario::IngressNoFlush => self.ingress(dir.path(), &sled(false)).await,
             Scenario::Baseline => self.baseline(dir.path()).await,
-            Scenario::EndToEnd => self.end_to_end(dir.path(), false).await,
-            Scenario::HotSwap => self.end_to_end(dir.path(), true).await,
+            Scenario::EndToEnd => self.end_to_end(dir.path(), &sled(true), false).await,
+            Scenario::HotSwap => self.end_to_end(dir.path(), &sled(true), true).await,
+            Scenario::NatsIngress | Scenario::NatsEndToEnd => {
+                let nats = Nats::start(1).await?;
+                let store = nats.store(scenario);
+                if scenario == Scenario::NatsIngress {
+                    self.ingress(dir.path(), &store).await
+                } else {
+                    self.end_to_end(dir.path(), &store, false).await
+                }
+            }
+            Scenario::NatsClusterIngress | Scenario::NatsClusterEndToEnd => {
+                let nats = Nats::start(3).await?;
+                let store = nats.store(scenario);
+                if scenario == Scenario::NatsClusterIngress {
+                    self.ingress(dir.path(), &store).await
+                } else {
+                    self.end_to_end(dir.path(), &store, false).await
+                }
+            }
         }
-        // Children are killed (on drop) before `dir` is removed.
+        // Children are killed (on drop) before `dir` is removed, the host before its
+        // nats-servers.
     }
 
-    async fn ingress(&self, dir: &Path, durable: bool) -> anyhow::Result<Measured> {
+    async fn ingress(&self, dir: &Path, store: &Store) -> anyhow::Result<Measured> {
         // A downstream that is never called: the connector is paused.
-        let config = self.config(dir, durable, true, "http://127.0.0.1:9", None)?;
+        let config = self.config(dir, store, true, "http://127.0.0.1:9", None)?;
         let mut host = self.switchyard(&config).await?;
         let (load, others_cpu_pct) = self.load(host.addr, &[host.pid()]).await?;
         let rss = read_rss(host.pid());
@@ -340,7 +378,7 @@ impl Env {
 
     /// End to end; with `swap`, from a plugins folder of its own that the host watches and
     /// the other build is installed in every [`SWAP_EVERY`] during the load.
-    async fn end_to_end(&self, dir: &Path, swap: bool) -> anyhow::Result<Measured> {
+    async fn end_to_end(&self, dir: &Path, store: &Store, swap: bool) -> anyhow::Result<Measured> {
         let mut command = Command::new(&self.bench);
         command.args(["receiver", "--listen", "127.0.0.1:0"]);
         let mut receiver = Child::start("receiver", command).await?;
@@ -358,7 +396,7 @@ impl Env {
         };
         let config = self.config(
             dir,
-            true,
+            store,
             false,
             &origin,
             builds.as_ref().map(|(dir, _)| dir.as_path()),
@@ -459,7 +497,7 @@ impl Env {
     fn config(
         &self,
         dir: &Path,
-        durable: bool,
+        store: &Store,
         paused: bool,
         origin: &str,
         watched: Option<&Path>,
@@ -471,8 +509,7 @@ admin_token = {admin_token:?}
 
 [storage]
 path = {data:?}
-durable = {durable}
-
+{storage}
 [plugins]
 dir = {plugins:?}
 watch = {watch}
@@ -488,6 +525,7 @@ allowed_hosts = [{origin:?}]
 forward_url = "{origin}/billing"
 "#,
             data = dir.join("data").display().to_string(),
+            storage = store.toml(),
             admin_token = ADMIN_TOKEN,
             plugins = watched.unwrap_or(&self.plugins).display().to_string(),
             watch = watched.is_some(),
@@ -496,6 +534,77 @@ forward_url = "{origin}/billing"
         let path = dir.join("switchyard.toml");
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
+    }
+}
+
+/// Where a scenario's host keeps its events.
+enum Store {
+    /// The embedded store under the data dir; `durable = false` skips the fsync before 200.
+    Sled { durable: bool },
+    /// NATS JetStream at `urls`, `replicas` copies of everything, a deployment prefix of
+    /// the run's own.
+    Nats {
+        urls: Vec<String>,
+        replicas: usize,
+        prefix: String,
+    },
+}
+
+impl Store {
+    /// The `[storage]` keys besides `path`.
+    fn toml(&self) -> String {
+        match self {
+            Store::Sled { durable } => format!("durable = {durable}\n"),
+            Store::Nats {
+                urls,
+                replicas,
+                prefix,
+            } => format!(
+                "backend = \"nats\"\nnats_url = {urls:?}\nreplicas = {replicas}\nnats_prefix = {prefix:?}\n"
+            ),
+        }
+    }
+}
+
+/// The nats-servers of one NATS scenario run: one, or a 3-node cluster, each
+/// `sync_interval: always` with a temp store (`make nats-server` installs the binary; the
+/// machine's shared server is never used). Killed when dropped.
+enum Nats {
+    Single(switchyard_tests::nats::NatsServer),
+    Cluster(switchyard_tests::nats::NatsCluster),
+}
+
+impl Nats {
+    async fn start(nodes: usize) -> anyhow::Result<Nats> {
+        use switchyard_tests::nats::{NatsCluster, NatsServer};
+        let nats = tokio::task::spawn_blocking(move || {
+            if nodes == 1 {
+                Nats::Single(NatsServer::start())
+            } else {
+                Nats::Cluster(NatsCluster::start(nodes))
+            }
+        })
+        .await
+        .context("starting nats-server (is it installed? `make nats-server`)")?;
+        // A new cluster elects its JetStream leader before it takes streams.
+        switchyard_tests::nats::wait_jetstream_ready(&nats.urls()).await;
+        Ok(nats)
+    }
+
+    fn urls(&self) -> Vec<String> {
+        match self {
+            Nats::Single(server) => vec![server.url()],
+            Nats::Cluster(cluster) => cluster.urls(),
+        }
+    }
+
+    fn store(&self, scenario: Scenario) -> Store {
+        let urls = self.urls();
+        Store::Nats {
+            replicas: urls.len(),
+            urls,
+            prefix: format!("bench_{}", scenario.name().replace('-', "_")),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The admin API under `/v1` (bearer `server.admin_token`), plus the unauthenticated
 //! `GET /v1/health`. Without an `admin_token` configured, every authenticated route
-//! answers 401: the API is off rather than open.
+//! answers 401: the API is off rather than open. `server.admin_read_token` may only read:
+//! anything but `GET` and `HEAD` answers it 403.
 //!
 //! Every answer under `/v1` carries the rate-limit headers, and a `GET`'s an `ETag`
 //! ([`http`]).
@@ -57,26 +58,54 @@ async fn require_token(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let Some(expected) = &app.config.server.admin_token else {
+    let server = &app.config.server;
+    if server.admin_token.is_none() && server.admin_read_token.is_none() {
         return Err(ApiError::unauthorized(
             "admin_disabled",
             "the admin API is disabled: set server.admin_token",
         ));
-    };
+    }
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    if bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())) {
-        Ok(next.run(request).await)
-    } else {
-        Err(ApiError::unauthorized(
-            "unauthorized",
-            "missing or wrong bearer token",
-        ))
+    let matches = |token: &Option<crate::secret::Secret>| {
+        token
+            .as_ref()
+            .is_some_and(|token| same_secret(given, token.expose()))
+    };
+    if matches(&server.admin_token) {
+        return Ok(next.run(request).await);
     }
+    if matches(&server.admin_read_token) {
+        if request.method() == axum::http::Method::GET
+            || request.method() == axum::http::Method::HEAD
+        {
+            return Ok(next.run(request).await);
+        }
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "read_only",
+            "this token may only read: replay, pause, resume, reload and pushes need server.admin_token",
+        ));
+    }
+    Err(ApiError::unauthorized(
+        "unauthorized",
+        "missing or wrong bearer token",
+    ))
+}
+
+/// Compares SHA-256 digests in constant time, so neither a token's bytes nor its length
+/// show in the time an answer takes.
+fn same_secret(given: &str, expected: &str) -> bool {
+    use sha2::{Digest as _, Sha256};
+    bool::from(
+        Sha256::digest(given.as_bytes())
+            .as_slice()
+            .ct_eq(Sha256::digest(expected.as_bytes()).as_slice()),
+    )
 }
 
 fn connector_json(connector: &crate::plugin::Connector) -> Value {

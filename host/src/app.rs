@@ -147,15 +147,13 @@ impl App {
             Limits {
                 deadline: config.plugins.deadline,
                 max_memory_bytes: config.plugins.max_memory_bytes as usize,
+                max_deliveries: config.plugins.max_deliveries,
+                max_delivery_bytes: config.plugins.max_delivery_bytes,
+                max_result_bytes: config.plugins.max_result_bytes,
             },
             Some(&cache_dir),
         )?;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .context("building the HTTP client")?;
+        let http = crate::outbound::client().context("building the HTTP client")?;
         let app = Arc::new(App {
             storage,
             runtime,

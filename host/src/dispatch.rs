@@ -1,7 +1,9 @@
 //! Dispatch: every enabled connector that is not paused has a dispatcher, which takes its
 //! events from the store's dispatch queue (one per connector, shared by every node of a
 //! cluster) and calls the connector's `handle`, at most `server.workers` calls at once
-//! across connectors.
+//! across connectors, and at most the connector's own share of them
+//! ([`ConnectorConfig::concurrency`]): a connector that is always slow or spinning holds
+//! its share, and the others' events keep flowing through the rest.
 //!
 //! An event stays queued until `handle` has returned and its deliveries are stored
 //! ([`DispatchQueue::finish_dispatch`], one atomic step), so a crash at any point means it
@@ -9,12 +11,14 @@
 //! wait in the queue until it resumes.
 //!
 //! [`DispatchQueue::finish_dispatch`]: crate::store::DispatchQueue::finish_dispatch
+//! [`ConnectorConfig::concurrency`]: crate::config::ConnectorConfig::concurrency
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng as _;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
@@ -73,7 +77,27 @@ fn follow(app: &Arc<App>, running: &mut HashMap<String, CancellationToken>) {
 
 /// Take the events of `connector` one at a time and hand each to a call, until `stop`.
 async fn dispatcher(app: Arc<App>, connector: String, stop: CancellationToken) {
+    // The connector's own share of the workers, remade when a reload changes its size
+    // (calls still running give their slot back to the old one).
+    let mut own: Option<(usize, Arc<Semaphore>)> = None;
     loop {
+        let share = app
+            .connectors
+            .get(&connector)
+            .map_or(1, |c| c.config.concurrency(&app.config.server));
+        let own_slots = match &own {
+            Some((size, slots)) if *size == share => slots.clone(),
+            _ => own
+                .insert((share, Arc::new(Semaphore::new(share))))
+                .1
+                .clone(),
+        };
+        // Taken before the next event, so a connector at its share holds no lease.
+        let own_slot = tokio::select! {
+            _ = stop.cancelled() => return,
+            slot = own_slots.acquire_owned() => slot,
+        };
+        let Ok(own_slot) = own_slot else { return };
         let next = tokio::select! {
             _ = stop.cancelled() => return,
             next = app.storage.next_dispatch(&connector, POLL) => next,
@@ -96,7 +120,7 @@ async fn dispatcher(app: Arc<App>, connector: String, stop: CancellationToken) {
         let app2 = app.clone();
         app.spawn(async move {
             process(&app2, lease).await;
-            drop(slot);
+            drop((slot, own_slot));
         });
     }
 }
@@ -189,6 +213,7 @@ async fn try_process(app: &Arc<App>, lease: Lease) -> Result<(), StoreError> {
         Err(CallError::Deadline(_)) => "deadline",
         Err(CallError::Trap(_)) => "trap",
         Err(CallError::Instantiate(_)) => "unavailable",
+        Err(CallError::Oversized(_)) => "oversized",
     };
     app.metrics
         .connector_call(&record.connector, label, outcome.duration);
@@ -253,6 +278,16 @@ async fn try_process(app: &Arc<App>, lease: Lease) -> Result<(), StoreError> {
         Ok(Err(Failure::Retry(message))) => {
             attempt.message = Some(message);
             schedule_retry(app, lease, &connector, record, attempt).await
+        }
+        // The same event would make the same result: dead at once, like a reject.
+        Err(err @ CallError::Oversized(_)) => {
+            let message = err.to_string();
+            attempt.message = Some(message.clone());
+            record.attempts.push(attempt);
+            record.status = Status::Dead;
+            record.next_attempt_at = None;
+            record.error = Some(message);
+            app.storage.finish_dispatch(lease, &record, &[], None).await
         }
         Err(err) => {
             attempt.message = Some(err.to_string());

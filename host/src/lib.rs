@@ -11,7 +11,8 @@
 //!
 //! Shared infrastructure: [`plugin`] (the wasmtime engine, the WIT bindings per version,
 //! the host imports and the connector registry), [`config`], [`admin`] (the `/v1` API),
-//! [`metrics`] (`GET /metrics`),
+//! [`metrics`] (`GET /metrics`), [`server`] (the listener: request-head limits, timeouts,
+//! the connection cap),
 //! [`outbound`] (allow-listed HTTP), [`watch`] (hot-loading on file changes) and [`app`]
 //! (the state they share, reloads included).
 
@@ -27,6 +28,7 @@ pub mod outbound;
 pub mod plugin;
 pub mod scaffold;
 pub mod secret;
+pub mod server;
 pub mod store;
 pub mod time;
 pub mod verify;
@@ -77,12 +79,22 @@ pub async fn run(
         Duration::from_secs(u64::from(app.config.storage.retention_days) * 86_400),
         app.config.storage.dedupe_window,
     ));
+    match (
+        &app.config.server.admin_token,
+        &app.config.server.admin_read_token,
+    ) {
+        (Some(_), _) => {}
+        (None, Some(_)) => tracing::warn!(
+            "the admin API is read-only: server.admin_read_token is set, server.admin_token is not"
+        ),
+        (None, None) => tracing::warn!(
+            "the admin API is off (every /v1 route but /v1/health answers 401): set \
+             server.admin_token to use it"
+        ),
+    }
     tracing::info!(addr = %listener.local_addr()?, "switchyard listening");
-    // The peer's address: the admin API's rate limit counts per client.
-    let service = router(app.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // The peer's address reaches each request: the admin API's rate limit counts per client.
+    server::serve(listener, router(app.clone()), &app.config.server, shutdown).await?;
     tracing::info!("shutting down");
     app.shutdown.cancel();
     app.tasks.close();

@@ -171,6 +171,7 @@ impl Metrics {
                     "deadline",
                     "unavailable",
                     "lost",
+                    "oversized",
                 ],
             ),
             deliveries: Family::new(

@@ -584,6 +584,17 @@ impl ChildHost {
         ChildHost::spawn(command)
     }
 
+    /// [`ChildHost::start`] logging at `filter` (`RUST_LOG` syntax) instead of `info`.
+    pub fn start_logging(config: &Path, filter: &str) -> ChildHost {
+        let mut command = std::process::Command::new(binary());
+        command
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", filter);
+        ChildHost::spawn(command)
+    }
+
     /// [`ChildHost::start`] with every file the host writes limited to `bytes`
     /// (`RLIMIT_FSIZE`, set by `prlimit`): a write past it fails with `EFBIG`, the way a
     /// full disk fails one. `SIGXFSZ`, which would end the process instead, is ignored
@@ -605,8 +616,10 @@ impl ChildHost {
 
     fn spawn(mut command: std::process::Command) -> ChildHost {
         use std::io::BufRead as _;
+        if !command.get_envs().any(|(name, _)| name == "RUST_LOG") {
+            command.env("RUST_LOG", "info");
+        }
         let mut child = command
-            .env("RUST_LOG", "info")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

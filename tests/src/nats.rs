@@ -28,6 +28,29 @@ pub fn nats_server_binary() -> PathBuf {
 /// The version `make nats-server` installs (the Makefile's `NATS_SERVER_VERSION`).
 pub const NATS_SERVER_VERSION: &str = "2.15.1";
 
+/// A `[storage]` for the NATS backend at `urls`, with its own prefix.
+pub fn storage(urls: Vec<String>, prefix: &str) -> switchyard::config::StorageConfig {
+    let mut config = switchyard::Config::from_toml_str("", &Default::default())
+        .expect("defaults")
+        .storage;
+    config.backend = switchyard::config::Backend::Nats;
+    config.nats_urls = urls;
+    config.nats_prefix = prefix.to_string();
+    config
+}
+
+/// Wait until JetStream answers on `urls` (a new cluster elects its leader first).
+pub async fn wait_jetstream_ready(urls: &[String]) {
+    let config = storage(urls.to_vec(), "ready");
+    for _ in 0..100 {
+        if switchyard::store::nats::probe(&config).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("JetStream never became ready on {urls:?}");
+}
+
 /// A port nothing listens on now (the OS's choice of a free one).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -322,3 +322,151 @@ async fn dedupe_key_instances_are_reused_until_a_trap_or_new_grants() {
         Some("count-1".into())
     );
 }
+
+/// What one `handle` may return is bounded (`[plugins]` `max_deliveries`,
+/// `max_delivery_bytes`, `max_result_bytes`): past a bound the attempt says which one, the
+/// event is dead at once (a retry would return the same), and nothing of the result is
+/// stored or sent. Within the bounds the same connector delivers.
+#[tokio::test]
+async fn a_result_past_the_bounds_is_refused_whole() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["hostile.wasm"]);
+    let config = dirs
+        .base_config_with("deadline = \"2s\"\nmax_delivery_bytes = 1000\nmax_result_bytes = 4000")
+        + &format!(
+            r#"
+[[connector]]
+id = "hostile"
+plugin = "hostile.wasm"
+scheme = "none"
+allowed_hosts = ["{origin}"]
+[connector.settings]
+forward_url = "{origin}/in"
+"#,
+            origin = receiver.origin()
+        );
+    let host = Host::start(&config).await;
+
+    let too_many = send(&host, json!({"do": "many", "n": 101})).await;
+    let too_big = send(&host, json!({"do": "ok", "pad": "x".repeat(1500)})).await;
+    let too_much = send(&host, json!({"do": "many", "n": 100})).await;
+    for (id, bound) in [
+        (
+            &too_many,
+            "101 deliveries returned; plugins.max_deliveries is 100",
+        ),
+        (&too_big, "plugins.max_delivery_bytes is 1000"),
+        (&too_much, "plugins.max_result_bytes is 4000"),
+    ] {
+        let record = host.wait_for_status(id, "dead").await;
+        let attempts = record["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 1, "dead at once: {record:#}");
+        assert_eq!(attempts[0]["outcome"], "oversized");
+        assert!(
+            attempts[0]["message"].as_str().unwrap().contains(bound),
+            "{record:#}"
+        );
+        assert_eq!(record["deliveries"].as_array().map_or(0, Vec::len), 0);
+    }
+
+    let fine = send(&host, json!({"do": "many", "n": 3})).await;
+    host.wait_for_status(&fine, "succeeded").await;
+    assert_eq!(
+        receiver.received().len(),
+        3,
+        "only the result within the bounds was sent"
+    );
+    host.stop().await;
+}
+
+/// A connector that is always slow (here: each call waits on a slow `http.fetch`) holds its
+/// own share of the workers (`max_concurrency`, by default half of `server.workers`),
+/// never all of them: another connector's events are delivered while every call of the
+/// slow one is still running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_connector_cannot_hold_every_worker() {
+    const SLOW: Duration = Duration::from_secs(4);
+    let receiver = Receiver::start().await;
+    let slow_api = Receiver::start().await;
+    for _ in 0..6 {
+        slow_api.respond_slowly(SLOW);
+    }
+    let dirs = Dirs::new(&["hostile.wasm"]);
+    let connector = |id: &str| {
+        format!(
+            r#"
+[[connector]]
+id = "{id}"
+plugin = "hostile.wasm"
+scheme = "none"
+allowed_hosts = ["{origin}", "{api}"]
+[connector.retry]
+max_attempts = 1
+timeout = "10s"
+[connector.settings]
+forward_url = "{origin}/{id}"
+"#,
+            origin = receiver.origin(),
+            api = slow_api.origin(),
+        )
+    };
+    let config = dirs.base_config_with("deadline = \"8s\"").replacen(
+        "[server]\n",
+        "[server]\nworkers = 4\n",
+        1,
+    ) + &connector("slow")
+        + &connector("fast");
+    let host = Host::start(&config).await;
+
+    let mut slow = Vec::new();
+    for _ in 0..6 {
+        let body = json!({"do": "fetch", "url": format!("{}/slow", slow_api.origin())});
+        let response = host
+            .post_hook("slow", &[], body.to_string().as_bytes())
+            .await;
+        let answer: Value = response.json().await.unwrap();
+        slow.push(answer["id"].as_str().unwrap().to_string());
+    }
+    // The slow connector has taken all it may: its share, 2 of the 4 workers.
+    let api = slow_api.clone();
+    wait_for(
+        "the slow calls to start",
+        Duration::from_secs(10),
+        move || {
+            let api = api.clone();
+            async move { api.received().len() >= 2 }
+        },
+    )
+    .await;
+
+    let started = std::time::Instant::now();
+    for n in 0..5 {
+        let body = json!({"do": "ok", "n": n});
+        let response = host
+            .post_hook("fast", &[], body.to_string().as_bytes())
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    let delivered = receiver.wait_delivered(5).await;
+    eprintln!(
+        "5 events of the fast connector delivered {:?} after the first was sent, while the slow one held its share",
+        started.elapsed()
+    );
+    assert!(delivered.iter().all(|r| r.path == "/fast"));
+
+    // No call of the slow connector has ended yet: the fast events did not wait for one.
+    for id in &slow {
+        let record = host.event(id).await;
+        assert_eq!(
+            record["attempts"].as_array().map_or(0, Vec::len),
+            0,
+            "a slow call ended before the fast events were through: {record:#}"
+        );
+    }
+    assert_eq!(
+        slow_api.received().len(),
+        2,
+        "the slow connector ran only its share of calls at once"
+    );
+    host.stop().await;
+}

@@ -5,22 +5,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard::config::{Backend, StorageConfig};
 use switchyard::store::conformance::{self, Fresh};
 use switchyard::store::nats::{NatsOptions, NatsStore};
-use switchyard_tests::nats::NatsServer;
+use switchyard_tests::nats::{NatsServer, storage, wait_jetstream_ready};
 use switchyard_tests::*;
-
-/// A `[storage]` for the NATS backend at `urls`, with its own prefix.
-fn storage(urls: Vec<String>, prefix: &str) -> StorageConfig {
-    let mut config = switchyard::Config::from_toml_str("", &Default::default())
-        .expect("defaults")
-        .storage;
-    config.backend = Backend::Nats;
-    config.nats_urls = urls;
-    config.nats_prefix = prefix.to_string();
-    config
-}
 
 fn options() -> NatsOptions {
     NatsOptions {
@@ -135,18 +123,6 @@ async fn a_host_on_nats_stores_dedupes_delivers_and_replays() {
     host.stop().await;
 }
 
-/// Wait until JetStream answers on `urls` (a new cluster elects its leader first).
-async fn wait_ready(urls: &[String]) {
-    let config = storage(urls.to_vec(), "ready");
-    for _ in 0..100 {
-        if switchyard::store::nats::probe(&config).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("JetStream never became ready on {urls:?}");
-}
-
 /// Send `body` (a signed Stripe event) to the first of `hosts` that answers 200, starting
 /// at `first` and going round, for up to a minute (Stripe retries for days; a cluster
 /// that lost a node elects new leaders in seconds); the answer's JSON.
@@ -188,7 +164,7 @@ async fn three_hosts_on_a_cluster_lose_nothing_when_a_host_and_a_node_die() {
     const PER_SENDER: usize = 75;
     let mut cluster = switchyard_tests::nats::NatsCluster::start(3);
     let urls = cluster.urls();
-    wait_ready(&urls).await;
+    wait_jetstream_ready(&urls).await;
     let receiver = Receiver::start().await;
     let dirs = Dirs::new(&["stripe.wasm"]);
     let mut hosts = Vec::new();

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -446,4 +447,199 @@ async fn an_api_base_outside_allowed_hosts_is_denied_and_dead() {
     assert!(api.requests().is_empty(), "the API was never reached");
     assert!(receiver.received().is_empty());
     host.stop().await;
+}
+
+/// No secret shows anywhere an operator or a sender can look: the host's own log (at
+/// `debug`), the event log through the API and the CLI, error bodies, `/metrics`,
+/// `switchyard check`. The scenario uses every secret: the webhook secret (a good and a bad
+/// signature), the Stripe API key (sent as `Authorization` by `http.fetch`), the outbound
+/// signing secret (deliveries signed with Standard Webhooks) and the admin token.
+#[tokio::test]
+async fn no_secret_appears_in_any_output() {
+    const OUTBOUND_SECRET: &str = "whsec_TGVha0NhbmFyeU91dGJvdW5kU2VjcmV0MTIz";
+    let secrets = [
+        STRIPE_SECRET,
+        API_KEY,
+        OUTBOUND_SECRET,
+        "TGVha0NhbmFyeU91dGJvdW5kU2VjcmV0MTIz",
+        "LeakCanaryOutboundSecret123",
+        ADMIN_TOKEN,
+    ];
+    let receiver = Receiver::start().await;
+    let api = FakeStripe::start().await;
+    api.put("invoices", current_invoice("in_leak"));
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let config = dirs.base_config()
+        + &format!(
+            r#"
+[[connector]]
+id = "stripe"
+plugin = "stripe.wasm"
+secret = "{STRIPE_SECRET}"
+outbound_secret = "{OUTBOUND_SECRET}"
+allowed_hosts = ["{origin}", "{api}"]
+[connector.retry]
+initial_backoff = "50ms"
+max_backoff = "200ms"
+max_attempts = 3
+[connector.settings]
+forward_url = "{origin}/billing"
+refetch = true
+api_base = "{api}"
+api_key = "{API_KEY}"
+"#,
+            origin = receiver.origin(),
+            api = api.origin(),
+        );
+    let path = dirs.root.path().join("switchyard.toml");
+    std::fs::write(&path, &config).unwrap();
+    let host = ChildHost::start_logging(
+        &path,
+        "debug,cranelift=info,wasmtime=info,wasmtime_cranelift=info,sled=info",
+    );
+    let http = reqwest::Client::new();
+    let post = |body: Vec<u8>, headers: Vec<(String, String)>| {
+        let mut request = http.post(host.url("/hooks/stripe")).body(body);
+        for (k, v) in headers {
+            request = request.header(k, v);
+        }
+        request.send()
+    };
+
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    // A good event (fetched with the API key, delivered signed), and one whose object the
+    // API refuses (an error message in the attempt).
+    let good = invoice_event(&evt_id(), "in_leak");
+    let accepted: Value = post(good.clone(), stripe_headers(STRIPE_SECRET, &good, now()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let good_id = accepted["id"].as_str().unwrap().to_string();
+    let missing = invoice_event(&evt_id(), "in_nowhere");
+    let answer = post(
+        missing.clone(),
+        stripe_headers(STRIPE_SECRET, &missing, now()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 200);
+    outputs.push(("a 200".into(), answer.text().await.unwrap()));
+    // A forged signature, a stale one, an unknown route.
+    for (what, headers) in [
+        (
+            "forged",
+            stripe_headers("whsec_not_the_secret", &good, now()),
+        ),
+        ("stale", stripe_headers(STRIPE_SECRET, &good, now() - 3600)),
+    ] {
+        let answer = post(good.clone(), headers).await.unwrap();
+        assert_eq!(answer.status(), 401, "{what}");
+        outputs.push((
+            format!("the 401 for a {what} signature"),
+            answer.text().await.unwrap(),
+        ));
+    }
+    let unknown = http
+        .post(host.url("/hooks/nope"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    outputs.push(("a 404".into(), unknown.text().await.unwrap()));
+
+    let delivered = receiver.wait_delivered(1).await;
+    assert!(delivered[0].header("webhook-signature").is_some(), "signed");
+    let host_ref = &host;
+    wait_for(
+        "every event to settle",
+        Duration::from_secs(30),
+        || async move {
+            let list: Value = host_ref.admin_get("/v1/events").await.json().await.unwrap();
+            list["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["status"] != "pending" && e["status"] != "retrying")
+        },
+    )
+    .await;
+
+    let list = host.admin_get("/v1/events").await.text().await.unwrap();
+    let ids: Vec<String> = serde_json::from_str::<Value>(&list).unwrap()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(ids.len() >= 4, "{list}");
+    outputs.push(("GET /v1/events".into(), list));
+    for id in &ids {
+        let event = host
+            .admin_get(&format!("/v1/events/{id}"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        outputs.push((format!("GET /v1/events/{id}"), event));
+    }
+    let good_event = host
+        .admin_get(&format!("/v1/events/{good_id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        good_event.contains("****"),
+        "the fetch's Authorization is kept masked: {good_event}"
+    );
+    for route in ["/v1/connectors", "/v1/connectors/stripe"] {
+        outputs.push((
+            route.into(),
+            host.admin_get(route).await.text().await.unwrap(),
+        ));
+    }
+    let metrics = http.get(host.url("/metrics")).send().await.unwrap();
+    outputs.push(("/metrics".into(), metrics.text().await.unwrap()));
+
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(binary())
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr)
+    };
+    let config_arg = path.display().to_string();
+    outputs.push((
+        "switchyard check".into(),
+        cli(&["check", "--config", &config_arg]),
+    ));
+    let url = host.url("");
+    for id in &ids {
+        outputs.push((
+            format!("switchyard events show {id}"),
+            cli(&["events", "show", id, "--url", &url, "--token", ADMIN_TOKEN]),
+        ));
+    }
+    outputs.push((
+        "switchyard events list".into(),
+        cli(&["events", "list", "--url", &url, "--token", ADMIN_TOKEN]),
+    ));
+    outputs.push(("the host's log".into(), host.log.lock().unwrap().clone()));
+
+    for (what, text) in &outputs {
+        assert!(!text.is_empty(), "{what} said nothing");
+        for secret in secrets {
+            assert!(
+                !text.contains(secret),
+                "{what} shows the secret {secret:?}:\n{text}"
+            );
+        }
+    }
+    assert!(
+        !outputs.last().unwrap().1.contains("panicked"),
+        "the host panicked"
+    );
 }

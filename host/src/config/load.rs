@@ -34,7 +34,9 @@ const ENV_SECTIONS: &[&str] = &["server", "storage", "plugins", "retry"];
 const ENV_TEXT_KEYS: &[&str] = &[
     "server.listen",
     "server.admin_token",
+    "server.admin_read_token",
     "server.shutdown_timeout",
+    "server.header_timeout",
     "storage.backend",
     "storage.path",
     "storage.nats_url",
@@ -611,10 +613,16 @@ struct RawServer {
     listen: String,
     #[serde(default)]
     admin_token: Option<Value>,
+    #[serde(default)]
+    admin_read_token: Option<Value>,
     max_body_bytes: usize,
     workers: usize,
     shutdown_timeout: HumanDuration,
     admin_rate_limit: u32,
+    max_header_bytes: usize,
+    max_headers: usize,
+    header_timeout: HumanDuration,
+    max_connections: usize,
 }
 
 #[derive(Deserialize)]
@@ -730,6 +738,9 @@ struct RawPlugins {
     watch: bool,
     deadline: HumanDuration,
     max_memory_bytes: u64,
+    max_deliveries: usize,
+    max_delivery_bytes: usize,
+    max_result_bytes: usize,
     #[serde(default)]
     cache_dir: Option<PathBuf>,
 }
@@ -788,6 +799,8 @@ struct RawConnector {
     outbound_secret: Option<Value>,
     #[serde(default)]
     retry: RawRetryOverride,
+    #[serde(default)]
+    max_concurrency: Option<usize>,
     /// Free-form: no `deny_unknown_fields` reaches inside a map of values.
     #[serde(default)]
     settings: BTreeMap<String, Value>,
@@ -838,13 +851,22 @@ impl RawConfig {
             .admin_token
             .map(|v| resolver.secret("server.admin_token", &v))
             .transpose()?;
+        let admin_read_token = s
+            .admin_read_token
+            .map(|v| resolver.secret("server.admin_read_token", &v))
+            .transpose()?;
         let server = ServerConfig {
             listen,
             admin_token,
+            admin_read_token,
             max_body_bytes: s.max_body_bytes,
             workers: s.workers,
             shutdown_timeout: s.shutdown_timeout.0,
             admin_rate_limit: s.admin_rate_limit,
+            max_header_bytes: s.max_header_bytes,
+            max_headers: s.max_headers,
+            header_timeout: s.header_timeout.0,
+            max_connections: s.max_connections,
         };
 
         let st = self.storage;
@@ -868,6 +890,9 @@ impl RawConfig {
             watch: p.watch,
             deadline: p.deadline.0,
             max_memory_bytes: p.max_memory_bytes,
+            max_deliveries: p.max_deliveries,
+            max_delivery_bytes: p.max_delivery_bytes,
+            max_result_bytes: p.max_result_bytes,
             cache_dir: p.cache_dir,
         };
 
@@ -916,6 +941,12 @@ impl RawConnector {
                     .map_err(|e| ConfigError::invalid(format!("{label}.allowed_hosts[{i}]"), e))
             })
             .collect::<Result<_, _>>()?;
+        if self.max_concurrency == Some(0) {
+            return Err(ConfigError::invalid(
+                format!("{label}.max_concurrency"),
+                "must be at least 1",
+            ));
+        }
         let settings = self
             .settings
             .iter()
@@ -937,6 +968,7 @@ impl RawConnector {
             allowed_hosts,
             outbound_secret,
             retry: self.retry.over(retry),
+            max_concurrency: self.max_concurrency,
             settings,
         })
     }

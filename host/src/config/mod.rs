@@ -75,6 +75,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Bearer token for the admin API (`/v1`).
     pub admin_token: Option<Secret>,
+    /// A second bearer token that may only read (`GET`): for dashboards that must not
+    /// replay, pause or reload.
+    pub admin_read_token: Option<Secret>,
     /// Largest accepted webhook body; larger ones get 413.
     pub max_body_bytes: usize,
     /// Dispatch workers; 0 means four per CPU (see [`ServerConfig::worker_count`]).
@@ -83,6 +86,15 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Admin API requests per client address per minute; past it, 429.
     pub admin_rate_limit: u32,
+    /// Largest request head (request line and headers); larger ones get 431.
+    pub max_header_bytes: usize,
+    /// Most header lines in a request; more get 431.
+    pub max_headers: usize,
+    /// How long a client may take to send a request head, counted from the connection's
+    /// start or its previous answer (so it also closes idle keep-alive connections).
+    pub header_timeout: Duration,
+    /// Open connections at most; past it a new one is answered 503 and closed.
+    pub max_connections: usize,
 }
 
 /// `storage.backend`.
@@ -158,6 +170,12 @@ pub struct PluginsConfig {
     pub deadline: Duration,
     /// Linear-memory cap for one connector instance.
     pub max_memory_bytes: u64,
+    /// Most deliveries one `handle` may return.
+    pub max_deliveries: usize,
+    /// Largest body of one delivery a `handle` returns.
+    pub max_delivery_bytes: usize,
+    /// Largest result of one `handle`: every delivery's URL, headers and body together.
+    pub max_result_bytes: usize,
     /// Cache of compiled components; `None`: compile on every load.
     pub cache_dir: Option<PathBuf>,
 }
@@ -256,6 +274,9 @@ pub struct ConnectorConfig {
     pub outbound_secret: Option<Secret>,
     /// Effective retry policy: `[connector.retry]` over the top-level `[retry]`.
     pub retry: RetryConfig,
+    /// Calls of this connector at once; `None`: half of `server.workers` (see
+    /// [`ConnectorConfig::concurrency`]).
+    pub max_concurrency: Option<usize>,
     /// `[connector.settings]` as read by the plugin: strings as given (references resolved),
     /// other values as JSON text.
     pub settings: BTreeMap<String, String>,
@@ -277,6 +298,7 @@ impl fmt::Debug for ConnectorConfig {
             .field("allowed_hosts", &self.allowed_hosts)
             .field("outbound_secret", &self.outbound_secret)
             .field("retry", &self.retry)
+            .field("max_concurrency", &self.max_concurrency)
             .field("settings", &self.settings.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -365,10 +387,11 @@ impl Config {
     pub fn summary(&self) -> String {
         let mut out = String::new();
         let s = &self.server;
-        let token = if s.admin_token.is_some() {
-            "set"
-        } else {
-            "not set"
+        let token = match (&s.admin_token, &s.admin_read_token) {
+            (Some(_), Some(_)) => "set, and a read-only one",
+            (Some(_), None) => "set",
+            (None, Some(_)) => "not set, a read-only one set",
+            (None, None) => "not set: the admin API is off",
         };
         let _ = writeln!(out, "listen      {} (admin token {token})", s.listen);
         let st = &self.storage;
@@ -494,7 +517,18 @@ impl Default for ConnectorConfig {
             allowed_hosts: Vec::new(),
             outbound_secret: None,
             retry: RetryConfig::default(),
+            max_concurrency: None,
             settings: BTreeMap::new(),
         }
+    }
+}
+
+impl ConnectorConfig {
+    /// How many calls of this connector may run at once: `max_concurrency`, else half of
+    /// the workers (at least one), so one slow or spinning connector never holds every
+    /// worker while the others' events wait.
+    pub fn concurrency(&self, server: &ServerConfig) -> usize {
+        self.max_concurrency
+            .unwrap_or_else(|| (server.worker_count() / 2).max(1))
     }
 }

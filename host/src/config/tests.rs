@@ -1166,7 +1166,7 @@ fn summary_lists_connectors() {
     ));
     let s = c.summary();
     assert!(
-        s.contains("listen      127.0.0.1:8080 (admin token not set)"),
+        s.contains("listen      127.0.0.1:8080 (admin token not set: the admin API is off)"),
         "{s}"
     );
     assert!(

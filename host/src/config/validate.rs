@@ -23,11 +23,38 @@ pub(super) fn config(c: &Config) -> Checked {
     if s.admin_rate_limit < 1 {
         return fail("server.admin_rate_limit", "must be at least 1");
     }
+    // A vendor's signature headers alone take a few hundred bytes.
+    if s.max_header_bytes < 1024 {
+        return fail("server.max_header_bytes", "must be at least 1024");
+    }
+    if s.max_headers < 8 {
+        return fail("server.max_headers", "must be at least 8");
+    }
+    if s.header_timeout < Duration::from_millis(100) {
+        return fail("server.header_timeout", "must be at least 100ms");
+    }
+    if s.max_connections < 1 {
+        return fail("server.max_connections", "must be at least 1");
+    }
     if s.admin_token
         .as_ref()
         .is_some_and(|t| t.expose().is_empty())
     {
         return fail("server.admin_token", "must not be empty");
+    }
+    if let Some(read) = &s.admin_read_token {
+        if read.expose().is_empty() {
+            return fail("server.admin_read_token", "must not be empty");
+        }
+        if s.admin_token
+            .as_ref()
+            .is_some_and(|t| t.expose() == read.expose())
+        {
+            return fail(
+                "server.admin_read_token",
+                "must differ from server.admin_token",
+            );
+        }
     }
 
     let st = &c.storage;
@@ -83,6 +110,18 @@ pub(super) fn config(c: &Config) -> Checked {
         return fail(
             "plugins.max_memory_bytes",
             format!("must be at least {MIN_MEMORY_BYTES} (one Wasm page)"),
+        );
+    }
+    if p.max_deliveries < 1 {
+        return fail("plugins.max_deliveries", "must be at least 1");
+    }
+    if p.max_delivery_bytes < 1 {
+        return fail("plugins.max_delivery_bytes", "must be at least 1");
+    }
+    if p.max_result_bytes < p.max_delivery_bytes {
+        return fail(
+            "plugins.max_result_bytes",
+            "must be at least plugins.max_delivery_bytes",
         );
     }
 

@@ -44,6 +44,12 @@ pub struct Limits {
     pub deadline: Duration,
     /// Linear memory cap per instance.
     pub max_memory_bytes: usize,
+    /// Most deliveries one `handle` may return.
+    pub max_deliveries: usize,
+    /// Largest body of one returned delivery.
+    pub max_delivery_bytes: usize,
+    /// Largest result of one `handle` (URLs, headers and bodies together).
+    pub max_result_bytes: usize,
 }
 
 impl Default for Limits {
@@ -51,7 +57,48 @@ impl Default for Limits {
         Limits {
             deadline: Duration::from_secs(10),
             max_memory_bytes: 64 << 20,
+            max_deliveries: 100,
+            max_delivery_bytes: 1 << 20,
+            max_result_bytes: 8 << 20,
         }
+    }
+}
+
+impl Limits {
+    /// Why `deliveries` may not be kept, if they may not.
+    fn check_output(&self, deliveries: &[Delivery]) -> Result<(), CallError> {
+        let over = |what: String| Err(CallError::Oversized(what));
+        if deliveries.len() > self.max_deliveries {
+            return over(format!(
+                "{} deliveries returned; plugins.max_deliveries is {}",
+                deliveries.len(),
+                self.max_deliveries
+            ));
+        }
+        let mut total = 0usize;
+        for (i, d) in deliveries.iter().enumerate() {
+            if d.body.len() > self.max_delivery_bytes {
+                return over(format!(
+                    "delivery {i} has a body of {} bytes; plugins.max_delivery_bytes is {}",
+                    d.body.len(),
+                    self.max_delivery_bytes
+                ));
+            }
+            total += d.url.len()
+                + d.method.len()
+                + d.body.len()
+                + d.headers
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>();
+        }
+        if total > self.max_result_bytes {
+            return over(format!(
+                "the deliveries returned take {total} bytes; plugins.max_result_bytes is {}",
+                self.max_result_bytes
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -138,6 +185,9 @@ pub enum CallError {
     Trap(String),
     #[error("could not instantiate connector: {0}")]
     Instantiate(String),
+    /// It returned more than the host keeps (`[plugins]` bounds); nothing of it is kept.
+    #[error("result refused: {0}")]
+    Oversized(String),
 }
 
 /// The outcome of one `handle` call, with what the connector did along the way.
@@ -318,11 +368,16 @@ impl Runtime {
         let started = Instant::now();
         let (result, state) = self.call(plugin, grants, Export::Handle(webhook)).await;
         let (logs, fetches) = state.map(|s| (s.logs, s.fetches)).unwrap_or_default();
+        let result = result.and_then(|returned| match returned {
+            Returned::Handle(Ok(deliveries)) => {
+                self.limits.check_output(&deliveries)?;
+                Ok(Ok(deliveries))
+            }
+            Returned::Handle(Err(failure)) => Ok(Err(failure)),
+            _ => unreachable!("handle() returns deliveries or a failure"),
+        });
         HandleOutcome {
-            result: result.map(|returned| match returned {
-                Returned::Handle(result) => result,
-                _ => unreachable!("handle() returns deliveries or a failure"),
-            }),
+            result,
             logs,
             fetches,
             duration: started.elapsed(),

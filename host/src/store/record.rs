@@ -163,7 +163,8 @@ pub struct Attempt {
     pub duration_ms: u64,
     pub plugin_digest: String,
     pub plugin_version: String,
-    /// `deliveries`, `retry`, `reject`, `trap`, `deadline`, `unavailable`.
+    /// `deliveries`, `retry`, `reject`, `trap`, `deadline`, `unavailable`, `lost` (its request
+    /// is gone), `oversized` (it returned more than `[plugins]` allows).
     pub outcome: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

@@ -30,6 +30,8 @@ mod stripe;
 mod token;
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod test_util;
 
 use std::borrow::Cow;

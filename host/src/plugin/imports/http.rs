@@ -65,9 +65,7 @@ impl Host for CallState {
                 headers: response.headers,
                 body: response.body.to_vec(),
             }),
-            Err(OutboundError::Denied(url)) => Err(Error::Denied(format!(
-                "{url} is not in this connector's allowed_hosts"
-            ))),
+            Err(OutboundError::Denied(why)) => Err(Error::Denied(why)),
             Err(OutboundError::Timeout(_)) => Err(Error::Timeout),
             Err(OutboundError::Transport(text)) => Err(Error::Transport(text)),
         }

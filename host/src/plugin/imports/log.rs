@@ -23,7 +23,16 @@ impl Host for CallState {
             Level::Error => "error",
         };
         tracing::debug!(connector = %self.grants.connector, level, "{message}");
-        if self.logs.len() >= MAX_LOG_LINES {
+        // A connector that logs in a loop costs the host one marker line, not memory.
+        if self.logs.len() > MAX_LOG_LINES {
+            return;
+        }
+        if self.logs.len() == MAX_LOG_LINES {
+            self.logs.push(LogLine {
+                at: crate::time::now_ms(),
+                level: "warn".into(),
+                message: format!("further lines dropped: at most {MAX_LOG_LINES} per call"),
+            });
             return;
         }
         let mut message = message;

@@ -1,9 +1,13 @@
 //! The capabilities a connector gets: one file per WIT import, each implementing the
 //! generated `Host` trait on [`CallState`], the data of one call's wasmtime `Store`.
 //!
-//! A connector reaches nothing else: no filesystem, sockets, environment or clocks beyond
-//! what WASI's empty context gives (a component built by Rust for `wasm32-wasip2` imports
-//! WASI, so the host links it with nothing granted).
+//! A connector reaches nothing else. A component built by Rust for `wasm32-wasip2` imports
+//! WASI, so the host links WASI with nothing granted: no preopened directories,
+//! environment, arguments or stdio; TCP, UDP and name lookups off (and no socket address
+//! passes the check even so); WASI's wall clock says 1970 and its monotonic clock stands
+//! still, so the time is `clock.now`, which the host controls. Only WASI's random numbers
+//! are real (Rust's `HashMap` seeds itself from them). `wasi:http` is not linked: a
+//! component that imports it does not load.
 
 mod clock;
 mod http;
@@ -63,14 +67,41 @@ pub struct CallState {
 impl CallState {
     pub fn new(grants: Arc<Grants>, limits: StoreLimits) -> Self {
         CallState {
-            // Nothing inherited: no env, args, preopens, stdio or network.
-            wasi: WasiCtx::builder().build(),
+            // Nothing inherited: no env, args, preopens, stdio, network or time.
+            wasi: WasiCtx::builder()
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .wall_clock(StoppedClock)
+                .monotonic_clock(StoppedClock)
+                .build(),
             table: ResourceTable::new(),
             limits,
             grants,
             logs: Vec::new(),
             fetches: Vec::new(),
         }
+    }
+}
+
+/// WASI's clocks as a connector sees them: the epoch, standing still.
+struct StoppedClock;
+
+impl wasmtime_wasi::HostWallClock for StoppedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for StoppedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
     }
 }
 
@@ -84,3 +115,90 @@ impl WasiView for CallState {
 }
 
 impl crate::plugin::bindings::v0_1_0::switchyard::connector::types::Host for CallState {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::bindings::v0_1_0::switchyard::connector::{http, kv, log};
+
+    fn state() -> CallState {
+        let grants = Arc::new(Grants {
+            connector: "c".into(),
+            settings: BTreeMap::new(),
+            allowed_hosts: AllowedHosts::default(),
+            storage: Arc::new(crate::store::memory::MemoryStore::new()),
+            http: reqwest::Client::new(),
+            fetch_timeout: Duration::from_secs(1),
+        });
+        CallState::new(grants, wasmtime::StoreLimitsBuilder::new().build())
+    }
+
+    #[tokio::test]
+    async fn log_lines_are_bounded_in_count_and_size() {
+        let mut state = state();
+        log::Host::emit(&mut state, log::Level::Info, "é".repeat(MAX_LOG_LINE_BYTES)).await;
+        assert!(state.logs[0].message.len() <= MAX_LOG_LINE_BYTES + '…'.len_utf8());
+        assert!(state.logs[0].message.ends_with('…'));
+        for i in 0..1_000 {
+            log::Host::emit(&mut state, log::Level::Debug, format!("line {i}")).await;
+        }
+        assert_eq!(state.logs.len(), MAX_LOG_LINES + 1);
+        assert!(
+            state.logs[MAX_LOG_LINES]
+                .message
+                .contains("further lines dropped")
+        );
+    }
+
+    #[tokio::test]
+    async fn fetches_are_bounded_per_call() {
+        let mut state = state();
+        let request = || http::Request {
+            method: "GET".into(),
+            url: "http://127.0.0.1:9/".into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        for _ in 0..MAX_FETCHES {
+            let refused = http::Host::fetch(&mut state, request()).await;
+            assert!(
+                matches!(refused, Err(http::Error::Denied(why)) if why.contains("allowed_hosts"))
+            );
+        }
+        let over = http::Host::fetch(&mut state, request()).await;
+        assert!(
+            matches!(over, Err(http::Error::Denied(why)) if why.contains("fetches in one call"))
+        );
+        assert_eq!(state.fetches.len(), MAX_FETCHES);
+
+        let mut state = super::tests::state();
+        let big = http::Request {
+            body: vec![0; MAX_FETCH_BODY_BYTES + 1],
+            ..request()
+        };
+        let refused = http::Host::fetch(&mut state, big).await;
+        assert!(
+            matches!(refused, Err(http::Error::Denied(why)) if why.contains("request body larger"))
+        );
+    }
+
+    #[tokio::test]
+    async fn kv_keys_and_values_are_bounded() {
+        let mut state = state();
+        let long_key = "k".repeat(MAX_KV_KEY_BYTES + 1);
+        assert!(
+            kv::Host::set(&mut state, long_key, b"v".to_vec())
+                .await
+                .is_err()
+        );
+        let big = vec![0; MAX_KV_VALUE_BYTES + 1];
+        assert!(kv::Host::set(&mut state, "k".into(), big).await.is_err());
+        kv::Host::set(&mut state, "k".into(), b"v".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(
+            kv::Host::get(&mut state, "k".into()).await,
+            Some(b"v".to_vec())
+        );
+    }
+}

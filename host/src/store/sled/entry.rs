@@ -297,4 +297,83 @@ mod tests {
             assert!(decode(payload).is_err(), "{payload:?}");
         }
     }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::super::*;
+        use crate::store::sled::inbox::Location;
+        use crate::store::sled::value;
+
+        fn request() -> impl Strategy<Value = StoredRequest> {
+            (
+                "[A-Z]{1,8}",
+                "\\PC{0,40}",
+                "\\PC{0,40}",
+                proptest::collection::vec(("[a-z0-9-]{1,20}", "\\PC{0,60}"), 0..8),
+                proptest::collection::vec(any::<u8>(), 0..1024),
+            )
+                .prop_map(|(method, path, query, headers, body)| StoredRequest {
+                    method,
+                    path,
+                    query,
+                    headers,
+                    body: Body::from(body),
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// An event's entry reads back as written: its record and its request.
+            #[test]
+            fn entries_round_trip(
+                record in proptest::collection::vec(any::<u8>(), 0..300),
+                request in request(),
+            ) {
+                let payload = encode_entry(&record, &request).unwrap();
+                prop_assert_eq!(entry_record(&payload), Some(&record[..]));
+                prop_assert_eq!(entry_request(&payload).unwrap(), request);
+                let event = matches!(decode(&payload), Ok(Entry::Event { .. }));
+                prop_assert!(event, "an event entry decodes as one");
+            }
+
+            /// Any bytes (a torn or hostile disk behind a matching CRC): an entry or an
+            /// error, never a panic; the same for the index's event values.
+            #[test]
+            fn any_bytes_decode_or_fail_without_a_panic(
+                bytes in proptest::collection::vec(any::<u8>(), 0..600),
+                tag in prop_oneof![Just(ENTRY), Just(JSON_ENTRY), Just(PROGRESS), Just(KV), any::<u8>()],
+            ) {
+                let mut payload = vec![tag];
+                payload.extend_from_slice(&bytes);
+                for payload in [&bytes[..], &payload[..]] {
+                    let _ = decode(payload);
+                    let _ = entry_request(payload);
+                    let _ = entry_record(payload);
+                    let _ = value::decode_event(payload);
+                    let _ = value::location_of(payload);
+                    let _ = value::batch_of(payload);
+                    let _ = value::dispatched_prefix(payload);
+                }
+            }
+
+            /// An index value keeps its location, its queue batch and its record.
+            #[test]
+            fn event_values_round_trip(
+                segment in any::<u64>(),
+                offset in any::<u64>(),
+                len in any::<u32>(),
+                batch in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..255)),
+                record in "\\PC{0,200}",
+            ) {
+                let location = Location { segment, offset, len };
+                let json = serde_json::to_vec(&record).unwrap();
+                let stored = value::event_value(location, batch.as_deref(), &json);
+                prop_assert_eq!(value::location_of(&stored), Some(location));
+                prop_assert_eq!(value::batch_of(&stored), batch.as_deref());
+                prop_assert_eq!(&stored[value::prefix_of(&stored).len()..], &json[..]);
+            }
+        }
+    }
 }

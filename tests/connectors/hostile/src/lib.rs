@@ -10,7 +10,10 @@
 //! - `fetch`: fetches `"url"` and delivers what happened to `forward_url`;
 //! - `count`: increments a kv counter and delivers its value;
 //! - `many`: `"n"` deliveries to `forward_url`, each with `{"n": i}`, or one delivery to each
-//!   of `"urls"`.
+//!   of `"urls"`;
+//! - `wasi`: tries what WASI would give a program (files, environment, arguments, TCP to
+//!   127.0.0.1:`"port"`, UDP, name lookups, the clocks) and delivers what it got to
+//!   `forward_url`.
 //!
 //! `dedupe_key` returns `"key"` when present; `"dedupe": "spin"` makes it loop forever,
 //! `"trap"` panics, and `"count"` returns `count-{n}`, n counting the `dedupe_key` calls
@@ -135,9 +138,40 @@ impl Connector for Hostile {
                     .map(|i| tagged(Delivery::post(url.clone()).json(&json!({ "n": i }))))
                     .collect())
             }
+            "wasi" => Ok(vec![tagged(
+                Delivery::post(forward()?).json(&wasi_report(body["port"].as_u64().unwrap_or(80))),
+            )]),
             other => Err(Failure::reject(format!("unknown instruction {other:?}"))),
         }
     }
+}
+
+/// What this instance reaches through WASI: every field is what a sandbox must not give.
+fn wasi_report(port: u64) -> Value {
+    use std::time::{Instant, SystemTime, UNIX_EPOCH};
+    let outcome = |result: std::io::Result<String>| match result {
+        Ok(got) => json!({ "ok": got }),
+        Err(err) => json!({ "error": err.to_string() }),
+    };
+    let port = port as u16;
+    let started = Instant::now();
+    let mut spent = 0u64;
+    for i in 0..2_000_000u64 {
+        spent = std::hint::black_box(spent.wrapping_add(i));
+    }
+    json!({
+        "file": outcome(std::fs::read_to_string("/etc/hostname")),
+        "dir": outcome(std::fs::read_dir("/").map(|d| format!("{} entries", d.count()))),
+        "cwd": outcome(std::env::current_dir().map(|p| p.display().to_string())),
+        "env": std::env::vars().map(|(k, _)| k).collect::<Vec<_>>(),
+        "args": std::env::args().collect::<Vec<_>>(),
+        "tcp": outcome(std::net::TcpStream::connect(("127.0.0.1", port)).map(|_| "connected".into())),
+        "udp": outcome(std::net::UdpSocket::bind("127.0.0.1:0").map(|s| format!("{:?}", s.local_addr()))),
+        "dns": outcome(std::net::ToSocketAddrs::to_socket_addrs(&("localhost", port)).map(|a| format!("{:?}", a.collect::<Vec<_>>()))),
+        "wall_clock_secs": SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        "monotonic_ns": started.elapsed().as_nanos() as u64,
+        "spent": spent,
+    })
 }
 
 /// Loop forever without the optimiser removing the loop.
