@@ -86,6 +86,7 @@ fn load_stripe(rt: &tokio::runtime::Runtime) -> Loaded {
     let grants = Arc::new(Grants {
         connector: "stripe".into(),
         settings: BTreeMap::from([("forward_url".to_string(), format!("{FORWARD_TO}/billing"))]),
+        secrets: Vec::new(),
         allowed_hosts: AllowedHosts::new(&[FORWARD_TO]),
         storage: Arc::new(storage),
         http: reqwest::Client::new(),

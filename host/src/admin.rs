@@ -163,17 +163,37 @@ async fn show_event(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let record = app
+    let mut record = app
         .storage
         .event(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
     let request = app.storage.request(&id).await?;
     let mut deliveries = app.storage.deliveries(&id).await?;
-    // Deliveries keep their credentials to be sent; the log shows only their names.
+    // Deliveries keep their credentials to be sent; the log shows only their names, and
+    // the connector's secret settings as `****`.
+    let secrets = app
+        .connectors
+        .get(&record.connector)
+        .map(|c| c.grants.secrets.clone())
+        .unwrap_or_default();
+    let redact = |text: &mut String| *text = crate::secret::redact(text, &secrets).into_owned();
     for delivery in &mut deliveries {
         crate::store::mask_secret_headers(&mut delivery.request.headers);
+        crate::plugin::redact_request(&mut delivery.request, &secrets);
+        delivery
+            .attempts
+            .iter_mut()
+            .filter_map(|a| a.error.as_mut())
+            .for_each(redact);
     }
+    // What the connector said when it failed may quote a setting too.
+    record
+        .attempts
+        .iter_mut()
+        .filter_map(|a| a.message.as_mut())
+        .for_each(redact);
+    record.error.iter_mut().for_each(redact);
     let mut body = serde_json::to_value(&record).unwrap_or_default();
     body["request"] = serde_json::to_value(&request).unwrap_or_default();
     body["deliveries"] = serde_json::to_value(&deliveries).unwrap_or_default();
@@ -332,6 +352,7 @@ async fn push_plugin(
     let grants = Arc::new(crate::plugin::Grants {
         connector: "push".into(),
         settings: Default::default(),
+        secrets: Vec::new(),
         allowed_hosts: crate::plugin::AllowedHosts::default(),
         storage: app.storage.clone(),
         http: app.http.clone(),

@@ -79,6 +79,7 @@ async fn receive(
             StatusCode::NOT_FOUND => None,
             StatusCode::UNAUTHORIZED => Some("rejected"),
             StatusCode::PAYLOAD_TOO_LARGE => Some("too_large"),
+            StatusCode::REQUEST_TIMEOUT => Some("timeout"),
             StatusCode::SERVICE_UNAVAILABLE => Some("unavailable"),
             _ => Some("error"),
         },
@@ -118,8 +119,18 @@ async fn store_webhook(
     {
         return Err(too_large());
     }
-    let body: Bytes = axum::body::to_bytes(body, limit)
+    // A body trickled in slowly would hold the connection (and its slot) for as long as
+    // the sender likes: it has `server.body_timeout` to arrive whole.
+    let timeout = app.config.server.body_timeout;
+    let body: Bytes = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
         .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the body did not arrive within {timeout:?}"),
+            )
+        })?
         .map_err(|_| too_large())?;
     if let Some(reason) = connector.unavailable() {
         return Err(ApiError::new(

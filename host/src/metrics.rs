@@ -157,6 +157,7 @@ impl Metrics {
                     "duplicate",
                     "rejected",
                     "too_large",
+                    "timeout",
                     "unavailable",
                 ],
             ),

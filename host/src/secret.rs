@@ -17,6 +17,22 @@ impl Secret {
     }
 }
 
+/// Secrets shorter than this are not masked inside other text (a short value would mask
+/// unrelated words); they still never appear where a secret is printed whole.
+const MIN_REDACTED_LEN: usize = 6;
+
+/// `text` with every occurrence of each secret replaced by `****`.
+pub fn redact<'a>(text: &'a str, secrets: &[Secret]) -> std::borrow::Cow<'a, str> {
+    let mut text = std::borrow::Cow::Borrowed(text);
+    for secret in secrets {
+        let value = secret.expose();
+        if value.len() >= MIN_REDACTED_LEN && text.contains(value) {
+            text = std::borrow::Cow::Owned(text.replace(value, "****"));
+        }
+    }
+    text
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(****)")
@@ -26,5 +42,23 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("****")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_masks_every_long_enough_secret() {
+        let secrets = [Secret::new("sk_live_abcdef"), Secret::new("abc")];
+        assert_eq!(
+            redact("key=sk_live_abcdef&again=sk_live_abcdef abc", &secrets),
+            "key=****&again=**** abc"
+        );
+        assert!(matches!(
+            redact("nothing", &secrets),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

@@ -14,8 +14,8 @@
 //!   `Retry-After: 1` and closed at once (load shedding), instead of running the process
 //!   out of file descriptors; senders retry, and nothing is lost.
 //!
-//! The body limit (`413`) is the ingress route's: it reads the body as a stream and stops
-//! at `server.max_body_bytes`.
+//! The body's limits are the ingress route's: it reads the body as a stream, stops at
+//! `server.max_body_bytes` (`413`) and waits for it at most `server.body_timeout` (`408`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -106,7 +106,16 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Idle connections close at once; requests in flight get the shutdown grace.
+    if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "requests still in flight after {:?}: closing their connections",
+            limits.shutdown_timeout
+        );
+    }
     Ok(())
 }
 

@@ -254,6 +254,7 @@ async fn dedupe_key_instances_are_reused_until_a_trap_or_new_grants() {
         Arc::new(Grants {
             connector: "hostile".into(),
             settings: Default::default(),
+            secrets: Vec::new(),
             allowed_hosts: AllowedHosts::default(),
             storage: storage.clone(),
             http: reqwest::Client::new(),

@@ -98,13 +98,13 @@ async fn a_request_head_over_the_limits_is_431_and_nothing_is_read_or_stored() {
 }
 
 #[tokio::test]
-async fn a_slow_sender_and_an_idle_connection_are_closed_after_the_header_timeout() {
+async fn slow_senders_and_idle_connections_are_cut_off() {
     let receiver = Receiver::start().await;
     let dirs = Dirs::new(&["stripe.wasm"]);
     let host = Host::start(&stripe_host_config(
         &dirs,
         &receiver,
-        "header_timeout = \"500ms\"",
+        "header_timeout = \"500ms\"\nbody_timeout = \"500ms\"",
     ))
     .await;
 
@@ -137,8 +137,31 @@ async fn a_slow_sender_and_an_idle_connection_are_closed_after_the_header_timeou
     let answer = read_until_closed(&mut idle, Duration::from_secs(10)).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
 
-    // The host still serves everyone else.
+    // A head in time, then a body trickled in: 408 once body_timeout has passed, and
+    // nothing is stored.
     let body = stripe_event(&evt_id(), "invoice.paid");
+    let signed: String = stripe_headers(STRIPE_SECRET, &body, now())
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    let mut trickled = TcpStream::connect(host.addr).await.unwrap();
+    trickled
+        .write_all(
+            format!(
+                "POST /hooks/stripe HTTP/1.1\r\nhost: x\r\n{signed}content-length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    trickled.write_all(&body[..10]).await.unwrap();
+    let answer = read_until_closed(&mut trickled, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(answer.contains("body_timeout"), "{answer:?}");
+    assert_eq!(event_count(&host).await, 0, "nothing was stored");
+
+    // The host still serves everyone else, the same event included.
     assert_eq!(send_stripe(&host, &body).await.status(), 200);
     host.stop().await;
 }
@@ -501,6 +524,72 @@ async fn the_admin_api_is_off_without_a_token_and_a_read_token_only_reads() {
             .await
             .status(),
         200
+    );
+    host.stop().await;
+}
+
+/// A setting given as an `env:`/`file:` reference is a secret: wherever the connector puts
+/// it (a log line, a fetch, a delivery's URL and headers), the event log shows `****`; the
+/// delivery itself is sent with it.
+#[tokio::test]
+async fn a_secret_setting_is_masked_wherever_the_connector_puts_it() {
+    const KEY: &str = "xf_key_7a1c9e0d44b2";
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["hostile.wasm"]);
+    std::fs::write(dirs.root.path().join("key.txt"), format!("{KEY}\n")).unwrap();
+    let config = dirs.base_config()
+        + &format!(
+            r#"
+[[connector]]
+id = "hostile"
+plugin = "hostile.wasm"
+scheme = "none"
+allowed_hosts = ["{origin}"]
+[connector.settings]
+forward_url = "{origin}/in"
+secret = "file:{key}"
+"#,
+            origin = receiver.origin(),
+            key = dirs.root.path().join("key.txt").display()
+        );
+    let host = Host::start(&config).await;
+    let body = json!({"do": "leak", "url": format!("{}/api", receiver.origin())});
+    let response = host
+        .post_hook("hostile", &[], body.to_string().as_bytes())
+        .await;
+    let id: Value = response.json().await.unwrap();
+    let id = id["id"].as_str().unwrap();
+    let record = host.wait_for_status(id, "succeeded").await;
+
+    let delivered: Vec<_> = receiver
+        .received()
+        .into_iter()
+        .filter(|r| r.path == "/in")
+        .collect();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(
+        delivered[0].header("x-token"),
+        Some(KEY),
+        "sent with the secret"
+    );
+    let text = record.to_string();
+    assert!(
+        !text.contains(KEY),
+        "the event log shows the secret: {record:#}"
+    );
+    assert!(
+        record["attempts"][0]["logs"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("****"),
+        "{record:#}"
+    );
+    assert!(
+        record["deliveries"][0]["request"]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("key=****"),
+        "{record:#}"
     );
     host.stop().await;
 }

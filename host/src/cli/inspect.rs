@@ -117,6 +117,7 @@ fn load(bytes: &[u8], scratch: &Path) -> anyhow::Result<switchyard::plugin::Plug
         let grants = Arc::new(Grants {
             connector: "inspect".into(),
             settings: Default::default(),
+            secrets: Vec::new(),
             allowed_hosts: AllowedHosts::default(),
             storage: Arc::new(SledStore::open(scratch, false)?),
             http: reqwest::Client::new(),

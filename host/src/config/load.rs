@@ -37,6 +37,7 @@ const ENV_TEXT_KEYS: &[&str] = &[
     "server.admin_read_token",
     "server.shutdown_timeout",
     "server.header_timeout",
+    "server.body_timeout",
     "storage.backend",
     "storage.path",
     "storage.nats_url",
@@ -622,6 +623,7 @@ struct RawServer {
     max_header_bytes: usize,
     max_headers: usize,
     header_timeout: HumanDuration,
+    body_timeout: HumanDuration,
     max_connections: usize,
 }
 
@@ -866,6 +868,7 @@ impl RawConfig {
             max_header_bytes: s.max_header_bytes,
             max_headers: s.max_headers,
             header_timeout: s.header_timeout.0,
+            body_timeout: s.body_timeout.0,
             max_connections: s.max_connections,
         };
 
@@ -947,6 +950,16 @@ impl RawConnector {
                 "must be at least 1",
             ));
         }
+        let secret_settings = self
+            .settings
+            .iter()
+            .filter(|(_, value)| {
+                value
+                    .as_str()
+                    .is_some_and(|raw| raw.starts_with("env:") || raw.starts_with("file:"))
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
         let settings = self
             .settings
             .iter()
@@ -970,6 +983,7 @@ impl RawConnector {
             retry: self.retry.over(retry),
             max_concurrency: self.max_concurrency,
             settings,
+            secret_settings,
         })
     }
 }

@@ -23,7 +23,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -93,6 +93,8 @@ pub struct ServerConfig {
     /// How long a client may take to send a request head, counted from the connection's
     /// start or its previous answer (so it also closes idle keep-alive connections).
     pub header_timeout: Duration,
+    /// How long a webhook's body may take to arrive after its head; then 408.
+    pub body_timeout: Duration,
     /// Open connections at most; past it a new one is answered 503 and closed.
     pub max_connections: usize,
 }
@@ -280,6 +282,10 @@ pub struct ConnectorConfig {
     /// `[connector.settings]` as read by the plugin: strings as given (references resolved),
     /// other values as JSON text.
     pub settings: BTreeMap<String, String>,
+    /// The settings given as `env:`/`file:` references: secrets (an API key), masked as
+    /// `****` wherever the host shows what the connector did (its log lines, fetches and
+    /// deliveries in the event log).
+    pub secret_settings: BTreeSet<String>,
 }
 
 /// Settings values are left out: an `env:`/`file:` reference (an API key) is resolved in place.
@@ -300,6 +306,7 @@ impl fmt::Debug for ConnectorConfig {
             .field("retry", &self.retry)
             .field("max_concurrency", &self.max_concurrency)
             .field("settings", &self.settings.keys().collect::<Vec<_>>())
+            .field("secret_settings", &self.secret_settings)
             .finish()
     }
 }
@@ -519,6 +526,7 @@ impl Default for ConnectorConfig {
             retry: RetryConfig::default(),
             max_concurrency: None,
             settings: BTreeMap::new(),
+            secret_settings: BTreeSet::new(),
         }
     }
 }
@@ -527,6 +535,15 @@ impl ConnectorConfig {
     /// How many calls of this connector may run at once: `max_concurrency`, else half of
     /// the workers (at least one), so one slow or spinning connector never holds every
     /// worker while the others' events wait.
+    /// The values of [`ConnectorConfig::secret_settings`].
+    pub fn setting_secrets(&self) -> Vec<Secret> {
+        self.secret_settings
+            .iter()
+            .filter_map(|key| self.settings.get(key))
+            .map(|value| Secret::new(value.clone()))
+            .collect()
+    }
+
     pub fn concurrency(&self, server: &ServerConfig) -> usize {
         self.max_concurrency
             .unwrap_or_else(|| (server.worker_count() / 2).max(1))

@@ -33,6 +33,9 @@ pub(super) fn config(c: &Config) -> Checked {
     if s.header_timeout < Duration::from_millis(100) {
         return fail("server.header_timeout", "must be at least 100ms");
     }
+    if s.body_timeout < Duration::from_millis(100) {
+        return fail("server.body_timeout", "must be at least 100ms");
+    }
     if s.max_connections < 1 {
         return fail("server.max_connections", "must be at least 1");
     }

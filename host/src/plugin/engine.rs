@@ -532,6 +532,7 @@ mod timing {
         let grants = Arc::new(Grants {
             connector: "stripe".into(),
             settings: Default::default(),
+            secrets: Vec::new(),
             allowed_hosts: Default::default(),
             storage,
             http: reqwest::Client::new(),

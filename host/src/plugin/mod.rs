@@ -7,5 +7,5 @@ pub mod imports;
 pub mod registry;
 
 pub use engine::{CallError, HandleOutcome, Limits, LoadError, Plugin, Runtime};
-pub use imports::{AllowedHosts, FetchRecord, Grants, LogLine};
+pub use imports::{AllowedHosts, FetchRecord, Grants, LogLine, redact_request};
 pub use registry::{Connector, Registry};

@@ -91,6 +91,7 @@ pub async fn load_connector(
     let grants = Arc::new(Grants {
         connector: config.id.clone(),
         settings: config.settings.clone(),
+        secrets: config.setting_secrets(),
         allowed_hosts: AllowedHosts::new(&config.allowed_hosts),
         storage,
         http,

@@ -49,15 +49,21 @@ impl Host for CallState {
             grants.fetch_timeout,
         )
         .await;
-        // Authorization headers are secrets: keep their name, not their value, in the log.
+        // Authorization headers are secrets: keep their name, not their value, in the log;
+        // and the values of secret settings wherever the connector put them.
         let mut logged = request;
         crate::store::mask_secret_headers(&mut logged.headers);
+        redact_request(&mut logged, &grants.secrets);
+        let error = result
+            .as_ref()
+            .err()
+            .map(|e| crate::secret::redact(&e.to_string(), &grants.secrets).into_owned());
         self.fetches.push(FetchRecord {
             at,
             duration_ms: took.as_millis() as u64,
             request: logged,
             status: result.as_ref().ok().map(|r| r.status),
-            error: result.as_ref().err().map(|e| e.to_string()),
+            error,
         });
         match result {
             Ok(response) => Ok(Response {
@@ -69,5 +75,17 @@ impl Host for CallState {
             Err(OutboundError::Timeout(_)) => Err(Error::Timeout),
             Err(OutboundError::Transport(text)) => Err(Error::Transport(text)),
         }
+    }
+}
+
+/// `request` with the values of `secrets` masked in its URL and headers (the event log's
+/// copy; the request sent keeps them).
+pub fn redact_request(request: &mut OutboundRequest, secrets: &[crate::secret::Secret]) {
+    if secrets.is_empty() {
+        return;
+    }
+    request.url = crate::secret::redact(&request.url, secrets).into_owned();
+    for (_, value) in &mut request.headers {
+        *value = crate::secret::redact(value, secrets).into_owned();
     }
 }

@@ -22,6 +22,7 @@ impl Host for CallState {
             Level::Warn => "warn",
             Level::Error => "error",
         };
+        let message = crate::secret::redact(&message, &self.grants.secrets).into_owned();
         tracing::debug!(connector = %self.grants.connector, level, "{message}");
         // A connector that logs in a loop costs the host one marker line, not memory.
         if self.logs.len() > MAX_LOG_LINES {

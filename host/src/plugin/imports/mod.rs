@@ -15,7 +15,7 @@ mod kv;
 mod log;
 mod settings;
 
-pub use self::http::{AllowedHosts, FetchRecord};
+pub use self::http::{AllowedHosts, FetchRecord, redact_request};
 pub use self::log::LogLine;
 
 use std::collections::BTreeMap;
@@ -34,6 +34,9 @@ pub struct Grants {
     pub connector: String,
     /// `[connector.settings]`, resolved to strings.
     pub settings: BTreeMap<String, String>,
+    /// Values of the settings that are secrets, masked in what the call leaves in the
+    /// event log (log lines, fetches).
+    pub secrets: Vec<crate::secret::Secret>,
     /// Origins `http.fetch` may reach (and deliveries may target).
     pub allowed_hosts: AllowedHosts,
     /// Where `kv` lives.
@@ -125,6 +128,7 @@ mod tests {
         let grants = Arc::new(Grants {
             connector: "c".into(),
             settings: BTreeMap::new(),
+            secrets: Vec::new(),
             allowed_hosts: AllowedHosts::default(),
             storage: Arc::new(crate::store::memory::MemoryStore::new()),
             http: reqwest::Client::new(),

@@ -13,7 +13,9 @@
 //!   of `"urls"`;
 //! - `wasi`: tries what WASI would give a program (files, environment, arguments, TCP to
 //!   127.0.0.1:`"port"`, UDP, name lookups, the clocks) and delivers what it got to
-//!   `forward_url`.
+//!   `forward_url`;
+//! - `leak`: puts `settings.secret` everywhere it can: a log line, a fetch of `"url"` (in
+//!   the query and a header), and a delivery to `forward_url` (query and header).
 //!
 //! `dedupe_key` returns `"key"` when present; `"dedupe": "spin"` makes it loop forever,
 //! `"trap"` panics, and `"count"` returns `count-{n}`, n counting the `dedupe_key` calls
@@ -137,6 +139,18 @@ impl Connector for Hostile {
                 Ok((0..n)
                     .map(|i| tagged(Delivery::post(url.clone()).json(&json!({ "n": i }))))
                     .collect())
+            }
+            "leak" => {
+                let secret = ctx.require_setting("secret")?;
+                ctx.info(format!("the key is {secret}"));
+                let url = body["url"].as_str().unwrap_or_default();
+                let _ = ctx
+                    .fetch(Request::get(format!("{url}?key={secret}")).header("x-token", &secret));
+                Ok(vec![tagged(
+                    Delivery::post(format!("{}?key={secret}", forward()?))
+                        .header("x-token", &secret)
+                        .json(&json!({ "leaked": true })),
+                )])
             }
             "wasi" => Ok(vec![tagged(
                 Delivery::post(forward()?).json(&wasi_report(body["port"].as_u64().unwrap_or(80))),
