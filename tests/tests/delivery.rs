@@ -5,7 +5,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchyard_tests::*;
 
-/// The hostile test connector (scheme none) forwarding to `receiver`, with a retry policy.
+/// The hostile test connector (scheme none) forwarding to `receiver` (the one host it may
+/// reach: `"*"` would not grant a loopback address), with a retry policy.
 fn config(dirs: &Dirs, receiver: &Receiver, retry: &str) -> String {
     dirs.base_config()
         + &format!(
@@ -14,7 +15,7 @@ fn config(dirs: &Dirs, receiver: &Receiver, retry: &str) -> String {
 id = "t"
 plugin = "hostile.wasm"
 scheme = "none"
-allowed_hosts = ["*"]
+allowed_hosts = ["{origin}"]
 [connector.retry]
 {retry}
 [connector.settings]
@@ -153,7 +154,15 @@ async fn each_delivery_is_retried_on_its_own() {
     let flaky = Receiver::start().await;
     flaky.respond_with(&[503, 503]);
     let dirs = Dirs::new(&["hostile.wasm"]);
-    let host = Host::start(&config(&dirs, &steady, "initial_backoff = \"20ms\"")).await;
+    let config = config(&dirs, &steady, "initial_backoff = \"20ms\"").replace(
+        &format!("allowed_hosts = [\"{}\"]", steady.origin()),
+        &format!(
+            "allowed_hosts = [\"{}\", \"{}\"]",
+            steady.origin(),
+            flaky.origin()
+        ),
+    );
+    let host = Host::start(&config).await;
     let id = send(
         &host,
         json!({"do": "many", "urls": [format!("{}/a", steady.origin()), format!("{}/b", flaky.origin())]}),

@@ -97,10 +97,12 @@ async fn bad_signatures_get_401_and_nothing_is_forwarded() {
             "",
         ),
         (
+            // Past the verifier's 8 KiB cap on a signature header, within the listener's
+            // 16 KiB for the whole head (past that it is a 431: tests/tests/security.rs).
             "huge header",
             vec![(
                 "stripe-signature".into(),
-                format!("t={},v1={}", now(), "a".repeat(20_000)),
+                format!("t={},v1={}", now(), "a".repeat(10_000)),
             )],
             "",
         ),
