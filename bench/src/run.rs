@@ -339,7 +339,11 @@ impl Env {
         // A downstream that is never called: the connector is paused.
         let config = self.config(dir, store, true, "http://127.0.0.1:9", None)?;
         let mut host = self.switchyard(&config).await?;
-        let (load, others_cpu_pct) = self.load(host.addr, &[host.pid()]).await?;
+        let servers: Vec<u32> = [host.pid()]
+            .into_iter()
+            .chain(store.pids().iter().copied())
+            .collect();
+        let (load, others_cpu_pct) = self.load(host.addr, &servers).await?;
         let rss = read_rss(host.pid());
         host.alive()?;
         Ok(Measured {
@@ -414,7 +418,11 @@ impl Env {
             ));
             (stop, task)
         });
-        let (load, others_cpu_pct) = self.load(host.addr, &[host.pid(), receiver.pid()]).await?;
+        let servers: Vec<u32> = [host.pid(), receiver.pid()]
+            .into_iter()
+            .chain(store.pids().iter().copied())
+            .collect();
+        let (load, others_cpu_pct) = self.load(host.addr, &servers).await?;
         let rss = read_rss(host.pid());
         let load_ended = Instant::now();
         let swaps = match swapper {
@@ -547,10 +555,20 @@ enum Store {
         urls: Vec<String>,
         replicas: usize,
         prefix: String,
+        /// The nats-server processes: their CPU is the scenario's, not "other processes'".
+        pids: Vec<u32>,
     },
 }
 
 impl Store {
+    /// Processes besides the host that serve the scenario.
+    fn pids(&self) -> &[u32] {
+        match self {
+            Store::Sled { .. } => &[],
+            Store::Nats { pids, .. } => pids,
+        }
+    }
+
     /// The `[storage]` keys besides `path`.
     fn toml(&self) -> String {
         match self {
@@ -559,6 +577,7 @@ impl Store {
                 urls,
                 replicas,
                 prefix,
+                ..
             } => format!(
                 "backend = \"nats\"\nnats_url = {urls:?}\nreplicas = {replicas}\nnats_prefix = {prefix:?}\n"
             ),
@@ -600,10 +619,15 @@ impl Nats {
 
     fn store(&self, scenario: Scenario) -> Store {
         let urls = self.urls();
+        let pids = match self {
+            Nats::Single(server) => server.pid().into_iter().collect(),
+            Nats::Cluster(cluster) => cluster.nodes.iter().filter_map(|n| n.pid()).collect(),
+        };
         Store::Nats {
             replicas: urls.len(),
             urls,
             prefix: format!("bench_{}", scenario.name().replace('-', "_")),
+            pids,
         }
     }
 }

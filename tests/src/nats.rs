@@ -160,6 +160,11 @@ impl NatsServer {
         &self.name
     }
 
+    /// The process id while it runs (for a benchmark's CPU accounting).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Start it (again) on the same port and store, and wait until it takes connections.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "{} is running", self.name);
