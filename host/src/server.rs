@@ -42,6 +42,9 @@ content-length: 82\r\n\
 \r\n\
 {\"error\":{\"code\":\"overloaded\",\"message\":\"too many open connections; retry later\"}}";
 
+/// The header count hyper's parser holds on the stack (`server.max_headers`' default).
+const HYPER_MAX_HEADERS: usize = 100;
+
 /// Shed connections being answered at once; past it, one is closed without an answer.
 const MAX_SHEDDING: usize = 64;
 
@@ -61,8 +64,12 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .max_header_size(limits.max_header_bytes)
-        .max_headers(limits.max_headers);
+        .max_header_size(limits.max_header_bytes);
+    // hyper parses up to 100 headers into a buffer on the stack; any other count moves it
+    // to the heap, one allocation per request, so it is set only when it differs.
+    if limits.max_headers != HYPER_MAX_HEADERS {
+        http.max_headers(limits.max_headers);
+    }
     let http = Arc::new(http);
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let shedding = Arc::new(Semaphore::new(MAX_SHEDDING));
