@@ -10,6 +10,7 @@ pub mod http;
 
 use std::sync::Arc;
 
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -271,8 +272,9 @@ fn parse_time(value: &str) -> Option<u64> {
 /// (`GET /v1/events/{id}` has the whole record).
 async fn list_events(
     State(app): State<Arc<App>>,
-    Query(filter): Query<EventFilter>,
+    filter: Result<Query<EventFilter>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(filter) = filter?;
     let query = filter.query()?;
     let (page, next) = app.storage.list_events(&query).await?;
     Ok(Json(json!({ "data": page, "next_cursor": next })))
@@ -305,8 +307,9 @@ async fn replay_event(
 /// Only `succeeded` and `dead` events are replayed; others matching the filter are skipped.
 async fn replay_many(
     State(app): State<Arc<App>>,
-    Json(filter): Json<EventFilter>,
+    filter: Result<Json<EventFilter>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(filter) = filter?;
     let mut query = filter.query()?;
     query.limit = MAX_LIMIT;
     query.cursor = None;

@@ -51,6 +51,9 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(ingress::routes())
         .merge(admin::routes(app.clone()))
         .route("/metrics", axum::routing::get(metrics::scrape))
+        // Unknown routes and methods answer in the API's error shape too.
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::wrong_method)
         .layer(TraceLayer::new_for_http())
         .with_state(app)
 }

@@ -671,3 +671,82 @@ async fn admin_answers_carry_rate_limits_and_etags() {
     assert_eq!(send_stripe(&host, &body).await.status(), 200);
     host.stop().await;
 }
+
+/// Every error of the admin API is `{"error":{"code","message"}}` with its status: a query
+/// string that does not parse, a body that is not JSON, an unknown route, a wrong method.
+#[tokio::test]
+async fn admin_errors_are_json_with_the_right_status() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let host = Host::start(&(dirs.base_config() + &stripe_connector(&receiver, ""))).await;
+    let send = |method: reqwest::Method, path: &str, body: Option<(&str, &str)>| {
+        let mut request = host
+            .http
+            .request(method, host.url(path))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some((content_type, text)) = body {
+            request = request
+                .header("content-type", content_type)
+                .body(text.to_string());
+        }
+        request.send()
+    };
+    let cases = [
+        (
+            reqwest::Method::GET,
+            "/v1/events?limit=many",
+            None,
+            400,
+            "invalid_query",
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1/events?bogus=1",
+            None,
+            400,
+            "invalid_query",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/replay",
+            Some(("application/json", "{not json")),
+            400,
+            "invalid_body",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/replay",
+            Some(("text/plain", "{}")),
+            415,
+            "invalid_body",
+        ),
+        (reqwest::Method::GET, "/v1/nope", None, 404, "not_found"),
+        (reqwest::Method::GET, "/nope", None, 404, "not_found"),
+        (
+            reqwest::Method::DELETE,
+            "/v1/events",
+            None,
+            405,
+            "method_not_allowed",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/hooks/stripe",
+            None,
+            405,
+            "method_not_allowed",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let what = format!("{method} {path}");
+        let response = send(method, path, body).await.unwrap();
+        assert_eq!(response.status(), status, "{what}");
+        let error: Value = response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: not JSON: {e}"));
+        assert_eq!(error["error"]["code"], code, "{what}: {error}");
+        assert!(error["error"]["message"].is_string(), "{what}: {error}");
+    }
+    host.stop().await;
+}
