@@ -205,6 +205,9 @@ async fn show_event(
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventFilter {
+    /// `POST /v1/replay` only: new `Idempotency-Key`s for the replayed runs.
+    #[serde(default)]
+    new_keys: bool,
     connector: Option<String>,
     status: Option<String>,
     /// RFC 3339 (`2026-11-29T10:00:00Z`) or unix seconds.
@@ -290,12 +293,35 @@ fn replay_error(err: ReplayError) -> ApiError {
     }
 }
 
-/// `POST /v1/events/{id}/replay` → 202: the event goes back to its connector.
+/// The optional body of `POST /v1/events/{id}/replay`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayOptions {
+    /// New `Idempotency-Key`s for the new run's deliveries: a deliberate new effect. By
+    /// default a replay sends the keys the event's first run sent.
+    #[serde(default)]
+    new_keys: bool,
+}
+
+/// `POST /v1/events/{id}/replay` (optionally `{"new_keys": true}`) → 202: the event goes
+/// back to its connector.
 async fn replay_event(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let record = app.storage.replay(&id).await.map_err(replay_error)?;
+    let options: ReplayOptions = if body.iter().all(u8::is_ascii_whitespace) {
+        ReplayOptions::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|err| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", err.to_string())
+        })?
+    };
+    let record = app
+        .storage
+        .replay(&id, options.new_keys)
+        .await
+        .map_err(replay_error)?;
     app.storage.sync().await.map_err(ApiError::unavailable)?;
     Ok((
         StatusCode::ACCEPTED,
@@ -303,7 +329,8 @@ async fn replay_event(
     ))
 }
 
-/// `POST /v1/replay` with `{"connector","status","since","until"}` → 202 and the count.
+/// `POST /v1/replay` with `{"connector","status","since","until","new_keys"}` → 202 and the
+/// count.
 /// Only `succeeded` and `dead` events are replayed; others matching the filter are skipped.
 async fn replay_many(
     State(app): State<Arc<App>>,
@@ -317,7 +344,7 @@ async fn replay_many(
     loop {
         let (page, next) = app.storage.list_events(&query).await?;
         for record in page {
-            match app.storage.replay(&record.id).await {
+            match app.storage.replay(&record.id, filter.new_keys).await {
                 Ok(_) => ids.push(record.id),
                 Err(ReplayError::NotReplayable(..)) => {}
                 Err(err) => return Err(replay_error(err)),

@@ -28,6 +28,7 @@ use crate::plugin::bindings::{Failure, Webhook};
 use crate::plugin::{CallError, Connector};
 use crate::store::{
     Attempt, DeliveryRecord, DeliveryStatus, EventRecord, Lease, Status, StoreError, StoredRequest,
+    lifecycle,
 };
 
 /// How long a dispatcher waits on its queue before it looks again (and sees a stop).
@@ -233,8 +234,8 @@ async fn try_process(app: &Arc<App>, lease: Lease) -> Result<(), StoreError> {
         Ok(Ok(deliveries)) => {
             attempt.deliveries = deliveries.len();
             // A replayed event already has deliveries: the replay set where the new run's
-            // numbering starts. A run repeated after a crash reuses the same numbers, and
-            // so the same idempotency keys.
+            // numbering starts, and its keys are the first run's unless it asked for new
+            // ones. A run repeated after a crash reuses the same numbers and keys.
             let base = record.deliveries_from as usize;
             let rows: Vec<DeliveryRecord> = deliveries
                 .into_iter()
@@ -243,7 +244,7 @@ async fn try_process(app: &Arc<App>, lease: Lease) -> Result<(), StoreError> {
                 .map(|(index, d)| DeliveryRecord {
                     event_id: record.id.clone(),
                     index: index as u32,
-                    idempotency_key: format!("{}-{index}", record.id),
+                    idempotency_key: lifecycle::idempotency_key(&record, index as u32),
                     request: OutboundRequest {
                         method: d.method,
                         url: d.url,

@@ -121,10 +121,22 @@ async fn events_list_show_and_replay_through_the_admin_api() {
     assert_eq!(event["dedupe_key"], evt.as_str());
     assert_eq!(event["deliveries"][0]["status"], "succeeded");
 
+    // A replay sends the first run's key again; `--new-keys` a key no run has sent.
     let (ok, out, err) = run(remote(&["events", "replay", &id])).await;
     assert!(ok, "{err}");
     assert_eq!(out.trim(), format!("replaying {id}"));
-    receiver.wait_delivered(2).await;
+    let delivered = receiver.wait_delivered(2).await;
+    assert_eq!(
+        delivered[1].header("idempotency-key"),
+        delivered[0].header("idempotency-key")
+    );
+    let (ok, _, err) = run(remote(&["events", "replay", &id, "--new-keys"])).await;
+    assert!(ok, "{err}");
+    let delivered = receiver.wait_delivered(3).await;
+    assert_eq!(
+        delivered[2].header("idempotency-key"),
+        Some(format!("{id}-2").as_str())
+    );
 
     // Errors say what the host answered, and exit 1.
     let (ok, _, err) = run(remote(&["events", "show", "01NOSUCHEVENT"])).await;

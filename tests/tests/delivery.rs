@@ -238,34 +238,61 @@ async fn dead_events_are_listed_and_replayable() {
     assert!(listed["next_cursor"].is_null());
 
     // A live or unknown event cannot be replayed; a dead one can.
-    let replay = |path: String| {
+    let replay = |path: String, body: &'static str| {
         let host = &host;
         async move {
             host.http
                 .post(host.url(&path))
                 .bearer_auth(ADMIN_TOKEN)
+                .body(body)
                 .send()
                 .await
                 .unwrap()
         }
     };
-    assert_eq!(replay("/v1/events/nope/replay".into()).await.status(), 404);
-    let response = replay(format!("/v1/events/{id}/replay")).await;
+    assert_eq!(
+        replay("/v1/events/nope/replay".into(), "").await.status(),
+        404
+    );
+    // A replay sends the keys the first run sent: a receiver that dedupes on them (the
+    // effect may have happened before it failed) applies it once.
+    let response = replay(format!("/v1/events/{id}/replay"), "").await;
     assert_eq!(response.status(), 202);
     let record = host.wait_for_status(&id, "succeeded").await;
     let deliveries = record["deliveries"].as_array().unwrap();
     assert_eq!(deliveries.len(), 2, "history kept, replay added a delivery");
     assert_eq!(deliveries[0]["status"], "dead");
     assert_eq!(deliveries[1]["status"], "succeeded");
-    assert_ne!(
+    assert_eq!(
         deliveries[0]["idempotency_key"],
         deliveries[1]["idempotency_key"]
     );
     assert_eq!(record["attempts"].as_array().unwrap().len(), 2);
+    let keys: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.header("idempotency-key").unwrap().to_string())
+        .collect();
+    assert_eq!(keys, vec![format!("{id}-0"), format!("{id}-0")], "{keys:?}");
+
+    // `new_keys` asks for a deliberate new effect: a key no run has sent.
+    let response = replay(format!("/v1/events/{id}/replay"), r#"{"new_keys": true}"#).await;
+    assert_eq!(response.status(), 202);
+    receiver.wait_delivered(2).await;
+    let record = host.wait_for_status(&id, "succeeded").await;
+    let deliveries = record["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 3);
+    assert_eq!(deliveries[2]["idempotency_key"], format!("{id}-2"));
     assert_eq!(
-        replay(format!("/v1/events/{id}/replay")).await.status(),
-        202
+        receiver
+            .received()
+            .last()
+            .unwrap()
+            .header("idempotency-key"),
+        Some(format!("{id}-2").as_str())
     );
+    let bad = replay(format!("/v1/events/{id}/replay"), r#"{"new_keys": "yes"}"#).await;
+    assert_eq!(bad.status(), 400);
     host.stop().await;
 }
 

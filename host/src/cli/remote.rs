@@ -70,6 +70,10 @@ pub enum Events {
         since: Option<String>,
         #[arg(long, conflicts_with = "id")]
         until: Option<String>,
+        /// Give the new run's deliveries new `Idempotency-Key`s (a deliberate new effect);
+        /// by default they carry the keys the first run sent.
+        #[arg(long)]
+        new_keys: bool,
     },
 }
 
@@ -118,9 +122,22 @@ pub fn events(target: Target, command: Events) -> anyhow::Result<ExitCode> {
                 let event = client.send(client.http.get(client.url(&path))).await?;
                 println!("{}", serde_json::to_string_pretty(&event)?);
             }
-            Events::Replay { id: Some(id), .. } => {
+            Events::Replay {
+                id: Some(id),
+                new_keys,
+                ..
+            } => {
                 let path = format!("/v1/events/{}/replay", encode(&id));
-                client.send(client.http.post(client.url(&path))).await?;
+                let body = serde_json::json!({ "new_keys": new_keys });
+                client
+                    .send(
+                        client
+                            .http
+                            .post(client.url(&path))
+                            .header("content-type", "application/json")
+                            .body(body.to_string()),
+                    )
+                    .await?;
                 println!("replaying {id}");
             }
             Events::Replay {
@@ -129,6 +146,7 @@ pub fn events(target: Target, command: Events) -> anyhow::Result<ExitCode> {
                 status,
                 since,
                 until,
+                new_keys,
             } => {
                 if connector.is_none() && status.is_none() && since.is_none() && until.is_none()
                 {
@@ -141,6 +159,7 @@ pub fn events(target: Target, command: Events) -> anyhow::Result<ExitCode> {
                     "status": status,
                     "since": since,
                     "until": until,
+                    "new_keys": new_keys,
                 });
                 let answer = client
                     .send(

@@ -448,11 +448,11 @@ async fn only_finished_events_are_replayed_and_replays_are_queued(store: Arc<dyn
     let id = id_at(now, 1);
     insert(&store, event(&id, "stripe", now, None)).await;
     assert!(matches!(
-        store.replay(&id).await,
+        store.replay(&id, false).await,
         Err(ReplayError::NotReplayable("pending", _))
     ));
     assert!(matches!(
-        store.replay("nope").await,
+        store.replay("nope", false).await,
         Err(ReplayError::NotFound(_))
     ));
     let lease = store.next_dispatch("stripe", LONG).await.unwrap().unwrap();
@@ -463,12 +463,17 @@ async fn only_finished_events_are_replayed_and_replays_are_queued(store: Arc<dyn
         .finish_dispatch(lease, &record, &[delivery(&id, 0)], None)
         .await
         .unwrap();
-    let replayed = store.replay(&id).await.unwrap();
+    let replayed = store.replay(&id, true).await.unwrap();
     assert_eq!(replayed.status, Status::Pending);
     assert_eq!(replayed.error, None);
     assert_eq!(
         replayed.deliveries_from, 1,
         "numbered after the first run's"
+    );
+    assert!(replayed.new_keys);
+    assert!(
+        store.event(&id).await.unwrap().unwrap().new_keys,
+        "the choice of keys is stored with the record"
     );
     let lease = store.next_dispatch("stripe", LONG).await.unwrap();
     assert_eq!(lease.expect("queued again").id, id);

@@ -16,15 +16,35 @@ pub fn replayable(status: Status) -> Result<(), ReplayError> {
 }
 
 /// Send `record` back to its connector: pending again, its error and schedule cleared, and
-/// the new run's deliveries numbered after the `existing` ones (their keys stay distinct).
-pub fn reset_for_replay(record: &mut EventRecord, existing: u32) -> Result<(), ReplayError> {
+/// the new run's deliveries numbered after the `existing` ones (the log keeps both runs).
+/// Their `Idempotency-Key`s are the first run's unless `new_keys`
+/// ([`EventRecord::new_keys`], [`idempotency_key`]).
+pub fn reset_for_replay(
+    record: &mut EventRecord,
+    existing: u32,
+    new_keys: bool,
+) -> Result<(), ReplayError> {
     replayable(record.status)?;
     record.status = Status::Pending;
     record.error = None;
     record.next_attempt_at = None;
     record.deliveries_from = existing;
+    record.new_keys = new_keys;
     record.updated_at = next_update(record.updated_at);
     Ok(())
+}
+
+/// The `Idempotency-Key` of the delivery at `index` (in the event's log) of `record`'s
+/// latest run: `{id}-{n}` with `n` counted from the run's first delivery, so every run
+/// sends the keys the first one sent; after a replay with new keys, `n` is the index
+/// itself, a key no run has sent.
+pub fn idempotency_key(record: &EventRecord, index: u32) -> String {
+    let n = if record.new_keys {
+        index
+    } else {
+        index.saturating_sub(record.deliveries_from)
+    };
+    format!("{}-{n}", record.id)
 }
 
 /// The status of an event whose latest connector run made deliveries with `statuses`: any
@@ -81,7 +101,7 @@ mod tests {
         record.error = Some("gave up".into());
         record.next_attempt_at = Some(99);
         let before = record.updated_at;
-        reset_for_replay(&mut record, 2).unwrap();
+        reset_for_replay(&mut record, 2, false).unwrap();
         assert_eq!(record.status, Status::Pending);
         assert_eq!((record.error, record.next_attempt_at), (None, None));
         assert_eq!(record.deliveries_from, 2);
@@ -103,5 +123,19 @@ mod tests {
         let far = crate::time::now_ms() + 60_000;
         assert_eq!(next_update(far), far + 1, "even when the clock is behind");
         assert!(next_update(0) >= crate::time::now_ms() - 1);
+    }
+
+    #[test]
+    fn a_replay_sends_the_first_runs_keys_unless_it_asks_for_new_ones() {
+        let mut record = EventRecord::received("01E".into(), "c".into(), 1, "none");
+        assert_eq!(idempotency_key(&record, 0), "01E-0");
+        assert_eq!(idempotency_key(&record, 1), "01E-1");
+        record.status = Status::Dead;
+        reset_for_replay(&mut record, 2, false).unwrap();
+        assert_eq!(idempotency_key(&record, 2), "01E-0");
+        assert_eq!(idempotency_key(&record, 3), "01E-1");
+        record.status = Status::Succeeded;
+        reset_for_replay(&mut record, 4, true).unwrap();
+        assert_eq!(idempotency_key(&record, 4), "01E-4");
     }
 }

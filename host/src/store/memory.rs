@@ -177,7 +177,7 @@ impl EventLog for MemoryStore {
         Ok((page, if exhausted { None } else { last }))
     }
 
-    async fn replay(&self, id: &str) -> Result<EventRecord, ReplayError> {
+    async fn replay(&self, id: &str, new_keys: bool) -> Result<EventRecord, ReplayError> {
         let record = {
             let mut state = self.state();
             let prefix = format!("{id}/");
@@ -190,7 +190,7 @@ impl EventLog for MemoryStore {
                 .events
                 .get_mut(id)
                 .ok_or_else(|| ReplayError::NotFound(id.to_string()))?;
-            lifecycle::reset_for_replay(record, existing)?;
+            lifecycle::reset_for_replay(record, existing, new_keys)?;
             record.clone()
         };
         self.queues

@@ -151,8 +151,9 @@ pub trait EventLog: Send + Sync {
 
     /// Send a finished (`succeeded` or `dead`) event back to its connector
     /// ([`lifecycle::replayable`]). Its history is kept; the new run numbers its
-    /// deliveries after the earlier ones.
-    async fn replay(&self, id: &str) -> Result<EventRecord, ReplayError>;
+    /// deliveries after the earlier ones, with the first run's `Idempotency-Key`s unless
+    /// `new_keys` ([`lifecycle::reset_for_replay`]).
+    async fn replay(&self, id: &str, new_keys: bool) -> Result<EventRecord, ReplayError>;
 
     /// Remove up to `batch` events received before `cutoff` (unix ms) with their request,
     /// deliveries and dedupe entries. Returns how many were removed; call again while it

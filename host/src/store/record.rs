@@ -199,6 +199,13 @@ pub struct EventRecord {
     /// ones stay in the log.
     #[serde(default)]
     pub deliveries_from: u32,
+    /// The latest run was a replay that asked for new `Idempotency-Key`s (a deliberate new
+    /// effect). Otherwise each run's deliveries carry `{id}-{n}`, `n` counted from the
+    /// run's first delivery: a replay sends the keys the first run sent, so a receiver
+    /// that dedupes on them does not apply an effect twice (as Stripe keeps an event's id
+    /// when it is resent).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub new_keys: bool,
     /// Why it is dead, when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -223,6 +230,7 @@ impl EventRecord {
             next_attempt_at: None,
             attempts: Vec::new(),
             deliveries_from: 0,
+            new_keys: false,
             error: None,
         }
     }

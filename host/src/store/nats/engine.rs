@@ -628,13 +628,13 @@ impl EventLog for NatsStore {
         Ok((page, next))
     }
 
-    async fn replay(&self, id: &str) -> Result<EventRecord, ReplayError> {
+    async fn replay(&self, id: &str, new_keys: bool) -> Result<EventRecord, ReplayError> {
         let existing = self.deliveries_of(id).await?.len() as u32;
         let mut refused = None;
         let record = self
             .modify(id, &mut |record| {
                 let mut candidate = record.clone();
-                match lifecycle::reset_for_replay(&mut candidate, existing) {
+                match lifecycle::reset_for_replay(&mut candidate, existing, new_keys) {
                     Ok(()) => {
                         refused = None;
                         *record = candidate;

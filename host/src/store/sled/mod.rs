@@ -700,7 +700,7 @@ impl SledStore {
         Ok((page, next))
     }
 
-    pub fn replay(&self, id: &str) -> Result<EventRecord, ReplayError> {
+    pub fn replay(&self, id: &str, new_keys: bool) -> Result<EventRecord, ReplayError> {
         let existing = self
             .trees
             .outbox
@@ -711,7 +711,7 @@ impl SledStore {
                 return Ok(Err(ReplayError::NotFound(id.to_string())));
             };
             let mut record = decode_event(&bytes).map_err(abort)?;
-            if let Err(refused) = lifecycle::reset_for_replay(&mut record, existing) {
+            if let Err(refused) = lifecycle::reset_for_replay(&mut record, existing, new_keys) {
                 return Ok(Err(refused));
             }
             let value = encode_event(prefix_of(&bytes), &record).map_err(abort)?;
@@ -886,8 +886,8 @@ impl EventLog for SledStore {
         blocking(|| SledStore::list_events(self, query))
     }
 
-    async fn replay(&self, id: &str) -> Result<EventRecord, ReplayError> {
-        blocking(|| SledStore::replay(self, id))
+    async fn replay(&self, id: &str, new_keys: bool) -> Result<EventRecord, ReplayError> {
+        blocking(|| SledStore::replay(self, id, new_keys))
     }
 
     async fn purge_before(&self, cutoff: u64, batch: usize) -> Result<usize> {

@@ -287,7 +287,7 @@ async fn store_with_history(dir: &Path) {
     let mut d = store.event("01D").unwrap().unwrap();
     d.status = Status::Succeeded;
     store.finish_dispatch(&d, &[], false).unwrap();
-    store.replay("01D").unwrap();
+    store.replay("01D", false).unwrap();
     store.kv_set("stripe", "cursor", b"1").unwrap();
     store.kv_set("stripe", "cursor", b"2").unwrap();
     store.kv_set("stripe", "gone", b"x").unwrap();
@@ -720,7 +720,7 @@ fn updates_keep_the_request() {
     store
         .update_event("01A", &mut |r| r.error = Some("x".into()))
         .unwrap();
-    store.replay("01A").unwrap();
+    store.replay("01A", false).unwrap();
     let rec = store.event("01A").unwrap().unwrap();
     assert_eq!(rec.status, Status::Pending);
     assert_eq!(rec.error, None);
