@@ -520,6 +520,24 @@ forward_url = "{origin}/billing"
     )
 }
 
+/// A `[[connector]]` for the `hostile` test connector at `/hooks/{id}` (scheme `none`),
+/// granted `allowed` and forwarding to `forward_url`. `table` goes in the connector's own
+/// table (keys, and sub-tables such as `[connector.retry]`), `settings` in its settings.
+pub fn hostile_connector(
+    id: &str,
+    allowed: &[String],
+    forward_url: &str,
+    table: &str,
+    settings: &str,
+) -> String {
+    let allowed: Vec<String> = allowed.iter().map(|origin| format!("{origin:?}")).collect();
+    format!(
+        "\n[[connector]]\nid = {id:?}\nplugin = \"hostile.wasm\"\nscheme = \"none\"\n\
+         allowed_hosts = [{}]\n{table}\n[connector.settings]\nforward_url = {forward_url:?}\n{settings}\n",
+        allowed.join(", ")
+    )
+}
+
 /// POST `body` to `/hooks/stripe`, signed with [`STRIPE_SECRET`] now.
 pub async fn send_stripe(host: &Host, body: &[u8]) -> reqwest::Response {
     host.post_hook("stripe", &stripe_headers(STRIPE_SECRET, body, now()), body)

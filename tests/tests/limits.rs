@@ -9,22 +9,14 @@ use switchyard_tests::*;
 
 fn config(dirs: &Dirs, receiver: &Receiver, extra: &str) -> String {
     dirs.base_config_with("deadline = \"300ms\"\nmax_memory_bytes = 33554432")
-        + &format!(
-            r#"
-[[connector]]
-id = "hostile"
-plugin = "hostile.wasm"
-scheme = "none"
-allowed_hosts = ["{origin}"]
-{extra}
-[connector.retry]
-initial_backoff = "20ms"
-max_backoff = "50ms"
-max_attempts = 3
-[connector.settings]
-forward_url = "{origin}/in"
-"#,
-            origin = receiver.origin()
+        + &hostile_connector(
+            "hostile",
+            &[receiver.origin()],
+            &format!("{}/in", receiver.origin()),
+            &format!(
+                "{extra}\n[connector.retry]\ninitial_backoff = \"20ms\"\nmax_backoff = \"50ms\"\nmax_attempts = 3"
+            ),
+            "",
         )
 }
 
@@ -334,17 +326,12 @@ async fn a_result_past_the_bounds_is_refused_whole() {
     let dirs = Dirs::new(&["hostile.wasm"]);
     let config = dirs
         .base_config_with("deadline = \"2s\"\nmax_delivery_bytes = 1000\nmax_result_bytes = 4000")
-        + &format!(
-            r#"
-[[connector]]
-id = "hostile"
-plugin = "hostile.wasm"
-scheme = "none"
-allowed_hosts = ["{origin}"]
-[connector.settings]
-forward_url = "{origin}/in"
-"#,
-            origin = receiver.origin()
+        + &hostile_connector(
+            "hostile",
+            &[receiver.origin()],
+            &format!("{}/in", receiver.origin()),
+            "",
+            "",
         );
     let host = Host::start(&config).await;
 
@@ -394,21 +381,12 @@ async fn a_slow_connector_cannot_hold_every_worker() {
     }
     let dirs = Dirs::new(&["hostile.wasm"]);
     let connector = |id: &str| {
-        format!(
-            r#"
-[[connector]]
-id = "{id}"
-plugin = "hostile.wasm"
-scheme = "none"
-allowed_hosts = ["{origin}", "{api}"]
-[connector.retry]
-max_attempts = 1
-timeout = "10s"
-[connector.settings]
-forward_url = "{origin}/{id}"
-"#,
-            origin = receiver.origin(),
-            api = slow_api.origin(),
+        hostile_connector(
+            id,
+            &[receiver.origin(), slow_api.origin()],
+            &format!("{}/{id}", receiver.origin()),
+            "[connector.retry]\nmax_attempts = 1\ntimeout = \"10s\"",
+            "",
         )
     };
     let config = dirs.base_config_with("deadline = \"8s\"").replacen(

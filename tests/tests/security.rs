@@ -278,22 +278,16 @@ async fn a_connector_reaches_internal_addresses_only_when_named() {
     let receiver = Receiver::start().await;
     let dirs = Dirs::new(&["hostile.wasm"]);
     let config = dirs.base_config()
-        + &format!(
-            r#"
-[[connector]]
-id = "hostile"
-plugin = "hostile.wasm"
-scheme = "none"
-allowed_hosts = ["*", "http://localhost:{port}", "{origin}"]
-[connector.retry]
-initial_backoff = "20ms"
-max_backoff = "50ms"
-max_attempts = 2
-[connector.settings]
-forward_url = "{origin}/in"
-"#,
-            origin = receiver.origin(),
-            port = receiver.addr.port(),
+        + &hostile_connector(
+            "hostile",
+            &[
+                "*".into(),
+                format!("http://localhost:{}", receiver.addr.port()),
+                receiver.origin(),
+            ],
+            &format!("{}/in", receiver.origin()),
+            "[connector.retry]\ninitial_backoff = \"20ms\"\nmax_backoff = \"50ms\"\nmax_attempts = 2",
+            "",
         );
     let host = Host::start(&config).await;
     let admin = format!("http://127.0.0.1:{}/v1/connectors", host.addr.port());
@@ -370,17 +364,12 @@ async fn a_connector_gets_nothing_from_wasi() {
     let receiver = Receiver::start().await;
     let dirs = Dirs::new(&["hostile.wasm"]);
     let config = dirs.base_config()
-        + &format!(
-            r#"
-[[connector]]
-id = "hostile"
-plugin = "hostile.wasm"
-scheme = "none"
-allowed_hosts = ["{origin}"]
-[connector.settings]
-forward_url = "{origin}/in"
-"#,
-            origin = receiver.origin()
+        + &hostile_connector(
+            "hostile",
+            &[receiver.origin()],
+            &format!("{}/in", receiver.origin()),
+            "",
+            "",
         );
     let host = Host::start(&config).await;
     // TCP to the host's own port: a socket would reach the admin API.
@@ -538,19 +527,15 @@ async fn a_secret_setting_is_masked_wherever_the_connector_puts_it() {
     let dirs = Dirs::new(&["hostile.wasm"]);
     std::fs::write(dirs.root.path().join("key.txt"), format!("{KEY}\n")).unwrap();
     let config = dirs.base_config()
-        + &format!(
-            r#"
-[[connector]]
-id = "hostile"
-plugin = "hostile.wasm"
-scheme = "none"
-allowed_hosts = ["{origin}"]
-[connector.settings]
-forward_url = "{origin}/in"
-secret = "file:{key}"
-"#,
-            origin = receiver.origin(),
-            key = dirs.root.path().join("key.txt").display()
+        + &hostile_connector(
+            "hostile",
+            &[receiver.origin()],
+            &format!("{}/in", receiver.origin()),
+            "",
+            &format!(
+                "secret = \"file:{}\"",
+                dirs.root.path().join("key.txt").display()
+            ),
         );
     let host = Host::start(&config).await;
     let body = json!({"do": "leak", "url": format!("{}/api", receiver.origin())});
