@@ -468,6 +468,8 @@ async fn a_plugin_pushed_once_runs_on_every_host() {
     );
     let digest = switchyard::plugin::engine::digest(&build);
     assert!(String::from_utf8_lossy(&output.stdout).contains(&digest));
+    // Every host loads it. Only then are events sent: any host may run an event another
+    // one took (they share the connector's queue), so one that had not swapped yet could.
     for (n, host) in hosts.iter().enumerate() {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
@@ -480,6 +482,8 @@ async fn a_plugin_pushed_once_runs_on_every_host() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+    for (n, host) in hosts.iter().enumerate() {
         let answer: serde_json::Value = send_stripe(host, &stripe_event(&evt_id(), "invoice.paid"))
             .await
             .json()

@@ -92,11 +92,11 @@ pub struct NatsStore {
     dedupe: kv::Store,
     deliveries: kv::Store,
     kv: kv::Store,
-    deliver: Puller,
+    deliver: consumer::Consumer<pull::Config>,
     ack_wait: Duration,
     retention: Duration,
     /// One consumer per connector, created when first asked for.
-    dispatchers: tokio::sync::Mutex<HashMap<String, Arc<Puller>>>,
+    dispatchers: tokio::sync::Mutex<HashMap<String, consumer::Consumer<pull::Config>>>,
     index: Arc<Index>,
     /// The index's watch of `P_records`; stopped with the store.
     watcher: tokio::task::JoinHandle<()>,
@@ -113,84 +113,6 @@ impl std::fmt::Debug for NatsStore {
 impl Drop for NatsStore {
     fn drop(&mut self) {
         self.watcher.abort();
-    }
-}
-
-/// Messages taken from a pull consumer in one round trip: what was waiting, up to this
-/// many. Handing them out one pull request each bounded end to end at a few hundred
-/// events a second (a round trip per event, and one per delivery).
-const PULL_BATCH: usize = 64;
-
-/// A pull consumer with the messages it fetched and has not handed out yet.
-struct Puller {
-    consumer: consumer::Consumer<pull::Config>,
-    /// Fetched together, handed out one at a time; with when each was fetched.
-    buffered:
-        tokio::sync::Mutex<std::collections::VecDeque<(tokio::time::Instant, jetstream::Message)>>,
-}
-
-impl Puller {
-    fn new(consumer: consumer::Consumer<pull::Config>) -> Puller {
-        Puller {
-            consumer,
-            buffered: Default::default(),
-        }
-    }
-
-    /// One message, waiting at most `wait`: the next one fetched earlier, else what is
-    /// waiting now (up to [`PULL_BATCH`] in one round trip), else the first to arrive.
-    /// A message that waited here past half of `ack_wait` is given back at once (the
-    /// server would soon give it to another node) rather than handed out.
-    async fn take(&self, wait: Duration, ack_wait: Duration) -> Result<Option<jetstream::Message>> {
-        let mut buffered = self.buffered.lock().await;
-        while let Some((fetched, message)) = buffered.pop_front() {
-            if fetched.elapsed() < ack_wait / 2 {
-                return Ok(Some(message));
-            }
-            let _ = message.ack_with(AckKind::Nak(None)).await;
-        }
-        let mut messages = self
-            .consumer
-            .fetch()
-            .max_messages(PULL_BATCH)
-            .messages()
-            .await
-            .map_err(unavailable("taking the next messages"))?;
-        let now = tokio::time::Instant::now();
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(message) => buffered.push_back((now, message)),
-                Err(err) if buffered.is_empty() => {
-                    return Err(StoreError::Unavailable(format!(
-                        "taking the next messages: {err}"
-                    )));
-                }
-                // Those taken so far are handed out; the next fetch reports it again.
-                Err(_) => break,
-            }
-        }
-        if let Some((_, message)) = buffered.pop_front() {
-            return Ok(Some(message));
-        }
-        if wait < Duration::from_millis(10) {
-            return Ok(None);
-        }
-        // Nothing waits: the server holds the request until one arrives or `wait` ends.
-        let mut messages = self
-            .consumer
-            .batch()
-            .max_messages(1)
-            .expires(wait)
-            .messages()
-            .await
-            .map_err(unavailable("taking the next message"))?;
-        match messages.next().await {
-            Some(Ok(message)) => Ok(Some(message)),
-            Some(Err(err)) => Err(StoreError::Unavailable(format!(
-                "taking the next message: {err}"
-            ))),
-            None => Ok(None),
-        }
     }
 }
 
@@ -389,7 +311,7 @@ impl NatsStore {
             dedupe,
             deliveries,
             kv,
-            deliver: Puller::new(deliver),
+            deliver,
             ack_wait: options.ack_wait,
             retention: options.retention,
             dispatchers: Default::default(),
@@ -398,10 +320,10 @@ impl NatsStore {
         })
     }
 
-    async fn dispatcher(&self, connector: &str) -> Result<Arc<Puller>> {
+    async fn dispatcher(&self, connector: &str) -> Result<consumer::Consumer<pull::Config>> {
         let mut dispatchers = self.dispatchers.lock().await;
-        if let Some(puller) = dispatchers.get(connector) {
-            return Ok(puller.clone());
+        if let Some(consumer) = dispatchers.get(connector) {
+            return Ok(consumer.clone());
         }
         let name = format!("{}_dispatch_{}", self.prefix, token(connector));
         let consumer = self
@@ -425,9 +347,34 @@ impl NatsStore {
             )
             .await
             .map_err(unavailable("creating a dispatch consumer"))?;
-        let puller = Arc::new(Puller::new(consumer));
-        dispatchers.insert(connector.to_string(), puller.clone());
-        Ok(puller)
+        dispatchers.insert(connector.to_string(), consumer.clone());
+        Ok(consumer)
+    }
+
+    /// One message from `consumer`, waiting at most `wait`.
+    async fn take(
+        consumer: &consumer::Consumer<pull::Config>,
+        wait: Duration,
+    ) -> Result<Option<jetstream::Message>> {
+        // `fetch` answers at once; `batch` waits on the server for up to `expires`.
+        let mut messages = if wait < Duration::from_millis(10) {
+            consumer.fetch().max_messages(1).messages().await
+        } else {
+            consumer
+                .batch()
+                .max_messages(1)
+                .expires(wait)
+                .messages()
+                .await
+        }
+        .map_err(unavailable("taking the next message"))?;
+        match messages.next().await {
+            Some(Ok(message)) => Ok(Some(message)),
+            Some(Err(err)) => Err(StoreError::Unavailable(format!(
+                "taking the next message: {err}"
+            ))),
+            None => Ok(None),
+        }
     }
 
     async fn get_record(&self, id: &str) -> Result<Option<(EventRecord, u64)>> {
@@ -788,7 +735,7 @@ impl DispatchQueue for NatsStore {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let Some(message) = consumer.take(left, self.ack_wait).await? else {
+            let Some(message) = Self::take(&consumer, left).await? else {
                 return Ok(None);
             };
             let id = match message.subject.rsplit('.').next() {
@@ -901,7 +848,7 @@ impl Outbox for NatsStore {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let Some(message) = self.deliver.take(left, self.ack_wait).await? else {
+            let Some(message) = Self::take(&self.deliver, left).await? else {
                 return Ok(None);
             };
             let key = String::from_utf8_lossy(&message.payload).into_owned();
