@@ -312,19 +312,20 @@ impl Env {
             Scenario::Baseline => self.baseline(dir.path()).await,
             Scenario::EndToEnd => self.end_to_end(dir.path(), &sled(true), false).await,
             Scenario::HotSwap => self.end_to_end(dir.path(), &sled(true), true).await,
-            Scenario::NatsIngress | Scenario::NatsEndToEnd => {
-                let nats = Nats::start(1).await?;
+            Scenario::NatsIngress
+            | Scenario::NatsEndToEnd
+            | Scenario::NatsClusterIngress
+            | Scenario::NatsClusterEndToEnd => {
+                let cluster = matches!(
+                    scenario,
+                    Scenario::NatsClusterIngress | Scenario::NatsClusterEndToEnd
+                );
+                let nats = Nats::start(if cluster { 3 } else { 1 }).await?;
                 let store = nats.store(scenario);
-                if scenario == Scenario::NatsIngress {
-                    self.ingress(dir.path(), &store).await
-                } else {
-                    self.end_to_end(dir.path(), &store, false).await
-                }
-            }
-            Scenario::NatsClusterIngress | Scenario::NatsClusterEndToEnd => {
-                let nats = Nats::start(3).await?;
-                let store = nats.store(scenario);
-                if scenario == Scenario::NatsClusterIngress {
+                if matches!(
+                    scenario,
+                    Scenario::NatsIngress | Scenario::NatsClusterIngress
+                ) {
                     self.ingress(dir.path(), &store).await
                 } else {
                     self.end_to_end(dir.path(), &store, false).await

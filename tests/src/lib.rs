@@ -538,6 +538,17 @@ pub fn hostile_connector(
     )
 }
 
+/// POST `body` (an instruction for the test connector, `{"do": …}`) to `/hooks/hostile`;
+/// it must be taken (200). Returns the event id.
+pub async fn send_hostile(host: &Host, body: serde_json::Value) -> String {
+    let response = host
+        .post_hook("hostile", &[], body.to_string().as_bytes())
+        .await;
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    answer["id"].as_str().unwrap().to_string()
+}
+
 /// POST `body` to `/hooks/stripe`, signed with [`STRIPE_SECRET`] now.
 pub async fn send_stripe(host: &Host, body: &[u8]) -> reqwest::Response {
     host.post_hook("stripe", &stripe_headers(STRIPE_SECRET, body, now()), body)

@@ -20,23 +20,14 @@ fn config(dirs: &Dirs, receiver: &Receiver, extra: &str) -> String {
         )
 }
 
-async fn send(host: &Host, body: Value) -> String {
-    let response = host
-        .post_hook("hostile", &[], body.to_string().as_bytes())
-        .await;
-    assert_eq!(response.status(), 200);
-    let answer: Value = response.json().await.unwrap();
-    answer["id"].as_str().unwrap().to_string()
-}
-
 #[tokio::test]
 async fn a_spinning_connector_hits_its_deadline_and_the_host_keeps_serving() {
     let receiver = Receiver::start().await;
     let dirs = Dirs::new(&["hostile.wasm"]);
     let host = Host::start(&config(&dirs, &receiver, "")).await;
 
-    let spinning = send(&host, json!({"do": "spin"})).await;
-    let fine = send(&host, json!({"do": "ok", "n": 1})).await;
+    let spinning = send_hostile(&host, json!({"do": "spin"})).await;
+    let fine = send_hostile(&host, json!({"do": "ok", "n": 1})).await;
     receiver.wait_delivered(1).await;
     host.wait_for_status(&fine, "succeeded").await;
 
@@ -60,7 +51,7 @@ async fn a_connector_that_eats_memory_traps_at_the_cap() {
     let receiver = Receiver::start().await;
     let dirs = Dirs::new(&["hostile.wasm"]);
     let host = Host::start(&config(&dirs, &receiver, "")).await;
-    let id = send(&host, json!({"do": "alloc"})).await;
+    let id = send_hostile(&host, json!({"do": "alloc"})).await;
     let record = host.wait_for_status(&id, "dead").await;
     assert_eq!(record["attempts"][0]["outcome"], "trap", "{record:#}");
     let message = record["attempts"][0]["message"].as_str().unwrap();
@@ -69,7 +60,7 @@ async fn a_connector_that_eats_memory_traps_at_the_cap() {
         "the memory cap stopped it: {message}"
     );
     // The host is fine afterwards.
-    send(&host, json!({"do": "ok"})).await;
+    send_hostile(&host, json!({"do": "ok"})).await;
     receiver.wait_delivered(1).await;
     host.stop().await;
 }
@@ -80,9 +71,9 @@ async fn traps_and_retries_are_retried_then_dead_and_reject_is_dead_at_once() {
     let dirs = Dirs::new(&["hostile.wasm"]);
     let host = Host::start(&config(&dirs, &receiver, "")).await;
 
-    let trap = send(&host, json!({"do": "trap"})).await;
-    let retry = send(&host, json!({"do": "retry", "message": "backend busy"})).await;
-    let reject = send(
+    let trap = send_hostile(&host, json!({"do": "trap"})).await;
+    let retry = send_hostile(&host, json!({"do": "retry", "message": "backend busy"})).await;
+    let reject = send_hostile(
         &host,
         json!({"do": "reject", "message": "unknown customer"}),
     )
@@ -123,13 +114,13 @@ async fn fetch_and_deliveries_reach_only_allowed_hosts() {
     let host = Host::start(&config(&dirs, &receiver, "")).await;
 
     // http.fetch to a host that is not granted: denied, and the target never sees it.
-    send(
+    send_hostile(
         &host,
         json!({"do": "fetch", "url": format!("{}/secret", elsewhere.origin())}),
     )
     .await;
     // Allowed fetch works.
-    send(
+    send_hostile(
         &host,
         json!({"do": "fetch", "url": format!("{}/ok", receiver.origin())}),
     )
@@ -149,7 +140,7 @@ async fn fetch_and_deliveries_reach_only_allowed_hosts() {
     assert!(outcomes.iter().any(|o| o["status"] == 200), "{outcomes:?}");
 
     // A delivery to a host that is not granted is dead, and never sent.
-    let id = send(
+    let id = send_hostile(
         &host,
         json!({"do": "ok", "url": format!("{}/steal", elsewhere.origin())}),
     )
@@ -173,7 +164,7 @@ async fn a_spinning_dedupe_key_cannot_hang_ingress() {
     let host = Host::start(&config(&dirs, &receiver, "")).await;
     // The dedupe-key export loops: the deadline stops it and the event is stored without
     // dedupe rather than lost.
-    let id = send(&host, json!({"do": "ok", "dedupe": "spin"})).await;
+    let id = send_hostile(&host, json!({"do": "ok", "dedupe": "spin"})).await;
     receiver.wait_delivered(1).await;
     let record = host.wait_for_status(&id, "succeeded").await;
     assert!(record.get("dedupe_key").is_none());
@@ -186,13 +177,13 @@ async fn kv_state_persists_across_events_and_restarts() {
     let dirs = Dirs::new(&["hostile.wasm"]);
     let config = config(&dirs, &receiver, "");
     let host = Host::start(&config).await;
-    send(&host, json!({"do": "count"})).await;
+    send_hostile(&host, json!({"do": "count"})).await;
     receiver.wait_delivered(1).await;
-    send(&host, json!({"do": "count"})).await;
+    send_hostile(&host, json!({"do": "count"})).await;
     receiver.wait_delivered(2).await;
     host.stop().await;
     let host = Host::start(&config).await;
-    send(&host, json!({"do": "count"})).await;
+    send_hostile(&host, json!({"do": "count"})).await;
     let delivered = receiver.wait_delivered(3).await;
     let counts: Vec<u64> = delivered
         .iter()
@@ -335,9 +326,9 @@ async fn a_result_past_the_bounds_is_refused_whole() {
         );
     let host = Host::start(&config).await;
 
-    let too_many = send(&host, json!({"do": "many", "n": 101})).await;
-    let too_big = send(&host, json!({"do": "ok", "pad": "x".repeat(1500)})).await;
-    let too_much = send(&host, json!({"do": "many", "n": 100})).await;
+    let too_many = send_hostile(&host, json!({"do": "many", "n": 101})).await;
+    let too_big = send_hostile(&host, json!({"do": "ok", "pad": "x".repeat(1500)})).await;
+    let too_much = send_hostile(&host, json!({"do": "many", "n": 100})).await;
     for (id, bound) in [
         (
             &too_many,
@@ -357,7 +348,7 @@ async fn a_result_past_the_bounds_is_refused_whole() {
         assert_eq!(record["deliveries"].as_array().map_or(0, Vec::len), 0);
     }
 
-    let fine = send(&host, json!({"do": "many", "n": 3})).await;
+    let fine = send_hostile(&host, json!({"do": "many", "n": 3})).await;
     host.wait_for_status(&fine, "succeeded").await;
     assert_eq!(
         receiver.received().len(),

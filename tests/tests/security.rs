@@ -301,11 +301,7 @@ async fn a_connector_reaches_internal_addresses_only_when_named() {
         "http://[::1]:9/",
         named.as_str(),
     ] {
-        let body = json!({"do": "fetch", "url": url});
-        let response = host
-            .post_hook("hostile", &[], body.to_string().as_bytes())
-            .await;
-        assert_eq!(response.status(), 200);
+        send_hostile(&host, json!({"do": "fetch", "url": url})).await;
         expected.push(url.to_string());
     }
     let delivered = receiver.wait_delivered(expected.len()).await;
@@ -329,15 +325,9 @@ async fn a_connector_reaches_internal_addresses_only_when_named() {
     );
 
     // A delivery to the admin API: dead at once, never sent.
-    let body =
-        json!({"do": "ok", "url": format!("http://127.0.0.1:{}/v1/replay", host.addr.port())});
-    let response = host
-        .post_hook("hostile", &[], body.to_string().as_bytes())
-        .await;
-    let id: Value = response.json().await.unwrap();
-    let record = host
-        .wait_for_status(id["id"].as_str().unwrap(), "dead")
-        .await;
+    let url = format!("http://127.0.0.1:{}/v1/replay", host.addr.port());
+    let id = send_hostile(&host, json!({"do": "ok", "url": url})).await;
+    let record = host.wait_for_status(&id, "dead").await;
     assert!(
         record["deliveries"][0]["attempts"][0]["error"]
             .as_str()
@@ -347,9 +337,8 @@ async fn a_connector_reaches_internal_addresses_only_when_named() {
     );
 
     // The receiver, named by its address, is reached.
-    let body = json!({"do": "fetch", "url": format!("{}/ok", receiver.origin())});
-    host.post_hook("hostile", &[], body.to_string().as_bytes())
-        .await;
+    let url = format!("{}/ok", receiver.origin());
+    send_hostile(&host, json!({"do": "fetch", "url": url})).await;
     receiver.wait_delivered(expected.len() + 2).await;
     let last: Value = serde_json::from_slice(&receiver.delivered().last().unwrap().body).unwrap();
     assert_eq!(last["status"], 200, "{last}");
@@ -373,11 +362,7 @@ async fn a_connector_gets_nothing_from_wasi() {
         );
     let host = Host::start(&config).await;
     // TCP to the host's own port: a socket would reach the admin API.
-    let body = json!({"do": "wasi", "port": host.addr.port()});
-    let response = host
-        .post_hook("hostile", &[], body.to_string().as_bytes())
-        .await;
-    assert_eq!(response.status(), 200);
+    send_hostile(&host, json!({"do": "wasi", "port": host.addr.port()})).await;
     let delivered = receiver.wait_delivered(1).await;
     let report: Value = serde_json::from_slice(&delivered[0].body).unwrap();
     for denied in ["file", "dir", "tcp", "udp", "dns"] {
@@ -538,13 +523,9 @@ async fn a_secret_setting_is_masked_wherever_the_connector_puts_it() {
             ),
         );
     let host = Host::start(&config).await;
-    let body = json!({"do": "leak", "url": format!("{}/api", receiver.origin())});
-    let response = host
-        .post_hook("hostile", &[], body.to_string().as_bytes())
-        .await;
-    let id: Value = response.json().await.unwrap();
-    let id = id["id"].as_str().unwrap();
-    let record = host.wait_for_status(id, "succeeded").await;
+    let url = format!("{}/api", receiver.origin());
+    let id = send_hostile(&host, json!({"do": "leak", "url": url})).await;
+    let record = host.wait_for_status(&id, "succeeded").await;
 
     let delivered: Vec<_> = receiver
         .received()
