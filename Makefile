@@ -12,7 +12,7 @@ NATS_SERVER_VERSION := 2.15.1
 NATS_TOOLS  := target/tools/nats-$(NATS_SERVER_VERSION)
 NATS_SERVER := $(NATS_TOOLS)/bin/nats-server
 
-.PHONY: all wasm-target plugins test-plugins nats-server build run test bench bench-micro lint fmt clean
+.PHONY: all wasm-target plugins test-plugins nats-server build run test fuzz bench bench-micro lint fmt clean
 
 all: build
 
@@ -65,6 +65,24 @@ test: plugins test-plugins nats-server
 	$(CARGO) build -p switchyard --bin switchyard
 	$(CARGO) test --workspace
 	SWITCHYARD_TEST_BACKEND=nats $(CARGO) test --workspace $(foreach t,$(NATS_SUITES),--test $(t))
+
+# Fuzz every parser of network and disk input (fuzz/, SECURITY.md) for FUZZ_SECONDS each.
+# cargo-fuzz goes into target/tools; it needs nightly flags, which RUSTC_BOOTSTRAP grants
+# the one stable toolchain this machine has (only the fuzz build sees it).
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ  := target/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
+FUZZ_SECONDS ?= 10
+
+$(CARGO_FUZZ):
+	$(CARGO) install --quiet --locked cargo-fuzz --version $(CARGO_FUZZ_VERSION) --root target/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)
+
+fuzz: $(CARGO_FUZZ)
+	cd fuzz && RUSTC_BOOTSTRAP=1 ../$(CARGO_FUZZ) build
+	cd fuzz && for t in $$(RUSTC_BOOTSTRAP=1 ../$(CARGO_FUZZ) list); do \
+		RUSTC_BOOTSTRAP=1 ../$(CARGO_FUZZ) run $$t -- -max_total_time=$(FUZZ_SECONDS) \
+			> ../target/fuzz-$$t.log 2>&1 || { tail -n 60 ../target/fuzz-$$t.log; exit 1; }; \
+		echo "$$t: $$(grep -h '^Done' ../target/fuzz-$$t.log)"; \
+	done
 
 # Load benchmarks against the release binary (BENCHMARKS.md says what they measure); the
 # results are appended to BENCHMARKS.md. BENCH_ARGS passes options, e.g. BENCH_ARGS='--runs 1'.

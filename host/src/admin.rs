@@ -22,7 +22,7 @@ use subtle::ConstantTimeEq;
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::store::{EventQuery, ReplayError, Status};
+use crate::store::{EventQuery, EventRecord, ReplayError, Status};
 
 pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
     let authed = Router::new()
@@ -215,10 +215,20 @@ pub struct EventFilter {
     until: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
+    /// The dedupe key: a Stripe `evt_…`, a `webhook-id` (an index lookup).
+    key: Option<String>,
+    /// An `Idempotency-Key` Switchyard sent (`{event id}-{n}`): the event behind it.
+    delivery_key: Option<String>,
+    /// Text in the request body (a bounded scan: see [`search_payloads`]).
+    q: Option<String>,
 }
 
 /// Largest page.
 const MAX_LIMIT: usize = 1000;
+
+/// Events one `?q=` request reads at most; past that the answer carries a cursor to go on
+/// from (with fewer results than `limit`, possibly none).
+const MAX_SEARCHED: usize = 2_000;
 
 impl EventFilter {
     fn query(&self) -> Result<EventQuery, ApiError> {
@@ -256,6 +266,7 @@ impl EventFilter {
             until: time("until", &self.until)?,
             limit: self.limit.unwrap_or(100).clamp(1, MAX_LIMIT),
             cursor: self.cursor.clone(),
+            key: self.key.clone(),
         })
     }
 }
@@ -279,8 +290,77 @@ async fn list_events(
 ) -> Result<Json<Value>, ApiError> {
     let Query(filter) = filter?;
     let query = filter.query()?;
-    let (page, next) = app.storage.list_events(&query).await?;
+    let (page, next) = match (&filter.delivery_key, &filter.q) {
+        (Some(key), _) => by_delivery_key(&app, key, &query).await?,
+        (None, Some(text)) if !text.is_empty() => search_payloads(&app, text, query).await?,
+        _ => app.storage.list_events(&query).await?,
+    };
     Ok(Json(json!({ "data": page, "next_cursor": next })))
+}
+
+/// The event behind an `Idempotency-Key` we sent. Keys are `{event id}-{n}` (see
+/// `lifecycle::idempotency_key`), so the event is read by id, and the key must be one its
+/// deliveries carry; the other filters apply as to any page.
+async fn by_delivery_key(
+    app: &App,
+    key: &str,
+    query: &EventQuery,
+) -> Result<(Vec<EventRecord>, Option<String>), ApiError> {
+    let Some((id, _)) = key.rsplit_once('-') else {
+        return Ok((Vec::new(), None));
+    };
+    if ulid::Ulid::from_string(id).is_err() {
+        return Ok((Vec::new(), None));
+    }
+    let Some(record) = app.storage.event(id).await? else {
+        return Ok((Vec::new(), None));
+    };
+    let deliveries = app.storage.deliveries(id).await?;
+    if !deliveries.iter().any(|d| d.idempotency_key == key) {
+        return Ok((Vec::new(), None));
+    }
+    Ok(crate::store::page_of(vec![record], query))
+}
+
+/// Events whose request body contains `text` (bytes, case-sensitive), within the other
+/// filters: pages of the log are read and each event's request checked, at most
+/// [`MAX_SEARCHED`] events per call. The cursor then points past the last event read, so a
+/// caller pages on through the log as with any other filter.
+async fn search_payloads(
+    app: &App,
+    text: &str,
+    mut query: EventQuery,
+) -> Result<(Vec<EventRecord>, Option<String>), ApiError> {
+    let limit = query.limit;
+    let needle = text.as_bytes();
+    let (mut found, mut searched) = (Vec::new(), 0usize);
+    query.limit = 200.min(MAX_SEARCHED);
+    loop {
+        let (page, next) = app.storage.list_events(&query).await?;
+        for record in page {
+            searched += 1;
+            let cursor = record.id.clone();
+            let hit = app
+                .storage
+                .request(&record.id)
+                .await?
+                .is_some_and(|r| contains(r.body.as_bytes(), needle));
+            if hit {
+                found.push(record);
+            }
+            if found.len() == limit || searched >= MAX_SEARCHED {
+                return Ok((found, Some(cursor)));
+            }
+        }
+        match next {
+            Some(next) => query.cursor = Some(next),
+            None => return Ok((found, None)),
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 fn replay_error(err: ReplayError) -> ApiError {
@@ -329,14 +409,22 @@ async fn replay_event(
     ))
 }
 
-/// `POST /v1/replay` with `{"connector","status","since","until","new_keys"}` → 202 and the
-/// count.
+/// `POST /v1/replay` with `{"connector","status","since","until","key","new_keys"}` → 202
+/// and the count.
 /// Only `succeeded` and `dead` events are replayed; others matching the filter are skipped.
 async fn replay_many(
     State(app): State<Arc<App>>,
     filter: Result<Json<EventFilter>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(filter) = filter?;
+    if filter.q.is_some() || filter.delivery_key.is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "a bulk replay filters by connector, status, time and key; replay an event found \
+             by `q` or `delivery_key` by its id",
+        ));
+    }
     let mut query = filter.query()?;
     query.limit = MAX_LIMIT;
     query.cursor = None;

@@ -1,5 +1,5 @@
-//! Command-line interface: `serve`, `check`, `sign`, `new connector`, `plugin inspect`,
-//! `events list|show|replay`.
+//! Command-line interface: `serve`, `check`, `sign`, `new connector`, `plugin
+//! inspect|push`, `events list|show|find|replay`, `connectors list|show|pause|resume|reload`.
 
 mod inspect;
 mod remote;
@@ -86,6 +86,13 @@ enum Command {
         #[command(subcommand)]
         what: remote::Events,
     },
+    /// The connectors of a running host (its admin API).
+    Connectors {
+        #[command(flatten)]
+        target: remote::Target,
+        #[command(subcommand)]
+        what: remote::Connectors,
+    },
 }
 
 #[derive(Subcommand)]
@@ -130,8 +137,27 @@ enum New {
     },
 }
 
+/// Start the log on stderr, filtered by `RUST_LOG`. `serve` starts it once the config
+/// says which format (`server.log_format`); other commands log as text.
+fn init_logging(format: switchyard::config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        switchyard::config::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        switchyard::config::LogFormat::Json => builder.json().with_current_span(false).init(),
+    }
+}
+
 impl Cli {
     pub fn run(self) -> anyhow::Result<ExitCode> {
+        if !matches!(self.command, Command::Serve { .. }) {
+            init_logging(switchyard::config::LogFormat::Text);
+        }
         match self.command {
             Command::Serve { config } => serve(config),
             Command::Check { config } => check(config),
@@ -210,6 +236,7 @@ impl Cli {
                 what: PluginCommand::Push { file, config, name },
             } => inspect::push(&file, &config, name.as_deref()),
             Command::Events { target, what } => remote::events(target, what),
+            Command::Connectors { target, what } => remote::connectors(target, what),
         }
     }
 }
@@ -245,6 +272,7 @@ fn load(path: &Path) -> anyhow::Result<Config> {
 
 fn serve(path: PathBuf) -> anyhow::Result<ExitCode> {
     let config = load(&path)?;
+    init_logging(config.server.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

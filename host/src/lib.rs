@@ -4,7 +4,9 @@
 //! The modules follow the data path of one webhook:
 //!
 //! - [`ingress`]: `POST /hooks/{connector}`, body limit, the answers a sender sees;
-//! - [`verify`]: signature schemes (Stripe, Standard Webhooks, GitHub, HMAC, Mandrill, token);
+//! - [`verify`]: signature schemes (Stripe, Standard Webhooks, GitHub, HMAC, Mandrill, token),
+//!   from `switchyard-core` with the records and the on-disk codecs (parsers of untrusted
+//!   bytes, built and fuzzed without the rest of the host);
 //! - [`store`]: the durable inbox, event log and outbox, with group commit;
 //! - [`dispatch`]: the worker pool that calls a connector's `handle`;
 //! - [`deliver`]: outbound requests with retries, backoff and idempotency keys.
@@ -27,12 +29,12 @@ pub mod metrics;
 pub mod outbound;
 pub mod plugin;
 pub mod scaffold;
-pub mod secret;
 pub mod server;
 pub mod store;
 pub mod time;
-pub mod verify;
 pub mod watch;
+
+pub use switchyard_core::{secret, verify};
 
 use std::future::Future;
 use std::sync::Arc;

@@ -17,8 +17,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::store::Body;
 
 /// Origins a connector may reach, from `allowed_hosts` (`"http://127.0.0.1:9000"`,
@@ -188,22 +186,7 @@ pub fn client() -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
-/// A request as a connector describes it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct OutboundRequest {
-    pub method: String,
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Body,
-}
-
-/// What came back.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct OutboundResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Body,
-}
+pub use switchyard_core::record::{OutboundRequest, OutboundResponse};
 
 /// Why a request got no response.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

@@ -587,6 +587,23 @@ pub fn binary() -> PathBuf {
     path
 }
 
+/// Where a host's log line says it listens, in text (`… switchyard listening addr=…`) or
+/// in JSON (`server.log_format = "json"`).
+pub fn listening_addr(line: &str) -> Option<SocketAddr> {
+    if line.starts_with('{') {
+        let json: serde_json::Value = serde_json::from_str(line).ok()?;
+        if json["fields"]["message"] != "switchyard listening" {
+            return None;
+        }
+        return json["fields"]["addr"].as_str()?.parse().ok();
+    }
+    line.split("addr=")
+        .nth(1)
+        .filter(|_| line.contains("switchyard listening"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse::<SocketAddr>().ok())
+}
+
 /// The real binary running `serve` as a child process, for crash tests.
 pub struct ChildHost {
     pub addr: SocketAddr,
@@ -664,12 +681,7 @@ impl ChildHost {
                 .lines()
                 .map_while(Result::ok)
             {
-                if let Some(addr) = line
-                    .split("addr=")
-                    .nth(1)
-                    .filter(|_| line.contains("switchyard listening"))
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .and_then(|addr| addr.parse::<SocketAddr>().ok())
+                if let Some(addr) = listening_addr(&line)
                     && let Some(tx) = tx.take()
                 {
                     let _ = tx.send(addr);

@@ -1,5 +1,6 @@
 //! The operator's commands that look at things: `switchyard plugin inspect` on real builds,
-//! and `switchyard events list|show|replay` against a real host's admin API.
+//! and `switchyard events list|show|find|replay` and `switchyard connectors …` against a
+//! real host's admin API.
 
 use std::path::Path;
 
@@ -11,6 +12,7 @@ async fn switchyard(args: &[&str]) -> (bool, String, String) {
     let output = tokio::process::Command::new(binary())
         .args(args)
         .env_remove("SWITCHYARD_ADMIN_TOKEN")
+        .env_remove("SWITCHYARD_URL")
         .env("RUST_LOG", "warn")
         .output()
         .await
@@ -115,11 +117,53 @@ async fn events_list_show_and_replay_through_the_admin_api() {
     let page: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(page["data"][0]["id"], id.as_str());
 
-    let (ok, out, _) = run(remote(&["events", "show", &id])).await;
+    let (ok, out, _) = run(remote(&["events", "show", &id, "--json"])).await;
     assert!(ok);
     let event: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(event["dedupe_key"], evt.as_str());
     assert_eq!(event["deliveries"][0]["status"], "succeeded");
+
+    // For a person: what came in, how it was verified, what the connector did, where it went.
+    let (ok, out, err) = run(remote(&["events", "show", &id])).await;
+    assert!(ok, "{err}");
+    for expected in [
+        format!("event        {id}"),
+        "status       succeeded".into(),
+        "verification verified (stripe)".into(),
+        format!("dedupe key   {evt}"),
+        "request      POST /hooks/stripe".into(),
+        " deliveries (plugin ".into(),
+        format!(
+            "#0 POST {}/billing → 200 (succeeded, Idempotency-Key {id}-0)",
+            receiver.origin()
+        ),
+    ] {
+        assert!(out.contains(&expected), "{expected:?} in:\n{out}");
+    }
+
+    // One line that answers "did Stripe send us evt_X, and what did we do with it?", by the
+    // vendor's id, by the Idempotency-Key the receiver logged, or by our id.
+    for key in [evt.clone(), format!("{id}-0"), id.clone()] {
+        let (ok, out, err) = run(remote(&["events", "find", &key])).await;
+        assert!(ok, "{key}: {err}");
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(
+            out.starts_with(&format!("{id} {evt}: received "))
+                && out.contains("by stripe, verified (stripe), succeeded; deliveries: POST ")
+                && out.trim_end().ends_with("/billing → 200"),
+            "{key}: {out}"
+        );
+    }
+    let (ok, _, err) = run(remote(&["events", "find", "evt_never_sent"])).await;
+    assert!(!ok, "nothing found is exit 1");
+    assert!(
+        err.contains("nothing found for \"evt_never_sent\""),
+        "{err}"
+    );
+    let (ok, out, _) = run(remote(&["events", "list", "--key", &evt, "--json"])).await;
+    assert!(ok);
+    let page: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(page["data"][0]["id"], id.as_str());
 
     // A replay sends the first run's key again; `--new-keys` a key no run has sent.
     let (ok, out, err) = run(remote(&["events", "replay", &id])).await;
@@ -186,6 +230,83 @@ async fn events_list_show_and_replay_through_the_admin_api() {
     assert_eq!(out.trim(), "replaying 1 events");
     receiver.wait_delivered(3).await;
     assert!(Path::new(&config).exists());
+    host.stop().await;
+}
+
+/// `switchyard connectors list|show|pause|resume|reload`, reaching the host through
+/// `SWITCHYARD_URL` and `SWITCHYARD_ADMIN_TOKEN` alone.
+#[tokio::test]
+async fn connectors_commands_find_the_host_from_the_environment() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let host = Host::start(&(dirs.base_config() + &stripe_connector(&receiver, ""))).await;
+    let run = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let url = format!("http://{}", host.addr);
+        let cwd = dirs.root.path().to_path_buf();
+        async move {
+            let output = tokio::process::Command::new(binary())
+                .args(&args)
+                // No switchyard.toml here: the environment alone says where and how.
+                .current_dir(cwd)
+                .env("SWITCHYARD_URL", url)
+                .env("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN)
+                .env("RUST_LOG", "warn")
+                .output()
+                .await
+                .expect("running switchyard");
+            (
+                output.status.success(),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        }
+    };
+    let row = |out: &str| -> String {
+        out.lines()
+            .find(|l| l.starts_with("stripe "))
+            .unwrap_or_else(|| panic!("no stripe row in:\n{out}"))
+            .to_string()
+    };
+
+    let (ok, out, err) = run(&["connectors", "list"]).await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("ID "), "{out}");
+    let stripe = row(&out);
+    let digest = switchyard::plugin::engine::digest(&std::fs::read(plugin("stripe.wasm")).unwrap());
+    assert!(
+        stripe.contains(" running ")
+            && stripe.contains("stripe.wasm")
+            && stripe.contains(" stripe "),
+        "{stripe}"
+    );
+    assert!(
+        stripe.contains(&digest[..19]),
+        "{stripe} has the digest's start {digest}"
+    );
+
+    let (ok, out, err) = run(&["connectors", "pause", "stripe"]).await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("stripe paused"), "{out}");
+    assert_eq!(host.connector("stripe").await["paused"], true);
+    let (ok, out, _) = run(&["connectors", "show", "stripe"]).await;
+    assert!(ok);
+    assert!(row(&out).contains(" paused "), "{out}");
+    let (ok, out, err) = run(&["connectors", "resume", "stripe"]).await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("stripe resumed"), "{out}");
+    assert_eq!(host.connector("stripe").await["paused"], false);
+    let (ok, out, err) = run(&["connectors", "reload", "stripe"]).await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("stripe reloaded"), "{out}");
+
+    let (ok, out, _) = run(&["connectors", "show", "stripe", "--json"]).await;
+    assert!(ok);
+    let json: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["digest"], digest.as_str());
+    let (ok, _, err) = run(&["connectors", "pause", "nosuch"]).await;
+    assert!(!ok);
+    assert!(err.contains("404"), "{err}");
     host.stop().await;
 }
 
@@ -297,4 +418,65 @@ secret = "{STRIPE_SECRET}"
     ))
     .await;
     assert!(ok, "{out}");
+}
+
+/// `server.log_format = "json"`: every line the host writes is one JSON object (for log
+/// shippers), with its time, level, message and fields; `RUST_LOG` still filters.
+#[tokio::test]
+async fn serve_writes_one_json_object_per_line_when_asked() {
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let config = dirs.root.path().join("switchyard.toml");
+    let receiver = Receiver::start().await;
+    let text = dirs
+        .base_config()
+        .replace("[server]\n", "[server]\nlog_format = \"json\"\n")
+        + &stripe_connector(&receiver, "");
+    assert!(text.contains("log_format = \"json\""), "{text}");
+    std::fs::write(&config, text).unwrap();
+    let host = ChildHost::start_logging(&config, "debug,cranelift=warn,wasmtime=warn");
+    // Something worth logging: a forged webhook, and an unknown connector.
+    let client = reqwest::Client::new();
+    let forged = client
+        .post(host.url("/hooks/stripe"))
+        .header("stripe-signature", "t=1,v1=00")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let log = host.log.clone();
+    wait_for(
+        "the 401 in the log",
+        std::time::Duration::from_secs(10),
+        || {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().contains("stripe") && log.lock().unwrap().lines().count() > 3
+            }
+        },
+    )
+    .await;
+    host.kill_9();
+    let log = log.lock().unwrap().clone();
+    let mut listening = 0;
+    for line in log.lines() {
+        let json: Value = serde_json::from_str(line)
+            .unwrap_or_else(|err| panic!("not one JSON object ({err}): {line}"));
+        assert!(json["timestamp"].is_string(), "{line}");
+        assert!(
+            ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&json["level"].as_str().unwrap()),
+            "{line}"
+        );
+        assert!(json["fields"]["message"].is_string(), "{line}");
+        if json["fields"]["message"] == "switchyard listening" {
+            listening += 1;
+            assert!(
+                json["fields"]["addr"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("127.0.0.1:")
+            );
+        }
+    }
+    assert_eq!(listening, 1, "{log}");
 }

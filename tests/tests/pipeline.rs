@@ -750,3 +750,159 @@ async fn admin_errors_are_json_with_the_right_status() {
     }
     host.stop().await;
 }
+
+/// "Did Stripe send us evt_X, and what did we do with it?": `?key=` (the dedupe key, from
+/// an index), `?delivery_key=` (an `Idempotency-Key` a receiver logged) and `?q=` (payload
+/// text) among thousands of events, before and after a restart.
+#[tokio::test]
+async fn events_are_found_by_vendor_id_idempotency_key_and_payload_text() {
+    use futures::StreamExt as _;
+
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    // Only the target's type is forwarded: the others are stored and settle without a
+    // delivery, so the test waits on one receiver request, not thousands.
+    let config = dirs.base_config() + &stripe_connector(&receiver, "") + "events = \"invoice.*\"\n";
+    let host = Host::start(&config).await;
+    let target = evt_id();
+    let fillers: Vec<Vec<u8>> = (0..2_000)
+        .map(|_| stripe_event(&evt_id(), "customer.updated"))
+        .collect();
+    let host_ref = &host;
+    futures::stream::iter(fillers.iter().take(1_000))
+        .for_each_concurrent(16, |body| async move {
+            assert_eq!(send_stripe(host_ref, body).await.status(), 200);
+        })
+        .await;
+    let first: Value = send_stripe(&host, &stripe_event(&target, "invoice.paid"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let repeat: Value = send_stripe(&host, &stripe_event(&target, "invoice.paid"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(repeat["status"], "duplicate");
+    futures::stream::iter(fillers.iter().skip(1_000))
+        .for_each_concurrent(16, |body| async move {
+            assert_eq!(send_stripe(host_ref, body).await.status(), 200);
+        })
+        .await;
+    let first_id = first["id"].as_str().unwrap().to_string();
+    let record = host.wait_for_status(&first_id, "succeeded").await;
+    let idempotency_key = record["deliveries"][0]["idempotency_key"]
+        .as_str()
+        .expect("the target was delivered")
+        .to_string();
+    let repeat_id = {
+        let all = host
+            .admin_get(&format!("/v1/events?key={target}"))
+            .await
+            .json::<Value>()
+            .await
+            .unwrap();
+        all["data"][0]["id"].as_str().unwrap().to_string()
+    };
+
+    let lookups = Lookups {
+        target,
+        first_id,
+        repeat_id,
+        idempotency_key,
+    };
+    assert_eq!(
+        receiver.delivered()[0].header("idempotency-key"),
+        Some(lookups.idempotency_key.as_str())
+    );
+    lookups.check(&host, "before a restart").await;
+    host.stop().await;
+    let host = Host::start(&config).await;
+    lookups.check(&host, "after a restart").await;
+    host.stop().await;
+}
+
+/// What `events_are_found_by_vendor_id_idempotency_key_and_payload_text` looks up.
+struct Lookups {
+    target: String,
+    first_id: String,
+    repeat_id: String,
+    idempotency_key: String,
+}
+
+impl Lookups {
+    async fn get(host: &Host, query: String, life: &str) -> Value {
+        let response = host.admin_get(&format!("/v1/events?{query}")).await;
+        assert_eq!(response.status(), 200, "{query} {life}");
+        response.json::<Value>().await.unwrap()
+    }
+
+    fn ids(page: &Value) -> Vec<String> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    async fn check(&self, host: &Host, life: &str) {
+        let Lookups {
+            target,
+            first_id,
+            repeat_id,
+            idempotency_key,
+        } = self;
+        let get = |query: String| Self::get(host, query, life);
+        let ids = Self::ids;
+        let both = [repeat_id.clone(), first_id.clone()];
+
+        // The vendor's id: the event and its repeat, newest first, with the other filters.
+        let by_key = get(format!("key={target}")).await;
+        assert_eq!(ids(&by_key), both, "{life}");
+        assert_eq!(by_key["data"][0]["duplicate_of"], first_id.as_str());
+        assert_eq!(by_key["next_cursor"], Value::Null);
+        let paged = get(format!("key={target}&limit=1")).await;
+        assert_eq!(ids(&paged), [repeat_id.clone()]);
+        let cursor = paged["next_cursor"].as_str().expect("a second page");
+        let second = get(format!("key={target}&limit=1&cursor={cursor}")).await;
+        assert_eq!(ids(&second), [first_id.clone()]);
+        let succeeded = get(format!("key={target}&status=succeeded")).await;
+        assert_eq!(ids(&succeeded), [first_id.clone()]);
+        assert!(ids(&get(format!("key={target}&connector=other")).await).is_empty());
+        assert!(
+            ids(&get(format!("key={}", evt_id())).await).is_empty(),
+            "not sent"
+        );
+
+        // The Idempotency-Key a receiver logged: the event that sent it.
+        let by_delivery = get(format!("delivery_key={idempotency_key}")).await;
+        assert_eq!(ids(&by_delivery), [first_id.clone()], "{life}");
+        for unknown in [
+            format!("{first_id}-7"),
+            "nothing".into(),
+            format!("{}-0", ulid::Ulid::new()),
+        ] {
+            let page = get(format!("delivery_key={unknown}")).await;
+            assert!(ids(&page).is_empty(), "{unknown}");
+        }
+
+        // Text inside the payloads: both copies of the target, among the 2,002.
+        let by_text = get(format!("q={target}&limit=10")).await;
+        assert_eq!(ids(&by_text), both, "{life}");
+        let none = get(format!("q=no-such-text-{}", ulid::Ulid::new())).await;
+        assert!(ids(&none).is_empty());
+        // A bounded scan: past 2,000 events read, a cursor to go on from.
+        let cursor = none["next_cursor"]
+            .as_str()
+            .expect("more of the log to search");
+        let rest = get(format!("q=no-such-text&cursor={cursor}")).await;
+        assert!(ids(&rest).is_empty());
+        assert_eq!(
+            rest["next_cursor"],
+            Value::Null,
+            "the rest in one more call"
+        );
+    }
+}

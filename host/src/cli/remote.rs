@@ -1,8 +1,9 @@
-//! `switchyard events list|show|replay`: the admin API of a running host, from a shell.
+//! `switchyard events list|show|find|replay` and `switchyard connectors
+//! list|show|pause|resume|reload`: the admin API of a running host, from a shell.
 //!
-//! Where the host is: `--url`, else `http://` + `server.listen` of `--config` (when that
-//! file exists), else `http://127.0.0.1:8080`. The token: `--token` (or
-//! `SWITCHYARD_ADMIN_TOKEN`), else the config's `server.admin_token`.
+//! Where the host is: `--url` (or `SWITCHYARD_URL`), else `http://` + `server.listen` of
+//! `--config` (when that file exists), else `http://127.0.0.1:8080`. The token: `--token`
+//! (or `SWITCHYARD_ADMIN_TOKEN`), else the config's `server.admin_token`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,7 +17,7 @@ use serde_json::Value;
 #[derive(Args)]
 pub struct Target {
     /// The host's base URL, e.g. `http://127.0.0.1:8080`.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "SWITCHYARD_URL")]
     url: Option<String>,
     /// The admin token (or `env:VAR` / `file:PATH`).
     #[arg(
@@ -52,12 +53,36 @@ pub enum Events {
         /// Where the previous page ended (printed under it).
         #[arg(long)]
         cursor: Option<String>,
+        /// Only events deduped on this key (a Stripe `evt_…`, a `webhook-id`).
+        #[arg(long)]
+        key: Option<String>,
+        /// The event that sent this `Idempotency-Key`.
+        #[arg(long)]
+        delivery_key: Option<String>,
+        /// Text in the request body (a slower, bounded scan: page on with the cursor).
+        #[arg(long)]
+        search: Option<String>,
         /// Print the API's JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// One event whole, as JSON: `GET /v1/events/{id}`.
-    Show { id: String },
+    /// One event: what was received, how it was verified, each connector attempt and each
+    /// delivery (`GET /v1/events/{id}`).
+    Show {
+        id: String,
+        /// Print the whole record as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// "Did the vendor send us this, and what did we do with it?": KEY is a vendor's event
+    /// id (the dedupe key), an `Idempotency-Key` we sent, or an event id. Exit 1 when
+    /// nothing matches.
+    Find {
+        key: String,
+        /// Print the matching records as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send an event to its connector again (`POST /v1/events/{id}/replay`), or, without
     /// an id, every event matching the filters (`POST /v1/replay`).
     Replay {
@@ -77,6 +102,114 @@ pub enum Events {
     },
 }
 
+#[derive(Subcommand)]
+pub enum Connectors {
+    /// Every configured connector: `GET /v1/connectors`.
+    List {
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One connector: `GET /v1/connectors/{id}`.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop dispatching its events (they are still received and stored), on every host.
+    Pause { id: String },
+    /// Dispatch its events again, the ones stored while paused first.
+    Resume { id: String },
+    /// Load its plugin file again.
+    Reload { id: String },
+}
+
+/// Run one `connectors` command.
+pub fn connectors(target: Target, command: Connectors) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&target)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match command {
+            Connectors::List { json } => {
+                let list = client
+                    .send(client.http.get(client.url("/v1/connectors")))
+                    .await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&list)?);
+                } else {
+                    print!(
+                        "{}",
+                        connector_table(list["data"].as_array().map_or(&[][..], Vec::as_slice))
+                    );
+                    if let Some(error) = list["config_error"].as_str() {
+                        println!("config not reloaded: {error}");
+                    }
+                }
+            }
+            Connectors::Show { id, json } => {
+                let path = format!("/v1/connectors/{}", encode(&id));
+                let connector = client.send(client.http.get(client.url(&path))).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&connector)?);
+                } else {
+                    print!("{}", connector_table(std::slice::from_ref(&connector)));
+                }
+            }
+            Connectors::Pause { id } => act(&client, &id, "pause", "paused").await?,
+            Connectors::Resume { id } => act(&client, &id, "resume", "resumed").await?,
+            Connectors::Reload { id } => act(&client, &id, "reload", "reloaded").await?,
+        }
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `POST /v1/connectors/{id}/{action}`, then say what became of it.
+async fn act(client: &Client, id: &str, action: &str, done: &str) -> anyhow::Result<()> {
+    let path = format!("/v1/connectors/{}/{action}", encode(id));
+    let answer = client.send(client.http.post(client.url(&path))).await?;
+    match answer["version"].as_str() {
+        Some(version) => println!("{id} {done} (plugin {version})"),
+        None => println!("{id} {done}"),
+    }
+    Ok(())
+}
+
+/// Connectors as a table: one line each, the last error under its line.
+fn connector_table(connectors: &[Value]) -> String {
+    let mut out = format!(
+        "{:<16}  {:<9}  {:<24}  {:<10}  {:<17}  {}\n",
+        "ID", "STATE", "PLUGIN", "VERSION", "SCHEME", "DIGEST"
+    );
+    for c in connectors {
+        let state = if c["enabled"] == false {
+            "disabled"
+        } else if c["paused"] == true {
+            "paused"
+        } else if c["last_error"].is_string() && c["version"].is_null() {
+            "error"
+        } else {
+            "running"
+        };
+        out.push_str(&format!(
+            "{:<16}  {:<9}  {:<24}  {:<10}  {:<17}  {}\n",
+            c["id"].as_str().unwrap_or("?"),
+            state,
+            c["plugin"].as_str().unwrap_or("-"),
+            c["version"].as_str().unwrap_or("-"),
+            c["scheme"].as_str().unwrap_or("-"),
+            c["digest"]
+                .as_str()
+                .map_or("-", |d| d.get(..19).unwrap_or(d)),
+        ));
+        if let Some(error) = c["last_error"].as_str() {
+            out.push_str(&format!("    last error: {error}\n"));
+        }
+    }
+    out
+}
+
 /// Run one `events` command.
 pub fn events(target: Target, command: Events) -> anyhow::Result<ExitCode> {
     let client = Client::new(&target)?;
@@ -92,6 +225,9 @@ pub fn events(target: Target, command: Events) -> anyhow::Result<ExitCode> {
                 until,
                 limit,
                 cursor,
+                key,
+                delivery_key,
+                search,
                 json,
             } => {
                 let mut query = Vec::new();
@@ -102,6 +238,9 @@ pub fn events(target: Target, command: Events) -> anyhow::Result<ExitCode> {
                     ("until", until),
                     ("limit", limit.map(|n| n.to_string())),
                     ("cursor", cursor),
+                    ("key", key),
+                    ("delivery_key", delivery_key),
+                    ("q", search),
                 ];
                 for (key, value) in pairs {
                     if let Some(value) = value {
@@ -117,10 +256,30 @@ pub fn events(target: Target, command: Events) -> anyhow::Result<ExitCode> {
                     print!("{}", table(&page));
                 }
             }
-            Events::Show { id } => {
-                let path = format!("/v1/events/{}", encode(&id));
-                let event = client.send(client.http.get(client.url(&path))).await?;
-                println!("{}", serde_json::to_string_pretty(&event)?);
+            Events::Show { id, json } => {
+                let event = client.event(&id).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&event)?);
+                } else {
+                    print!("{}", summary(&event));
+                }
+            }
+            Events::Find { key, json } => {
+                let found = client.find(&key).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&found)?);
+                } else if found.is_empty() {
+                    eprintln!(
+                        "nothing found for {key:?}: no event has it as its dedupe key, an Idempotency-Key we sent, or its id"
+                    );
+                } else {
+                    for event in &found {
+                        println!("{}", one_line(event));
+                    }
+                }
+                if found.is_empty() {
+                    return anyhow::Ok(ExitCode::FAILURE);
+                }
             }
             Events::Replay {
                 id: Some(id),
@@ -210,6 +369,47 @@ impl Client {
         format!("{}{path}", self.base)
     }
 
+    /// One event's whole record.
+    async fn event(&self, id: &str) -> anyhow::Result<Value> {
+        let path = format!("/v1/events/{}", encode(id));
+        self.send(self.http.get(self.url(&path))).await
+    }
+
+    /// The whole records of the events `key` names: as a dedupe key, else as an
+    /// `Idempotency-Key`, else as an event id.
+    async fn find(&self, key: &str) -> anyhow::Result<Vec<Value>> {
+        for filter in ["key", "delivery_key"] {
+            let page = self
+                .send(
+                    self.http
+                        .get(self.url("/v1/events"))
+                        .query(&[(filter, key)]),
+                )
+                .await?;
+            let ids: Vec<&str> = page["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["id"].as_str())
+                .collect();
+            if !ids.is_empty() {
+                let mut found = Vec::with_capacity(ids.len());
+                for id in ids {
+                    found.push(self.event(id).await?);
+                }
+                return Ok(found);
+            }
+        }
+        if ulid::Ulid::from_string(key).is_ok() {
+            match self.event(key).await {
+                Ok(event) => return Ok(vec![event]),
+                Err(err) if err.to_string().starts_with("404") => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(Vec::new())
+    }
+
     /// Send with the token; the JSON of a 2xx answer, or an error that says what the host
     /// answered.
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
@@ -257,6 +457,171 @@ fn config_if_present(path: &Path) -> anyhow::Result<Option<switchyard::Config>> 
 /// A path segment, percent-encoded.
 fn encode(segment: &str) -> String {
     url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
+}
+
+/// Unix ms as RFC 3339.
+fn time(ms: &Value) -> String {
+    ms.as_u64()
+        .map(|ms| {
+            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+/// How verification went, in words.
+fn verification(event: &Value) -> String {
+    let v = &event["verification"];
+    let scheme = v["scheme"].as_str().unwrap_or("?");
+    match (v["verified"].as_bool(), v["error"].as_str()) {
+        (Some(true), _) if scheme == "none" => "not verified (scheme none)".into(),
+        (Some(true), _) => format!("verified ({scheme})"),
+        (_, Some(error)) => format!("refused ({scheme}: {error})"),
+        _ => format!("refused ({scheme})"),
+    }
+}
+
+/// A delivery's latest answer: `200`, `503 after 3 tries`, or the error.
+fn delivery_outcome(delivery: &Value) -> String {
+    let attempts = delivery["attempts"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    let tries = match attempts.len() {
+        1 => String::new(),
+        n => format!(" after {n} tries"),
+    };
+    match attempts.last() {
+        None => "not sent yet".into(),
+        Some(last) => match (last["response"]["status"].as_u64(), last["error"].as_str()) {
+            (Some(status), _) => format!("{status}{tries}"),
+            (None, Some(error)) => format!("{error}{tries}"),
+            _ => format!("no answer{tries}"),
+        },
+    }
+}
+
+/// `events find`: one line per event.
+fn one_line(event: &Value) -> String {
+    let deliveries: Vec<String> = event["deliveries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            format!(
+                "{} {} → {}",
+                d["request"]["method"].as_str().unwrap_or("POST"),
+                d["request"]["url"].as_str().unwrap_or("?"),
+                delivery_outcome(d)
+            )
+        })
+        .collect();
+    let status = match event["duplicate_of"].as_str() {
+        Some(first) => format!("duplicate of {first}"),
+        None => event["status"].as_str().unwrap_or("?").to_string(),
+    };
+    let deliveries = match deliveries.len() {
+        0 => "no deliveries".to_string(),
+        _ => format!("deliveries: {}", deliveries.join("; ")),
+    };
+    format!(
+        "{id} {key}: received {at} by {connector}, {verification}, {status}; {deliveries}",
+        id = event["id"].as_str().unwrap_or("?"),
+        key = event["dedupe_key"].as_str().unwrap_or("(no key)"),
+        at = time(&event["received_at"]),
+        connector = event["connector"].as_str().unwrap_or("?"),
+        verification = verification(event),
+    )
+}
+
+/// `events show`: the record for a person.
+fn summary(event: &Value) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let field = |out: &mut String, name: &str, value: &str| {
+        let _ = writeln!(out, "{name:<13}{value}");
+    };
+    field(&mut out, "event", event["id"].as_str().unwrap_or("?"));
+    field(
+        &mut out,
+        "connector",
+        event["connector"].as_str().unwrap_or("?"),
+    );
+    let mut status = event["status"].as_str().unwrap_or("?").to_string();
+    if let Some(first) = event["duplicate_of"].as_str() {
+        status = format!("{status} of {first}");
+    }
+    if let Some(error) = event["error"].as_str() {
+        status = format!("{status}: {error}");
+    }
+    field(&mut out, "status", &status);
+    field(&mut out, "received", &time(&event["received_at"]));
+    field(&mut out, "verification", &verification(event));
+    field(
+        &mut out,
+        "dedupe key",
+        event["dedupe_key"].as_str().unwrap_or("-"),
+    );
+    let request = &event["request"];
+    if request.is_object() {
+        let body = request["body"]
+            .as_str()
+            .map_or_else(|| "(binary)".to_string(), |b| format!("{} bytes", b.len()));
+        let query = request["query"].as_str().filter(|q| !q.is_empty());
+        field(
+            &mut out,
+            "request",
+            &format!(
+                "{} {}{}{}, {body}",
+                request["method"].as_str().unwrap_or("?"),
+                request["path"].as_str().unwrap_or("?"),
+                if query.is_some() { "?" } else { "" },
+                query.unwrap_or(""),
+            ),
+        );
+    }
+    let _ = writeln!(out, "attempts");
+    for attempt in event["attempts"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  #{} {} {} in {} ms, {} deliveries (plugin {} {}){}",
+            attempt["number"],
+            time(&attempt["at"]),
+            attempt["outcome"].as_str().unwrap_or("?"),
+            attempt["duration_ms"],
+            attempt["deliveries"],
+            attempt["plugin_version"].as_str().unwrap_or("?"),
+            attempt["plugin_digest"]
+                .as_str()
+                .unwrap_or("?")
+                .get(..12)
+                .unwrap_or(""),
+            attempt["message"]
+                .as_str()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default(),
+        );
+        for line in attempt["logs"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "      {} {}",
+                line["level"].as_str().unwrap_or("?"),
+                line["message"].as_str().unwrap_or("")
+            );
+        }
+    }
+    let _ = writeln!(out, "deliveries");
+    for delivery in event["deliveries"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  #{} {} {} → {} ({}, Idempotency-Key {})",
+            delivery["index"],
+            delivery["request"]["method"].as_str().unwrap_or("?"),
+            delivery["request"]["url"].as_str().unwrap_or("?"),
+            delivery_outcome(delivery),
+            delivery["status"].as_str().unwrap_or("?"),
+            delivery["idempotency_key"].as_str().unwrap_or("?"),
+        );
+    }
+    out
 }
 
 /// An event list page as a table, then where the next page starts.

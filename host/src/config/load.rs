@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use super::{
-    Backend, Config, ConfigError, ConnectorConfig, DEFAULT_CONFIG_TOML, HmacConfig, NatsAuth,
-    PluginsConfig, RetryConfig, ServerConfig, StorageConfig, validate,
+    Backend, Config, ConfigError, ConnectorConfig, DEFAULT_CONFIG_TOML, HmacConfig, LogFormat,
+    NatsAuth, PluginsConfig, RetryConfig, ServerConfig, StorageConfig, validate,
 };
 use crate::secret::Secret;
 
@@ -38,6 +38,7 @@ const ENV_TEXT_KEYS: &[&str] = &[
     "server.shutdown_timeout",
     "server.header_timeout",
     "server.body_timeout",
+    "server.log_format",
     "storage.backend",
     "storage.path",
     "storage.nats_url",
@@ -625,6 +626,7 @@ struct RawServer {
     header_timeout: HumanDuration,
     body_timeout: HumanDuration,
     max_connections: usize,
+    log_format: LogFormat,
 }
 
 #[derive(Deserialize)]
@@ -870,6 +872,7 @@ impl RawConfig {
             header_timeout: s.header_timeout.0,
             body_timeout: s.body_timeout.0,
             max_connections: s.max_connections,
+            log_format: s.log_format,
         };
 
         let st = self.storage;

@@ -70,6 +70,15 @@ pub struct Config {
 }
 
 /// `[server]`: the HTTP listener (ingress and admin API) and the process.
+/// `server.log_format`: text for people, JSON (one object per line) for log shippers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
@@ -97,6 +106,8 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// Open connections at most; past it a new one is answered 503 and closed.
     pub max_connections: usize,
+    /// How the host writes its log on stderr.
+    pub log_format: LogFormat,
 }
 
 /// `storage.backend`.

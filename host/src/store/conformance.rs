@@ -542,4 +542,15 @@ async fn kv_is_namespaced_per_connector(store: Arc<dyn Storage>) {
         store.kv_get("a", "ü / .*> ").await.unwrap(),
         Some(vec![0, 255])
     );
+
+    // Counted per connector, deleted keys not at all, and never past the limit asked.
+    for key in ["x", "y", "z"] {
+        store.kv_set("c", key, b"v").await.unwrap();
+    }
+    store.kv_set("c", "x", b"again").await.unwrap();
+    store.kv_delete("c", "y").await.unwrap();
+    assert_eq!(store.kv_count("c", 100).await.unwrap(), 2);
+    assert_eq!(store.kv_count("c", 1).await.unwrap(), 1);
+    assert_eq!(store.kv_count("a", 100).await.unwrap(), 1);
+    assert_eq!(store.kv_count("none", 100).await.unwrap(), 0);
 }

@@ -38,7 +38,7 @@ struct State {
     dedupe: BTreeMap<(String, String), (String, u64)>,
     /// `{event id}/{index:05}` → the delivery.
     outbox: BTreeMap<String, DeliveryRecord>,
-    kv: HashMap<(String, String), Vec<u8>>,
+    kv: BTreeMap<(String, String), Vec<u8>>,
 }
 
 fn delivery_key(delivery: &DeliveryRecord) -> String {
@@ -162,7 +162,8 @@ impl EventLog for MemoryStore {
                 .connector
                 .as_ref()
                 .is_none_or(|c| *c == record.connector)
-                && query.status.is_none_or(|s| s == record.status);
+                && query.status.is_none_or(|s| s == record.status)
+                && (query.key.is_none() || query.key == record.dedupe_key);
             if matches {
                 page.push(record.clone());
                 if page.len() == limit {
@@ -394,6 +395,17 @@ impl ConnectorKv for MemoryStore {
             .kv
             .remove(&(connector.to_string(), key.to_string()));
         Ok(())
+    }
+
+    async fn kv_count(&self, connector: &str, limit: usize) -> Result<usize> {
+        let state = self.state();
+        let from = (connector.to_string(), String::new());
+        Ok(state
+            .kv
+            .range(from..)
+            .take_while(|((c, _), _)| c == connector)
+            .take(limit)
+            .count())
     }
 }
 

@@ -55,6 +55,16 @@ impl StoreError {
     }
 }
 
+impl From<switchyard_core::store::CodecError> for StoreError {
+    fn from(err: switchyard_core::store::CodecError) -> Self {
+        use switchyard_core::store::CodecError;
+        match err {
+            CodecError::Corrupt(m) => StoreError::Corrupt(m),
+            CodecError::Invalid(m) => StoreError::Invalid(m),
+        }
+    }
+}
+
 impl From<serde_json::Error> for StoreError {
     fn from(err: serde_json::Error) -> Self {
         StoreError::Corrupt(err.to_string())
@@ -76,6 +86,43 @@ pub struct EventQuery {
     pub limit: usize,
     /// The last id of the previous page.
     pub cursor: Option<String>,
+    /// Only events deduped on this key (the vendor's event id): from an index, not a scan.
+    pub key: Option<String>,
+}
+
+/// One page of `candidates` (newest first, few: the events of one key) under `query`'s
+/// other filters, and the cursor after it. For engines whose index gives the candidates.
+pub(crate) fn page_of(
+    candidates: Vec<EventRecord>,
+    query: &EventQuery,
+) -> (Vec<EventRecord>, Option<String>) {
+    let limit = query.limit.max(1);
+    let mut page = Vec::new();
+    let mut more = false;
+    for record in candidates {
+        let id = record.id.as_str();
+        let ms = ulid::Ulid::from_string(id).map_or(record.received_at, |u| u.timestamp_ms());
+        let wanted = query.cursor.as_deref().is_none_or(|c| id < c)
+            && query.since.is_none_or(|since| ms >= since)
+            && query.until.is_none_or(|until| ms < until)
+            && query
+                .connector
+                .as_ref()
+                .is_none_or(|c| *c == record.connector)
+            && query.status.is_none_or(|s| s == record.status);
+        if !wanted {
+            continue;
+        }
+        if page.len() == limit {
+            more = true;
+            break;
+        }
+        page.push(record);
+    }
+    let next = more
+        .then(|| page.last().map(|r: &EventRecord| r.id.clone()))
+        .flatten();
+    (page, next)
 }
 
 /// Why an event cannot be replayed.
@@ -227,6 +274,9 @@ pub trait ConnectorKv: Send + Sync {
     async fn kv_get(&self, connector: &str, key: &str) -> Result<Option<Vec<u8>>>;
     async fn kv_set(&self, connector: &str, key: &str, value: &[u8]) -> Result<()>;
     async fn kv_delete(&self, connector: &str, key: &str) -> Result<()>;
+    /// How many keys `connector` holds, counted up to `limit` (the answer is at most
+    /// `limit`, so the cost is bounded by it, not by what a connector stored).
+    async fn kv_count(&self, connector: &str, limit: usize) -> Result<usize>;
 }
 
 /// Every capability the pipeline uses: what an engine implements.

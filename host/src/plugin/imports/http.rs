@@ -1,7 +1,5 @@
 //! `http.fetch`: allow-listed outbound HTTP during a call, recorded with the attempt.
 
-use serde::{Deserialize, Serialize};
-
 use super::{CallState, MAX_FETCH_BODY_BYTES, MAX_FETCHES};
 use crate::outbound::{self, OutboundError, OutboundRequest};
 use crate::plugin::bindings::v0_1_0::switchyard::connector::http::{
@@ -11,15 +9,7 @@ use crate::store::Body;
 
 pub use crate::outbound::AllowedHosts;
 
-/// One `http.fetch` call as it appears in the event log.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct FetchRecord {
-    pub at: u64,
-    pub duration_ms: u64,
-    pub request: OutboundRequest,
-    pub status: Option<u16>,
-    pub error: Option<String>,
-}
+pub use crate::store::FetchRecord;
 
 impl Host for CallState {
     async fn fetch(&mut self, request: Request) -> Result<Response, Error> {

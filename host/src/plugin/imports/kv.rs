@@ -1,7 +1,18 @@
 //! `kv`: small per-connector state in the host's store, namespaced by connector id.
 
-use super::{CallState, MAX_KV_KEY_BYTES, MAX_KV_VALUE_BYTES};
+use super::{CallState, Grants, MAX_KV_KEY_BYTES, MAX_KV_KEYS, MAX_KV_VALUE_BYTES};
 use crate::plugin::bindings::v0_1_0::switchyard::connector::kv::Host;
+
+/// Whether `key` may be written: it exists already, or the connector holds fewer than
+/// [`MAX_KV_KEYS`] keys. Only a new key pays for the count, which stops at the bound.
+/// Two hosts adding keys at once may pass the bound by a few (NATS backend).
+async fn room_for(grants: &Grants, key: &str) -> crate::store::Result<bool> {
+    let (storage, connector) = (&grants.storage, &grants.connector);
+    if storage.kv_get(connector, key).await?.is_some() {
+        return Ok(true);
+    }
+    Ok(storage.kv_count(connector, MAX_KV_KEYS).await? < MAX_KV_KEYS)
+}
 
 impl Host for CallState {
     async fn get(&mut self, key: String) -> Option<Vec<u8>> {
@@ -26,6 +37,14 @@ impl Host for CallState {
         if value.len() > MAX_KV_VALUE_BYTES {
             return Err(format!("kv value larger than {MAX_KV_VALUE_BYTES} bytes"));
         }
+        let grants = self.grants.clone();
+        room_for(&grants, &key)
+            .await
+            .map_err(|err| format!("kv set failed: {err}"))?
+            .then_some(())
+            .ok_or_else(|| {
+                format!("kv holds {MAX_KV_KEYS} keys already (the most per connector)")
+            })?;
         self.grants
             .storage
             .kv_set(&self.grants.connector, &key, &value)

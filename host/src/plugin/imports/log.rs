@@ -1,17 +1,9 @@
 //! `log.emit`: connector log lines, kept with the attempt and mirrored to tracing.
 
-use serde::{Deserialize, Serialize};
-
 use super::{CallState, MAX_LOG_LINE_BYTES, MAX_LOG_LINES};
 use crate::plugin::bindings::v0_1_0::switchyard::connector::log::{Host, Level};
 
-/// One line a connector logged during a call.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct LogLine {
-    pub at: u64,
-    pub level: String,
-    pub message: String,
-}
+pub use crate::store::LogLine;
 
 impl Host for CallState {
     async fn emit(&mut self, level: Level, message: String) {

@@ -54,6 +54,8 @@ pub const MAX_FETCHES: usize = 32;
 pub const MAX_FETCH_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub const MAX_KV_KEY_BYTES: usize = 512;
 pub const MAX_KV_VALUE_BYTES: usize = 64 * 1024;
+/// Keys one connector may hold (a cursor, a token, a few thousand ids; not a database).
+pub const MAX_KV_KEYS: usize = 10_000;
 
 /// The data of one call's `Store`: a fresh one per event.
 pub struct CallState {
@@ -204,5 +206,31 @@ mod tests {
             kv::Host::get(&mut state, "k".into()).await,
             Some(b"v".to_vec())
         );
+    }
+
+    #[tokio::test]
+    async fn kv_keys_per_connector_are_bounded() {
+        let mut state = state();
+        for i in 0..MAX_KV_KEYS {
+            kv::Host::set(&mut state, format!("k{i}"), Vec::new())
+                .await
+                .unwrap();
+        }
+        let over = kv::Host::set(&mut state, "one more".into(), Vec::new()).await;
+        assert!(
+            matches!(over, Err(why) if why.contains("keys")),
+            "a new key past the bound"
+        );
+        // Existing keys still change, and a deleted key makes room.
+        kv::Host::set(&mut state, "k0".into(), b"new".to_vec())
+            .await
+            .unwrap();
+        kv::Host::delete(&mut state, "k1".into()).await;
+        kv::Host::set(&mut state, "one more".into(), Vec::new())
+            .await
+            .unwrap();
+        // Another connector's keys are its own.
+        let other = state.grants.storage.kv_count("other", 10).await.unwrap();
+        assert_eq!(other, 0);
     }
 }

@@ -618,6 +618,15 @@ impl EventLog for NatsStore {
     }
 
     async fn list_events(&self, query: &EventQuery) -> Result<(Vec<EventRecord>, Option<String>)> {
+        if let Some(key) = &query.key {
+            let mut candidates = Vec::new();
+            for id in self.index.with_key(key) {
+                if let Some((record, _)) = self.get_record(&id).await? {
+                    candidates.push(record);
+                }
+            }
+            return Ok(crate::store::page_of(candidates, query));
+        }
         let (ids, next) = self.index.page(query);
         let mut page = Vec::with_capacity(ids.len());
         for id in ids {
@@ -940,6 +949,50 @@ impl ConnectorKv for NatsStore {
             .await
             .map_err(|err| StoreError::Unavailable(format!("kv delete: {err}")))
     }
+
+    /// The latest entry of each of the connector's keys, headers only (as `Store::keys`
+    /// reads a whole bucket, filtered to this connector), skipping deleted keys.
+    async fn kv_count(&self, connector: &str, limit: usize) -> Result<usize> {
+        let unavailable =
+            |err: &dyn std::fmt::Display| StoreError::Unavailable(format!("kv count: {err}"));
+        let consumer = self
+            .kv
+            .stream
+            .create_consumer(consumer::push::OrderedConfig {
+                deliver_subject: self.js.client().new_inbox(),
+                filter_subject: format!("{}{}.>", self.kv.prefix, hex::encode(connector)),
+                headers_only: true,
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                replay_policy: consumer::ReplayPolicy::Instant,
+                ..Default::default()
+            })
+            .await
+            .map_err(|err| unavailable(&err))?;
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(0);
+        }
+        let mut messages = consumer.messages().await.map_err(|err| unavailable(&err))?;
+        let mut count = 0;
+        while count < limit {
+            let Some(message) = messages.next().await else {
+                break;
+            };
+            let message = message.map_err(|err| unavailable(&err))?;
+            let deleted = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("KV-Operation"))
+                .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
+            if !deleted {
+                count += 1;
+            }
+            let pending = message.info().map_err(|err| unavailable(&err))?.pending;
+            if pending == 0 {
+                break;
+            }
+        }
+        Ok(count)
+    }
 }
 
 /// What the index keeps of each event.
@@ -947,12 +1000,15 @@ impl ConnectorKv for NatsStore {
 struct Summary {
     connector: String,
     status: Status,
+    key: Option<String>,
 }
 
 /// The event log's index on this node (see the module docs).
 #[derive(Default)]
 struct Index {
     events: Mutex<BTreeMap<String, Summary>>,
+    /// The events of each dedupe key (`?key=`), in the order of arrival.
+    keys: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
 }
 
 impl Index {
@@ -960,18 +1016,46 @@ impl Index {
         self.events.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn keys(&self) -> MutexGuard<'_, HashMap<String, std::collections::BTreeSet<String>>> {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn put(&self, record: &EventRecord) {
+        if let Some(key) = &record.dedupe_key {
+            self.keys()
+                .entry(key.clone())
+                .or_default()
+                .insert(record.id.clone());
+        }
         self.events().insert(
             record.id.clone(),
             Summary {
                 connector: record.connector.clone(),
                 status: record.status,
+                key: record.dedupe_key.clone(),
             },
         );
     }
 
     fn remove(&self, id: &str) {
-        self.events().remove(id);
+        let removed = self.events().remove(id);
+        if let Some(key) = removed.and_then(|summary| summary.key) {
+            let mut keys = self.keys();
+            if let Some(ids) = keys.get_mut(&key) {
+                ids.remove(id);
+                if ids.is_empty() {
+                    keys.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// The events deduped on `key`, newest first.
+    fn with_key(&self, key: &str) -> Vec<String> {
+        self.keys()
+            .get(key)
+            .map(|ids| ids.iter().rev().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Fill the index from the bucket, then follow it (every node's writes) until the

@@ -48,7 +48,7 @@ pub(super) use super::queue::Batches;
 use super::recovery::Acked;
 use super::{
     DedupeEntry, batch_of, claimed_by, decode_event, delivery_key, dispatched_prefix, encode_event,
-    event_value, kv_key, location_of,
+    event_value, key_entry, kv_key, location_of,
 };
 use crate::store::due::Queues;
 use crate::store::{EventRecord, Inserted, NewEvent, Result, Status, StoreError};
@@ -76,6 +76,8 @@ pub(super) struct Trees {
     pub events: sled::Tree,
     pub pending: sled::Tree,
     pub dedupe: sled::Tree,
+    /// Every event with a dedupe key, by key, for the retention window (`?key=`).
+    pub keys: sled::Tree,
     pub outbox: sled::Tree,
     pub outbox_open: sled::Tree,
     pub kv: sled::Tree,
@@ -93,6 +95,7 @@ impl Trees {
             events: db.open_tree("events")?,
             pending: db.open_tree("pending")?,
             dedupe: db.open_tree("dedupe")?,
+            keys: db.open_tree("keys")?,
             outbox: db.open_tree("outbox")?,
             outbox_open: db.open_tree("outbox_open")?,
             kv: db.open_tree("kv")?,
@@ -212,6 +215,8 @@ struct Decided {
     queued: bool,
     /// The `dedupe` tree key this event claims.
     claim: Option<(Vec<u8>, u64)>,
+    /// The key it was deduped on (a claim or a duplicate): its `keys` entry.
+    dedupe_key: Option<String>,
     inserted: Inserted,
 }
 
@@ -359,6 +364,7 @@ fn decide(
         record_json,
         entry,
         claim,
+        dedupe_key: record.dedupe_key,
         inserted,
     })
 }
@@ -393,7 +399,15 @@ fn claim_of(trees: &Trees, tree_key: &[u8]) -> Result<Option<DedupeEntry>> {
 /// Written in this order, so that whatever prefix a crash leaves is consistent: the dedupe
 /// entry only ever points at an event that is stored and queued. A queued event waits in
 /// `batch` (whose entry is already written) or, without one, gets its own `pending` entry.
+///
+/// The `keys` entry goes first: an event sled holds is always found by its key (an entry
+/// whose event is gone is skipped by lookups).
 fn apply(trees: &Trees, event: &Decided, location: Location, batch: Option<&[u8]>) -> Result<()> {
+    if let Some(key) = &event.dedupe_key {
+        trees
+            .keys
+            .insert(key_entry(key, &event.id), event.connector.as_bytes())?;
+    }
     trees.events.insert(
         event.id.as_bytes(),
         event_value(location, batch, &event.record_json),
@@ -422,7 +436,12 @@ fn undo(trees: &Trees, id: &str, claim: Option<&[u8]>, batch: Option<&[u8]>) -> 
         trees.dedupe.remove(key)?;
     }
     trees.pending.remove(id.as_bytes())?;
-    trees.events.remove(id.as_bytes())?;
+    if let Some(value) = trees.events.remove(id.as_bytes())?
+        && let Ok(record) = decode_event(&value)
+        && let Some(key) = record.dedupe_key
+    {
+        trees.keys.remove(key_entry(&key, id))?;
+    }
     if let Some(batch) = batch {
         trees.batches.leave(batch)?;
     }
@@ -663,6 +682,7 @@ fn replay_event(
         record_json: record_json.to_vec(),
         entry: Vec::new(),
         claim,
+        dedupe_key: record.dedupe_key,
         inserted: Inserted::Accepted { id: String::new() },
     };
     // Queued on its own: its batch entry may be lost with it.

@@ -53,14 +53,14 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::oneshot;
 
-mod entry;
 mod flusher;
 mod inbox;
 mod ingest;
 mod layout;
 mod queue;
 mod recovery;
-mod value;
+
+use switchyard_core::store::{entry, value};
 
 use self::entry::{KvWrite, Progress};
 use self::flusher::{Checkpointer, Flush, Flusher, spawn_flusher};
@@ -68,7 +68,7 @@ use self::inbox::{Inbox, Location};
 use self::ingest::{Ingest, Trees};
 pub(crate) use self::value::{
     DedupeEntry, batch_of, claimed_by, decode_event, delivery_key, dispatched_prefix, encode_event,
-    event_value, kv_key, location_of, prefix_of,
+    event_of_key_entry, event_value, key_entry, key_prefix, kv_key, location_of, prefix_of,
 };
 use super::due::{self, Queues};
 use super::{
@@ -229,6 +229,7 @@ impl SledStore {
     /// Apply the inbox's tail, drop what was never acknowledged, make it all durable, and
     /// start the flusher and the ingest threads.
     fn recover(mut self, root: &Path, options: StoreOptions, cutoff: u64) -> Result<Self> {
+        self.index_keys()?;
         // Acknowledged events sled lost first, then the ones never acknowledged go.
         let replayed = ingest::replay(&self.trees, &self.inbox, cutoff)?;
         if replayed != ingest::Replayed::default() {
@@ -318,6 +319,9 @@ impl SledStore {
             }
             self.trees.pending.remove(&key)?;
             self.trees.events.remove(&key)?;
+            if let Some(dk) = &record.dedupe_key {
+                self.trees.keys.remove(key_entry(dk, &record.id))?;
+            }
             dropped += 1;
         }
         if dropped > 0 {
@@ -402,6 +406,31 @@ impl SledStore {
     }
 
     /// The `dedupe` tree key an event claimed, if it has a dedupe key.
+    /// Fill the `keys` tree from the events of a store written before it existed (once:
+    /// the `meta` tree then says it is done; a new store is done at once).
+    fn index_keys(&self) -> Result<()> {
+        const DONE: &[u8] = b"keys.indexed";
+        if self.trees.meta.contains_key(DONE)? {
+            return Ok(());
+        }
+        let mut indexed = 0usize;
+        for item in self.trees.events.iter() {
+            let (_, value) = item?;
+            let record = decode_event(&value)?;
+            if let Some(key) = &record.dedupe_key {
+                self.trees
+                    .keys
+                    .insert(key_entry(key, &record.id), record.connector.as_bytes())?;
+                indexed += 1;
+            }
+        }
+        self.trees.meta.insert(DONE, &[])?;
+        if indexed > 0 {
+            tracing::info!(events = indexed, "indexed the stored events by dedupe key");
+        }
+        Ok(())
+    }
+
     fn dedupe_key_of(record: &EventRecord) -> Option<Vec<u8>> {
         record
             .dedupe_key
@@ -491,7 +520,9 @@ impl SledStore {
             Some(location) => self.inbox.read(location)?,
             None => self.trees.requests.get(id.as_bytes())?.map(|v| v.to_vec()),
         };
-        bytes.map(|bytes| entry::entry_request(&bytes)).transpose()
+        Ok(bytes
+            .map(|bytes| entry::entry_request(&bytes))
+            .transpose()?)
     }
 
     pub fn update_event(
@@ -646,6 +677,9 @@ impl SledStore {
     }
 
     pub fn list_events(&self, query: &EventQuery) -> Result<(Vec<EventRecord>, Option<String>)> {
+        if let Some(key) = &query.key {
+            return self.events_by_key(key, query);
+        }
         // Ids are ULIDs: their order is the order of arrival, so time bounds are key bounds.
         let lower = query
             .since
@@ -698,6 +732,28 @@ impl SledStore {
             last_key.map(|k| String::from_utf8_lossy(&k).into_owned())
         };
         Ok((page, next))
+    }
+
+    /// The events deduped on `key`, newest first, from the `keys` tree (one key has a
+    /// first event and its repeats: a short list), with the query's other filters.
+    fn events_by_key(
+        &self,
+        key: &str,
+        query: &EventQuery,
+    ) -> Result<(Vec<EventRecord>, Option<String>)> {
+        let mut ids = Vec::new();
+        for entry in self.trees.keys.scan_prefix(key_prefix(key)).keys() {
+            if let Some(id) = event_of_key_entry(&entry?) {
+                ids.push(id.to_string());
+            }
+        }
+        let mut candidates = Vec::with_capacity(ids.len());
+        for id in ids.iter().rev() {
+            if let Some(value) = self.trees.events.get(id.as_bytes())? {
+                candidates.push(decode_event(&value)?);
+            }
+        }
+        Ok(super::page_of(candidates, query))
     }
 
     pub fn replay(&self, id: &str, new_keys: bool) -> Result<EventRecord, ReplayError> {
@@ -770,6 +826,10 @@ impl SledStore {
                     Ok::<_, ConflictableTransactionError<StoreError>>(())
                 })
                 .map_err(tx_error)?;
+            // After the event: an entry whose event is gone is skipped by lookups.
+            if let Some(dk) = &record.dedupe_key {
+                self.trees.keys.remove(key_entry(dk, &record.id))?;
+            }
             // Never dispatched (its connector paused or gone for the whole retention):
             // it leaves its `queue` batch too, or the entry would stay until a restart.
             if let Some(queued_in) = batch_of(&value) {
@@ -848,6 +908,17 @@ impl SledStore {
 
     pub fn kv_delete(&self, connector: &str, key: &str) -> Result<()> {
         self.write_kv(connector, key, None)
+    }
+
+    pub fn kv_count(&self, connector: &str, limit: usize) -> Result<usize> {
+        let mut prefix = connector.as_bytes().to_vec();
+        prefix.push(0);
+        let mut count = 0;
+        for key in self.trees.kv.scan_prefix(prefix).keys().take(limit) {
+            key?;
+            count += 1;
+        }
+        Ok(count)
     }
 }
 
@@ -1011,6 +1082,10 @@ impl ConnectorKv for SledStore {
 
     async fn kv_delete(&self, connector: &str, key: &str) -> Result<()> {
         SledStore::kv_delete(self, connector, key)
+    }
+
+    async fn kv_count(&self, connector: &str, limit: usize) -> Result<usize> {
+        SledStore::kv_count(self, connector, limit)
     }
 }
 

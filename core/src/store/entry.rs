@@ -18,7 +18,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Body, DeliveryRecord, EventRecord, Result, StoreError, StoredRequest};
+use super::{CodecError, Result};
+use crate::record::{Body, DeliveryRecord, EventRecord, StoredRequest};
 
 /// An inbox payload in this layout starts with this byte, then the record's JSON length
 /// (`u32`, little-endian), the record's JSON and the request ([`encode_request`]).
@@ -29,9 +30,9 @@ const ENTRY: u8 = 4;
 const JSON_ENTRY: u8 = 2;
 
 /// The inbox payload of an event.
-pub(super) fn encode_entry(record_json: &[u8], request: &StoredRequest) -> Result<Vec<u8>> {
+pub fn encode_entry(record_json: &[u8], request: &StoredRequest) -> Result<Vec<u8>> {
     let len = u32::try_from(record_json.len())
-        .map_err(|_| StoreError::Invalid("event record too large".into()))?;
+        .map_err(|_| CodecError::Invalid("event record too large".into()))?;
     let mut entry = Vec::with_capacity(5 + record_json.len() + request.body.len() + 512);
     entry.push(ENTRY);
     entry.extend_from_slice(&len.to_le_bytes());
@@ -41,18 +42,18 @@ pub(super) fn encode_entry(record_json: &[u8], request: &StoredRequest) -> Resul
 }
 
 /// The record's JSON in an inbox payload (`None` for the older, request-only layout).
-pub(super) fn entry_record(payload: &[u8]) -> Option<&[u8]> {
+pub fn entry_record(payload: &[u8]) -> Option<&[u8]> {
     let (_, len, rest) = split_entry(payload)?;
     rest.get(..len)
 }
 
 /// The request in an inbox payload of any layout.
-pub(super) fn entry_request(payload: &[u8]) -> Result<StoredRequest> {
+pub fn entry_request(payload: &[u8]) -> Result<StoredRequest> {
     match split_entry(payload) {
         Some((tag, len, rest)) => {
             let request = rest
                 .get(len..)
-                .ok_or_else(|| StoreError::Corrupt("inbox entry".into()))?;
+                .ok_or_else(|| CodecError::Corrupt("inbox entry".into()))?;
             if tag == ENTRY {
                 decode_request(request)
             } else {
@@ -78,7 +79,7 @@ fn split_entry(payload: &[u8]) -> Option<(u8, usize, &[u8])> {
 fn encode_request(request: &StoredRequest, out: &mut Vec<u8>) -> Result<()> {
     fn field(out: &mut Vec<u8>, bytes: &[u8]) -> Result<()> {
         let len = u32::try_from(bytes.len())
-            .map_err(|_| StoreError::Invalid("request too large".into()))?;
+            .map_err(|_| CodecError::Invalid("request too large".into()))?;
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(bytes);
         Ok(())
@@ -87,7 +88,7 @@ fn encode_request(request: &StoredRequest, out: &mut Vec<u8>) -> Result<()> {
     field(out, request.path.as_bytes())?;
     field(out, request.query.as_bytes())?;
     let count = u32::try_from(request.headers.len())
-        .map_err(|_| StoreError::Invalid("too many headers".into()))?;
+        .map_err(|_| CodecError::Invalid("too many headers".into()))?;
     out.extend_from_slice(&count.to_le_bytes());
     for (name, value) in &request.headers {
         field(out, name.as_bytes())?;
@@ -97,7 +98,7 @@ fn encode_request(request: &StoredRequest, out: &mut Vec<u8>) -> Result<()> {
 }
 
 fn decode_request(mut bytes: &[u8]) -> Result<StoredRequest> {
-    let corrupt = || StoreError::Corrupt("a request in the inbox".into());
+    let corrupt = || CodecError::Corrupt("a request in the inbox".into());
     let u32_field = |bytes: &mut &[u8]| -> Result<u32> {
         let (head, rest) = bytes.split_at_checked(4).ok_or_else(corrupt)?;
         *bytes = rest;
@@ -138,7 +139,7 @@ const KV: u8 = 6;
 
 /// An entry of the inbox, decoded as far as recovery needs.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Entry<'a> {
+pub enum Entry<'a> {
     /// A new event: its record's JSON (the request follows it, see [`entry_request`]).
     Event {
         record: &'a [u8],
@@ -152,14 +153,14 @@ pub(super) enum Entry<'a> {
 /// An event's record and every delivery of it, as they were when it settled or was
 /// replayed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct Progress {
+pub struct Progress {
     pub record: EventRecord,
     pub deliveries: Vec<DeliveryRecord>,
 }
 
 /// A `kv` write; `value: None` deletes the key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct KvWrite {
+pub struct KvWrite {
     pub connector: String,
     pub key: String,
     pub value: Option<Body>,
@@ -167,8 +168,8 @@ pub(super) struct KvWrite {
 
 /// Decode an entry's payload. A payload that is none of the layouts is an error (the CRC
 /// matched, so only a bug or a hostile disk writes one), never a panic.
-pub(super) fn decode(payload: &[u8]) -> Result<Entry<'_>> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("inbox entry: {what}"));
+pub fn decode(payload: &[u8]) -> Result<Entry<'_>> {
+    let corrupt = |what: &str| CodecError::Corrupt(format!("inbox entry: {what}"));
     match payload.first() {
         Some(&(ENTRY | JSON_ENTRY)) => entry_record(payload)
             .map(|record| Entry::Event { record })
@@ -182,14 +183,14 @@ pub(super) fn decode(payload: &[u8]) -> Result<Entry<'_>> {
 }
 
 /// The inbox payload of an event's progress.
-pub(super) fn encode_progress(progress: &Progress) -> Result<Vec<u8>> {
+pub fn encode_progress(progress: &Progress) -> Result<Vec<u8>> {
     let mut entry = vec![PROGRESS];
     serde_json::to_writer(&mut entry, progress)?;
     Ok(entry)
 }
 
 /// The inbox payload of a `kv` write.
-pub(super) fn encode_kv(write: &KvWrite) -> Result<Vec<u8>> {
+pub fn encode_kv(write: &KvWrite) -> Result<Vec<u8>> {
     let mut entry = vec![KV];
     serde_json::to_writer(&mut entry, write)?;
     Ok(entry)
@@ -302,8 +303,8 @@ mod tests {
         use proptest::prelude::*;
 
         use super::super::*;
-        use crate::store::sled::inbox::Location;
-        use crate::store::sled::value;
+        use crate::store::Location;
+        use crate::store::value;
 
         fn request() -> impl Strategy<Value = StoredRequest> {
             (

@@ -1,0 +1,321 @@
+//! The records every engine stores, and nothing else: what an event, its request, its
+//! attempts and its deliveries are. Engines and the pipeline share them; they know no
+//! engine.
+
+use std::fmt;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+/// Raw bytes that serialize as a string when they are UTF-8 and as `{"base64": …}` when not,
+/// so the event log shows bodies readably without ever altering them.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Body(Vec<u8>);
+
+impl Body {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.0.clone()
+    }
+    pub fn into_vec(self) -> Vec<u8> {
+        self.0
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(bytes: Vec<u8>) -> Self {
+        Body(bytes)
+    }
+}
+
+impl From<&[u8]> for Body {
+    fn from(bytes: &[u8]) -> Self {
+        Body(bytes.to_vec())
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Body({} bytes)", self.0.len())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum BodyRepr {
+    Text(String),
+    Base64 { base64: String },
+}
+
+impl Serialize for Body {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(&self.0) {
+            Ok(text) => BodyRepr::Text(text.to_string()),
+            Err(_) => BodyRepr::Base64 {
+                base64: base64::engine::general_purpose::STANDARD.encode(&self.0),
+            },
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Body {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match BodyRepr::deserialize(d)? {
+            BodyRepr::Text(text) => Ok(Body(text.into_bytes())),
+            BodyRepr::Base64 { base64 } => base64::engine::general_purpose::STANDARD
+                .decode(base64)
+                .map(Body)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Header names whose values are credentials: stored as `****`.
+pub fn is_secret_header(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "authorization" | "proxy-authorization" | "cookie" | "xf-api-key" | "x-api-key"
+    )
+}
+
+/// Replace the values of credential headers with `****` (they keep their names, so the log
+/// shows that one was sent).
+pub fn mask_secret_headers(headers: &mut [(String, String)]) {
+    for (name, value) in headers {
+        if is_secret_header(name) {
+            *value = "****".into();
+        }
+    }
+}
+
+/// The request as received, kept for the event log and handed to the connector.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoredRequest {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// Names lowercase, in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: Body,
+}
+
+/// Where an event stands. `pending`/`retrying` are live; the rest are final.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Stored; waiting for the connector or for its deliveries.
+    Pending,
+    /// A connector call or a delivery failed and is scheduled again.
+    Retrying,
+    /// The connector ran and every delivery got a 2xx.
+    Succeeded,
+    /// Gave up: rejected by the connector, a permanent downstream error, or attempts used up.
+    Dead,
+    /// A repeat of an earlier event (same dedupe key within the window); not dispatched.
+    Duplicate,
+    /// Failed signature verification; never dispatched.
+    Rejected,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Retrying => "retrying",
+            Status::Succeeded => "succeeded",
+            Status::Dead => "dead",
+            Status::Duplicate => "duplicate",
+            Status::Rejected => "rejected",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, Status::Pending | Status::Retrying)
+    }
+}
+
+/// The outcome of signature verification, kept with the event.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Verification {
+    pub scheme: String,
+    pub verified: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One call of the connector's `handle` for an event.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Attempt {
+    pub number: u32,
+    pub at: u64,
+    pub duration_ms: u64,
+    pub plugin_digest: String,
+    pub plugin_version: String,
+    /// `deliveries`, `retry`, `reject`, `trap`, `deadline`, `unavailable`, `lost` (its request
+    /// is gone), `oversized` (it returned more than `[plugins]` allows).
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub deliveries: usize,
+    #[serde(default)]
+    pub logs: Vec<LogLine>,
+    #[serde(default)]
+    pub fetches: Vec<FetchRecord>,
+}
+
+/// The event log's record of one inbound request (without its body; see [`StoredRequest`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EventRecord {
+    pub id: String,
+    pub connector: String,
+    pub received_at: u64,
+    pub updated_at: u64,
+    pub status: Status,
+    pub verification: Verification,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedupe_key: Option<String>,
+    /// For a `duplicate`: the event it repeats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<String>,
+    /// When the connector is called next (a scheduled retry of `handle`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<u64>,
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+    /// Index of the first delivery of the latest connector run (set by a replay): the new
+    /// run numbers its deliveries from here, and the status follows them, while the old
+    /// ones stay in the log.
+    #[serde(default)]
+    pub deliveries_from: u32,
+    /// The latest run was a replay that asked for new `Idempotency-Key`s (a deliberate new
+    /// effect). Otherwise each run's deliveries carry `{id}-{n}`, `n` counted from the
+    /// run's first delivery: a replay sends the keys the first run sent, so a receiver
+    /// that dedupes on them does not apply an effect twice (as Stripe keeps an event's id
+    /// when it is resent).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub new_keys: bool,
+    /// Why it is dead, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl EventRecord {
+    /// A just-received event, `pending`, verified with `scheme`.
+    pub fn received(id: String, connector: String, at: u64, scheme: &str) -> Self {
+        EventRecord {
+            id,
+            connector,
+            received_at: at,
+            updated_at: at,
+            status: Status::Pending,
+            verification: Verification {
+                scheme: scheme.to_string(),
+                verified: true,
+                error: None,
+            },
+            dedupe_key: None,
+            duplicate_of: None,
+            next_attempt_at: None,
+            attempts: Vec::new(),
+            deliveries_from: 0,
+            new_keys: false,
+            error: None,
+        }
+    }
+}
+
+/// State of one outbound delivery.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    Retrying,
+    Succeeded,
+    Dead,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Retrying => "retrying",
+            DeliveryStatus::Succeeded => "succeeded",
+            DeliveryStatus::Dead => "dead",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, DeliveryStatus::Succeeded | DeliveryStatus::Dead)
+    }
+}
+
+/// One try of one delivery.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeliveryAttempt {
+    pub number: u32,
+    pub at: u64,
+    pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<OutboundResponse>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// An outbox row: a request the connector asked for, and every try of it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub event_id: String,
+    pub index: u32,
+    /// Sent as `Idempotency-Key` (and `webhook-id` when signed); the same on every try.
+    pub idempotency_key: String,
+    pub request: OutboundRequest,
+    pub status: DeliveryStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<u64>,
+    #[serde(default)]
+    pub attempts: Vec<DeliveryAttempt>,
+}
+
+/// A request as a connector describes it (a delivery, or an `http.fetch`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OutboundRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Body,
+}
+
+/// What came back.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OutboundResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Body,
+}
+
+/// One `http.fetch` call as it appears in the event log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FetchRecord {
+    pub at: u64,
+    pub duration_ms: u64,
+    pub request: OutboundRequest,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+}
+
+/// One line a connector logged during a call.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogLine {
+    pub at: u64,
+    pub level: String,
+    pub message: String,
+}
