@@ -14,6 +14,10 @@
 //! | `switchyard_delivery_attempts_total` | `connector`, `outcome` | outbound attempts: `succeeded`, `retrying`, `dead` |
 //! | `switchyard_delivery_duration_seconds` | `connector` | histogram of the attempts |
 //! | `switchyard_dispatch_queue_depth` | | events waiting for a dispatch worker |
+//! | `switchyard_connector_backlog` | `connector` | the same, by connector (sled; NATS counts it in the server, per consumer) |
+//! | `switchyard_store_commits_total` | | group commits of the embedded store (one `fdatasync` each) |
+//! | `switchyard_store_committed_events_total` | | requests those commits answered: divided by the commits, the group size |
+//! | `switchyard_store_sync_microseconds_total` | | time in the commits' `fdatasync` (µs, an integer counter): divided by the commits, the sync time |
 //! | `switchyard_connector_up` | `connector` | 1 while its plugin is loaded and serving |
 //! | `switchyard_connector_paused` | `connector` | 1 while paused |
 //! | `switchyard_reloads_total` | | reloads since start (file changes, API, `SIGHUP`) |
@@ -211,6 +215,22 @@ impl Metrics {
                 "Events waiting for a dispatch worker."
             );
             describe_gauge!(
+                "switchyard_connector_backlog",
+                "Events waiting for a dispatch worker, by connector."
+            );
+            describe_counter!(
+                "switchyard_store_commits_total",
+                "Group commits of the embedded store, one fdatasync each."
+            );
+            describe_counter!(
+                "switchyard_store_committed_events_total",
+                "Requests answered by the embedded store's group commits."
+            );
+            describe_counter!(
+                "switchyard_store_sync_microseconds_total",
+                "Time spent in the group commits' fdatasync, in microseconds."
+            );
+            describe_gauge!(
                 "switchyard_connector_up",
                 "1 while the connector's plugin is loaded and serving."
             );
@@ -260,7 +280,21 @@ impl Metrics {
     /// The text a scrape gets, gauges read now.
     pub fn render(&self, app: &App) -> String {
         self.with(|| {
-            gauge!("switchyard_dispatch_queue_depth").set(app.storage.dispatch_depth() as f64);
+            let backlog = app.storage.dispatch_backlog();
+            gauge!("switchyard_dispatch_queue_depth")
+                .set(backlog.iter().map(|(_, n)| *n).sum::<usize>() as f64);
+            for (connector, waiting) in backlog {
+                gauge!("switchyard_connector_backlog", "connector" => connector)
+                    .set(waiting as f64);
+            }
+            if let Some(stats) = app.storage.commit_stats() {
+                use std::sync::atomic::Ordering::Relaxed;
+                counter!("switchyard_store_commits_total").absolute(stats.commits.load(Relaxed));
+                counter!("switchyard_store_committed_events_total")
+                    .absolute(stats.events.load(Relaxed));
+                counter!("switchyard_store_sync_microseconds_total")
+                    .absolute(stats.sync_micros.load(Relaxed));
+            }
             for connector in app.connectors.all() {
                 let id = connector.config.id.clone();
                 let up = connector.unavailable().is_none();

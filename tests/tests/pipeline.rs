@@ -577,6 +577,20 @@ async fn metrics_count_what_senders_connectors_and_deliveries_saw() {
     );
     assert_eq!(sample(&page, "switchyard_dispatch_queue_depth"), Some(0.0));
     assert!(page.contains("# HELP switchyard_webhooks_total"), "{page}");
+    if on_sled("metrics: the store's group commits") {
+        // The accepted event, its duplicate and the forged one (recorded as `rejected`)
+        // each waited for a commit: at least one commit, at most one per request.
+        let commits = sample(&page, "switchyard_store_commits_total").expect("commits");
+        let events = sample(&page, "switchyard_store_committed_events_total").expect("events");
+        assert!((1.0..=3.0).contains(&commits), "{page}");
+        assert_eq!(events, 3.0, "{page}");
+        assert!(sample(&page, "switchyard_store_sync_microseconds_total").is_some());
+        assert_eq!(
+            sample(&page, r#"switchyard_connector_backlog{connector="stripe"}"#),
+            Some(0.0),
+            "{page}"
+        );
+    }
     host.stop().await;
 }
 
@@ -864,12 +878,12 @@ impl Lookups {
         assert_eq!(by_key["data"][0]["duplicate_of"], first_id.as_str());
         assert_eq!(by_key["next_cursor"], Value::Null);
         let paged = get(format!("key={target}&limit=1")).await;
-        assert_eq!(ids(&paged), [repeat_id.clone()]);
+        assert_eq!(ids(&paged), std::slice::from_ref(repeat_id));
         let cursor = paged["next_cursor"].as_str().expect("a second page");
         let second = get(format!("key={target}&limit=1&cursor={cursor}")).await;
-        assert_eq!(ids(&second), [first_id.clone()]);
+        assert_eq!(ids(&second), std::slice::from_ref(first_id));
         let succeeded = get(format!("key={target}&status=succeeded")).await;
-        assert_eq!(ids(&succeeded), [first_id.clone()]);
+        assert_eq!(ids(&succeeded), std::slice::from_ref(first_id));
         assert!(ids(&get(format!("key={target}&connector=other")).await).is_empty());
         assert!(
             ids(&get(format!("key={}", evt_id())).await).is_empty(),
@@ -878,7 +892,7 @@ impl Lookups {
 
         // The Idempotency-Key a receiver logged: the event that sent it.
         let by_delivery = get(format!("delivery_key={idempotency_key}")).await;
-        assert_eq!(ids(&by_delivery), [first_id.clone()], "{life}");
+        assert_eq!(ids(&by_delivery), std::slice::from_ref(first_id), "{life}");
         for unknown in [
             format!("{first_id}-7"),
             "nothing".into(),

@@ -215,13 +215,14 @@ impl Queues {
         }
     }
 
-    pub fn dispatch_depth(&self) -> usize {
+    /// Events waiting, by connector (leased ones not counted).
+    pub fn dispatch_backlog(&self) -> Vec<(String, usize)> {
         self.dispatch
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .map(|q| q.len())
-            .sum()
+            .iter()
+            .map(|(connector, q)| (connector.clone(), q.len()))
+            .collect()
     }
 }
 

@@ -285,8 +285,8 @@ impl DispatchQueue for MemoryStore {
         Ok(())
     }
 
-    fn dispatch_depth(&self) -> usize {
-        self.queues.dispatch_depth()
+    fn dispatch_backlog(&self) -> Vec<(String, usize)> {
+        self.queues.dispatch_backlog()
     }
 }
 

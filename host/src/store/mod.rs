@@ -71,6 +71,15 @@ impl From<serde_json::Error> for StoreError {
     }
 }
 
+/// What an engine's group commit has done since it started: commits, the events they
+/// acknowledged, and the time spent in `fdatasync`.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    pub commits: std::sync::atomic::AtomicU64,
+    pub events: std::sync::atomic::AtomicU64,
+    pub sync_micros: std::sync::atomic::AtomicU64,
+}
+
 /// The shortest dedupe window a config may set (`storage.dedupe_window`).
 pub const MIN_DEDUPE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -179,6 +188,12 @@ pub trait EventLog: Send + Sync {
     /// stored and was not acknowledged.
     async fn insert_event(&self, event: NewEvent) -> Result<Inserted>;
 
+    /// The engine's group commits so far, for `GET /metrics` (`None` where a server
+    /// commits, not this process).
+    fn commit_stats(&self) -> Option<&CommitStats> {
+        None
+    }
+
     /// Resolves once every write made before the call (updates, replays, kv) is durable.
     async fn sync(&self) -> Result<()>;
 
@@ -232,8 +247,9 @@ pub trait DispatchQueue: Send + Sync {
     /// The event is gone (retention removed it): stop handing it out.
     async fn forget_dispatch(&self, lease: Lease) -> Result<()>;
 
-    /// Events waiting for their connector, all connectors together (for `GET /metrics`).
-    fn dispatch_depth(&self) -> usize;
+    /// Events waiting for their connector, by connector (for `GET /metrics`); engines
+    /// whose queues live in a server may leave it empty.
+    fn dispatch_backlog(&self) -> Vec<(String, usize)>;
 }
 
 /// Deliveries due for their downstream, shared by every node.

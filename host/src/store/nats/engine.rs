@@ -845,9 +845,10 @@ impl DispatchQueue for NatsStore {
         Ok(())
     }
 
-    fn dispatch_depth(&self) -> usize {
-        // Counted by the server per consumer; not asked for on every scrape.
-        0
+    fn dispatch_backlog(&self) -> Vec<(String, usize)> {
+        // Counted by the server per consumer (`nats consumer info`); not asked for on
+        // every scrape.
+        Vec::new()
     }
 }
 

@@ -87,6 +87,8 @@ pub(super) struct Trees {
     pub batches: Batches,
     /// The newest event acknowledged so far, for the next checkpoint (`recovery.rs`).
     pub acked: Arc<Mutex<Option<Acked>>>,
+    /// The syncer's counts, for `GET /metrics`.
+    pub commits: Arc<crate::store::CommitStats>,
 }
 
 impl Trees {
@@ -103,6 +105,7 @@ impl Trees {
             requests: db.open_tree("requests")?,
             batches: Batches::new(db.open_tree("queue")?),
             acked: Default::default(),
+            commits: Default::default(),
         })
     }
 
@@ -465,10 +468,19 @@ fn sync_batches(
     while let Ok(first) = batches.recv() {
         let mut group = vec![first];
         group.extend(batches.try_iter());
+        let started = std::time::Instant::now();
         let synced = if durable { inbox.sync() } else { Ok(()) };
+        let requests: usize = group.iter().map(|b| b.answers.len()).sum();
         if let Err(err) = &synced {
-            let requests: usize = group.iter().map(|b| b.answers.len()).sum();
             tracing::error!(requests, "{err}; refused");
+        } else {
+            use std::sync::atomic::Ordering::Relaxed;
+            let stats = &trees.commits;
+            stats.commits.fetch_add(1, Relaxed);
+            stats.events.fetch_add(requests as u64, Relaxed);
+            stats
+                .sync_micros
+                .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
         }
         for batch in group {
             let result = match &synced {

@@ -933,6 +933,10 @@ impl EventLog for SledStore {
         SledStore::insert_event(self, event).await
     }
 
+    fn commit_stats(&self) -> Option<&crate::store::CommitStats> {
+        Some(&self.trees.commits)
+    }
+
     async fn sync(&self) -> Result<()> {
         SledStore::sync(self).await
     }
@@ -1008,8 +1012,8 @@ impl DispatchQueue for SledStore {
         Ok(())
     }
 
-    fn dispatch_depth(&self) -> usize {
-        self.queues.dispatch_depth()
+    fn dispatch_backlog(&self) -> Vec<(String, usize)> {
+        self.queues.dispatch_backlog()
     }
 }
 
