@@ -127,6 +127,21 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in the order [`Status::index`] numbers them.
+    pub const ALL: [Status; 6] = [
+        Status::Pending,
+        Status::Retrying,
+        Status::Succeeded,
+        Status::Dead,
+        Status::Duplicate,
+        Status::Rejected,
+    ];
+
+    /// Its place in [`Status::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "pending",

@@ -109,6 +109,56 @@ fn same_secret(given: &str, expected: &str) -> bool {
     )
 }
 
+/// Each connector's counts by status, over the retention window and the last 24 hours
+/// (by the hour), keyed by connector; empty when the engine cannot count without reading
+/// the log.
+async fn counts(app: &App) -> Result<std::collections::HashMap<String, Value>, ApiError> {
+    let since = crate::time::now_ms().saturating_sub(24 * 3_600_000);
+    let Some(counts) = app.storage.counts(since).await? else {
+        return Ok(Default::default());
+    };
+    let by_status = |counts: &crate::store::tally::Counts| -> Value {
+        Status::ALL
+            .iter()
+            .map(|s| (s.as_str().to_string(), json!(counts[s.index()])))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    Ok(counts
+        .iter()
+        .map(|(id, (all, recent))| {
+            (
+                id.clone(),
+                json!({ "retention": by_status(all), "last_24h": by_status(recent) }),
+            )
+        })
+        .collect())
+}
+
+/// What `GET /v1/connectors` adds to a connector: its counts (zeros when it has no
+/// events) and its latest failed delivery try on this host.
+fn with_activity(
+    mut body: Value,
+    app: &App,
+    counts: &std::collections::HashMap<String, Value>,
+) -> Value {
+    let id = body["id"].as_str().unwrap_or_default().to_string();
+    body["counts"] = counts.get(&id).cloned().unwrap_or_else(|| {
+        let zeros: serde_json::Map<_, _> = Status::ALL
+            .iter()
+            .map(|s| (s.as_str().to_string(), json!(0)))
+            .collect();
+        json!({ "retention": zeros, "last_24h": zeros })
+    });
+    body["last_delivery_error"] = app
+        .last_delivery_errors
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&id)
+        .map_or(Value::Null, |e| json!(e));
+    body
+}
+
 fn connector_json(connector: &crate::plugin::Connector) -> Value {
     let plugin = connector.plugin.as_ref();
     json!({
@@ -127,7 +177,8 @@ fn connector_json(connector: &crate::plugin::Connector) -> Value {
 }
 
 /// Every configured connector; disabled ones show `"enabled": false` and nothing loaded.
-async fn list_connectors(State(app): State<Arc<App>>) -> Json<Value> {
+async fn list_connectors(State(app): State<Arc<App>>) -> Result<Json<Value>, ApiError> {
+    let counts = counts(&app).await?;
     let data: Vec<Value> = app
         .connector_configs()
         .iter()
@@ -140,12 +191,13 @@ async fn list_connectors(State(app): State<Arc<App>>) -> Json<Value> {
                 "plugin": config.plugin,
             }),
         })
+        .map(|body| with_activity(body, &app, &counts))
         .collect();
-    Json(json!({
+    Ok(Json(json!({
         "data": data,
         "config_error": app.last_config_error.load().as_deref(),
         "reloads": app.reloads.load(std::sync::atomic::Ordering::Relaxed),
-    }))
+    })))
 }
 
 async fn show_connector(
@@ -156,7 +208,12 @@ async fn show_connector(
         .connectors
         .get(&id)
         .ok_or_else(|| ApiError::not_found(format!("no enabled connector `{id}`")))?;
-    Ok(Json(connector_json(&connector)))
+    let counts = counts(&app).await?;
+    Ok(Json(with_activity(
+        connector_json(&connector),
+        &app,
+        &counts,
+    )))
 }
 
 /// The whole record: request, verification, dedupe key, attempts and deliveries.

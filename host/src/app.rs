@@ -17,6 +17,16 @@ use crate::store::Storage;
 use crate::store::sled::{SledStore, StoreOptions};
 
 /// Everything the stages share. One per running host.
+/// A delivery try that failed, as `GET /v1/connectors` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeliveryError {
+    pub at: u64,
+    pub event_id: String,
+    pub delivery: u32,
+    /// The downstream's status, or why there was none.
+    pub error: String,
+}
+
 pub struct App {
     /// The config as started. `[server]`, `[storage]` and `[plugins]` need a restart to
     /// change; connectors are reloaded (see [`App::reload`]).
@@ -47,6 +57,9 @@ pub struct App {
     pub call_slots: Arc<tokio::sync::Semaphore>,
     /// The last cluster-wide reload this host announced or followed (NATS).
     reload_generation: std::sync::Mutex<Option<Vec<u8>>>,
+    /// Each connector's latest failed delivery try on this host (since it started), for
+    /// `GET /v1/connectors`.
+    pub last_delivery_errors: std::sync::Mutex<std::collections::HashMap<String, DeliveryError>>,
     /// What `GET /metrics` shows.
     pub metrics: crate::metrics::Metrics,
     /// Admin requests per client address in the current minute.
@@ -169,6 +182,7 @@ impl App {
             delivery_slots: Arc::new(tokio::sync::Semaphore::new(DELIVERY_CONCURRENCY)),
             call_slots: Arc::new(tokio::sync::Semaphore::new(config.server.worker_count())),
             reload_generation: Default::default(),
+            last_delivery_errors: Default::default(),
             metrics: crate::metrics::Metrics::new(),
             admin_limiter: Default::default(),
             config,

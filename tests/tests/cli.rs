@@ -285,6 +285,17 @@ async fn connectors_commands_find_the_host_from_the_environment() {
         "{stripe} has the digest's start {digest}"
     );
 
+    // Nothing received yet.
+    assert!(out.contains("    last 24 h: no events"), "{out}");
+    let body = stripe_event(&evt_id(), "invoice.paid");
+    let answer: Value = send_stripe(&host, &body).await.json().await.unwrap();
+    host.wait_for_status(answer["id"].as_str().unwrap(), "succeeded")
+        .await;
+    let (ok, out, _) = run(&["connectors", "show", "stripe"]).await;
+    assert!(ok);
+    assert!(out.contains("    last 24 h: 1 succeeded\n"), "{out}");
+    assert!(out.contains("    retained: 1 succeeded\n"), "{out}");
+
     let (ok, out, err) = run(&["connectors", "pause", "stripe"]).await;
     assert!(ok, "{err}");
     assert!(out.starts_with("stripe paused"), "{out}");

@@ -920,3 +920,75 @@ impl Lookups {
         );
     }
 }
+
+/// `GET /v1/connectors[/{id}]`: each connector's events by status over the retention
+/// window and the last 24 hours (kept as events move, and counted again after a restart),
+/// and its latest failed delivery.
+#[tokio::test]
+async fn connectors_show_counts_by_status_and_the_last_delivery_error() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let config = dirs.base_config() + &stripe_connector(&receiver, "");
+    let host = Host::start(&config).await;
+
+    let ok = stripe_event(&evt_id(), "invoice.paid");
+    let answer: Value = send_stripe(&host, &ok).await.json().await.unwrap();
+    let ok_id = answer["id"].as_str().unwrap().to_string();
+    host.wait_for_status(&ok_id, "succeeded").await;
+    // A downstream that refuses for good (400): dead at once.
+    receiver.respond_with(&[400]);
+    let refused: Value = send_stripe(&host, &stripe_event(&evt_id(), "invoice.paid"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let refused_id = refused["id"].as_str().unwrap().to_string();
+    host.wait_for_status(&refused_id, "dead").await;
+    assert_eq!(send_stripe(&host, &ok).await.status(), 200, "a duplicate");
+    let forged = host
+        .post_hook("stripe", &stripe_headers("whsec_wrong", &ok, now()), &ok)
+        .await;
+    assert_eq!(forged.status(), 401);
+
+    let expect = |connector: &Value, succeeded: u64, dead: u64, life: &str| {
+        for window in ["retention", "last_24h"] {
+            let counts = &connector["counts"][window];
+            let want = [
+                ("pending", 0),
+                ("retrying", 0),
+                ("succeeded", succeeded),
+                ("dead", dead),
+                ("duplicate", 1),
+                ("rejected", 1),
+            ];
+            for (status, n) in want {
+                assert_eq!(counts[status], n, "{window} {status} {life}: {connector:#}");
+            }
+        }
+    };
+    let stripe = host.connector("stripe").await;
+    expect(&stripe, 1, 1, "first life");
+    let error = &stripe["last_delivery_error"];
+    assert_eq!(error["error"], "HTTP 400", "{stripe:#}");
+    assert_eq!(error["event_id"], refused_id.as_str());
+    assert_eq!(error["delivery"], 0);
+    let list: Value = host.admin_get("/v1/connectors").await.json().await.unwrap();
+    assert_eq!(list["data"][0]["counts"], stripe["counts"]);
+
+    // Replayed once the downstream takes it: the dead one moves to succeeded.
+    let replay = host
+        .admin_post(&format!("/v1/events/{refused_id}/replay"))
+        .await;
+    assert_eq!(replay.status(), 202);
+    receiver.wait_delivered(2).await;
+    host.wait_for_status(&refused_id, "succeeded").await;
+    expect(&host.connector("stripe").await, 2, 0, "after the replay");
+
+    // Counted again from the log after a restart; the last error was this host's only.
+    host.stop().await;
+    let host = Host::start(&config).await;
+    let stripe = host.connector("stripe").await;
+    expect(&stripe, 2, 0, "after a restart");
+    assert_eq!(stripe["last_delivery_error"], Value::Null);
+    host.stop().await;
+}

@@ -206,6 +206,29 @@ fn connector_table(connectors: &[Value]) -> String {
         if let Some(error) = c["last_error"].as_str() {
             out.push_str(&format!("    last error: {error}\n"));
         }
+        for (window, label) in [("last_24h", "last 24 h"), ("retention", "retained")] {
+            if let Some(counts) = c["counts"][window].as_object() {
+                let nonzero: Vec<String> = counts
+                    .iter()
+                    .filter(|(_, n)| n.as_u64().is_some_and(|n| n > 0))
+                    .map(|(status, n)| format!("{n} {status}"))
+                    .collect();
+                let text = if nonzero.is_empty() {
+                    "no events".into()
+                } else {
+                    nonzero.join(", ")
+                };
+                out.push_str(&format!("    {label}: {text}\n"));
+            }
+        }
+        if let Some(error) = c["last_delivery_error"].as_object() {
+            out.push_str(&format!(
+                "    last delivery error: {} (event {}, {})\n",
+                error.get("error").and_then(Value::as_str).unwrap_or("?"),
+                error.get("event_id").and_then(Value::as_str).unwrap_or("?"),
+                time(error.get("at").unwrap_or(&Value::Null)),
+            ));
+        }
     }
     out
 }

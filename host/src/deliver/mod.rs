@@ -106,6 +106,26 @@ async fn try_once(app: &Arc<App>, lease: Lease, mut row: DeliveryRecord) -> Resu
     };
     app.metrics
         .delivery_attempt(&connector.config.id, row.status.as_str(), took);
+    if row.status != DeliveryStatus::Succeeded {
+        let error = match &result {
+            Ok(response) => format!("HTTP {}", response.status),
+            Err(err) => {
+                crate::secret::redact(&err.to_string(), &connector.grants.secrets).into_owned()
+            }
+        };
+        app.last_delivery_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                connector.config.id.clone(),
+                crate::app::DeliveryError {
+                    at,
+                    event_id: row.event_id.clone(),
+                    delivery: row.index,
+                    error,
+                },
+            );
+    }
     row.next_attempt_at = match verdict {
         Verdict::Retry { not_before } if row.status == DeliveryStatus::Retrying => {
             let delay = backoff(&policy, number, not_before, rand::rng().random());

@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::store::tally::Counts;
+
 use super::due::{self, Queues};
 use super::{
     ConnectorKv, Dedupe, DedupeCursor, DeliveryRecord, DispatchQueue, EventLog, EventQuery,
@@ -131,6 +133,19 @@ impl EventLog for MemoryStore {
         update(record);
         record.updated_at = lifecycle::next_update(record.updated_at);
         Ok(Some(record.clone()))
+    }
+
+    async fn counts(&self, since: u64) -> Result<Option<HashMap<String, (Counts, Counts)>>> {
+        let since = since - since % 3_600_000;
+        let mut counts: HashMap<String, (Counts, Counts)> = HashMap::new();
+        for record in self.state().events.values() {
+            let entry = counts.entry(record.connector.clone()).or_default();
+            entry.0[record.status.index()] += 1;
+            if record.received_at >= since {
+                entry.1[record.status.index()] += 1;
+            }
+        }
+        Ok(Some(counts))
     }
 
     async fn list_events(&self, query: &EventQuery) -> Result<(Vec<EventRecord>, Option<String>)> {

@@ -14,9 +14,11 @@ pub mod nats;
 pub mod record;
 pub mod retention;
 pub mod sled;
+pub mod tally;
 
 pub use record::*;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -192,6 +194,17 @@ pub trait EventLog: Send + Sync {
     /// commits, not this process).
     fn commit_stats(&self) -> Option<&CommitStats> {
         None
+    }
+
+    /// Each connector's events by status ([`Status::ALL`] order): over everything the log
+    /// holds, and over those received since the hour of `since` (unix ms). `None` when the
+    /// engine cannot say without reading the log.
+    async fn counts(
+        &self,
+        since: u64,
+    ) -> Result<Option<HashMap<String, (tally::Counts, tally::Counts)>>> {
+        let _ = since;
+        Ok(None)
     }
 
     /// Resolves once every write made before the call (updates, replays, kv) is durable.

@@ -51,6 +51,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
 use crate::config::StorageConfig;
+use crate::store::tally::Counts;
 use crate::store::{
     ConnectorKv, Dedupe, DedupeCursor, DeliveryRecord, DispatchQueue, EventLog, EventQuery,
     EventRecord, Inserted, Lease, NewEvent, Outbox, ReplayError, Result, Status, StoreError,
@@ -617,6 +618,10 @@ impl EventLog for NatsStore {
         self.modify(id, update).await
     }
 
+    async fn counts(&self, since: u64) -> Result<Option<HashMap<String, (Counts, Counts)>>> {
+        Ok(Some(self.index.counts(since)))
+    }
+
     async fn list_events(&self, query: &EventQuery) -> Result<(Vec<EventRecord>, Option<String>)> {
         if let Some(key) = &query.key {
             let mut candidates = Vec::new();
@@ -1049,6 +1054,22 @@ impl Index {
                 }
             }
         }
+    }
+
+    /// Counts by connector and status, over everything and since the hour of `since`
+    /// (an event's time is its id's, a ULID).
+    fn counts(&self, since: u64) -> HashMap<String, (Counts, Counts)> {
+        let since = since - since % 3_600_000;
+        let mut counts: HashMap<String, (Counts, Counts)> = HashMap::new();
+        for (id, summary) in self.events().iter() {
+            let entry = counts.entry(summary.connector.clone()).or_default();
+            entry.0[summary.status.index()] += 1;
+            let at = ulid::Ulid::from_string(id).map_or(0, |u| u.timestamp_ms());
+            if at >= since {
+                entry.1[summary.status.index()] += 1;
+            }
+        }
+        counts
     }
 
     /// The events deduped on `key`, newest first.

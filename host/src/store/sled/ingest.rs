@@ -89,6 +89,8 @@ pub(super) struct Trees {
     pub acked: Arc<Mutex<Option<Acked>>>,
     /// The syncer's counts, for `GET /metrics`.
     pub commits: Arc<crate::store::CommitStats>,
+    /// Events by connector, status and hour, for `GET /v1/connectors`.
+    pub tally: Arc<crate::store::tally::Tally>,
 }
 
 impl Trees {
@@ -106,6 +108,7 @@ impl Trees {
             batches: Batches::new(db.open_tree("queue")?),
             acked: Default::default(),
             commits: Default::default(),
+            tally: Default::default(),
         })
     }
 
@@ -220,6 +223,7 @@ struct Decided {
     claim: Option<(Vec<u8>, u64)>,
     /// The key it was deduped on (a claim or a duplicate): its `keys` entry.
     dedupe_key: Option<String>,
+    status: Status,
     inserted: Inserted,
 }
 
@@ -368,6 +372,7 @@ fn decide(
         entry,
         claim,
         dedupe_key: record.dedupe_key,
+        status: record.status,
         inserted,
     })
 }
@@ -427,6 +432,12 @@ fn apply(trees: &Trees, event: &Decided, location: Location, batch: Option<&[u8]
             .dedupe
             .insert(key.as_slice(), serde_json::to_vec(&entry)?)?;
     }
+    trees.tally.moved(
+        &event.connector,
+        event.received_at,
+        None,
+        Some(event.status),
+    );
     Ok(())
 }
 
@@ -441,9 +452,16 @@ fn undo(trees: &Trees, id: &str, claim: Option<&[u8]>, batch: Option<&[u8]>) -> 
     trees.pending.remove(id.as_bytes())?;
     if let Some(value) = trees.events.remove(id.as_bytes())?
         && let Ok(record) = decode_event(&value)
-        && let Some(key) = record.dedupe_key
     {
-        trees.keys.remove(key_entry(&key, id))?;
+        trees.tally.moved(
+            &record.connector,
+            record.received_at,
+            Some(record.status),
+            None,
+        );
+        if let Some(key) = &record.dedupe_key {
+            trees.keys.remove(key_entry(key, id))?;
+        }
     }
     if let Some(batch) = batch {
         trees.batches.leave(batch)?;
@@ -695,6 +713,7 @@ fn replay_event(
         entry: Vec::new(),
         claim,
         dedupe_key: record.dedupe_key,
+        status: record.status,
         inserted: Inserted::Accepted { id: String::new() },
     };
     // Queued on its own: its batch entry may be lost with it.

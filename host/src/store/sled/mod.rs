@@ -41,6 +41,7 @@
 //! event it points at, deliveries before the event leaves the dispatch queue. Rare
 //! maintenance (replay, retention) keeps transactions.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -245,6 +246,7 @@ impl SledStore {
             .batches
             .load(|batch, id| self.waits_in(batch, id))?;
         self.fill_queues()?;
+        self.fill_tally()?;
         // Durable before the first event is accepted: the replay mark above, and whatever
         // the recovery changed.
         self.db.flush()?;
@@ -406,6 +408,46 @@ impl SledStore {
     }
 
     /// The `dedupe` tree key an event claimed, if it has a dedupe key.
+    /// Count the events by connector, status and hour (read once at open; then each write
+    /// of a record moves its count).
+    fn fill_tally(&self) -> Result<()> {
+        #[derive(serde::Deserialize)]
+        struct Head {
+            connector: String,
+            received_at: u64,
+            status: crate::store::Status,
+        }
+        let mut unread = 0usize;
+        let mut failed = None;
+        let heads = self.trees.events.iter().filter_map(|item| match item {
+            Ok((_, value)) => {
+                match serde_json::from_slice::<Head>(&value[prefix_of(&value).len()..]) {
+                    Ok(head) => Some((head.connector, head.received_at, head.status)),
+                    // Read as corrupt wherever it is used; not counted here.
+                    Err(_) => {
+                        unread += 1;
+                        None
+                    }
+                }
+            }
+            Err(err) => {
+                failed.get_or_insert(err);
+                None
+            }
+        });
+        self.trees.tally.fill(heads);
+        if let Some(err) = failed {
+            return Err(err.into());
+        }
+        if unread > 0 {
+            tracing::warn!(
+                records = unread,
+                "event records that do not read are not counted"
+            );
+        }
+        Ok(())
+    }
+
     /// Fill the `keys` tree from the events of a store written before it existed (once:
     /// the `meta` tree then says it is done; a new store is done at once).
     fn index_keys(&self) -> Result<()> {
@@ -536,6 +578,7 @@ impl SledStore {
                 return Ok(None);
             };
             let mut record = decode_event(&current)?;
+            let before = record.status;
             update(&mut record);
             record.updated_at = lifecycle::next_update(record.updated_at);
             let new = encode_event(prefix_of(&current), &record)?;
@@ -545,6 +588,12 @@ impl SledStore {
                 .compare_and_swap(id.as_bytes(), Some(current), Some(new))?
             {
                 Ok(()) => {
+                    self.trees.tally.moved(
+                        &record.connector,
+                        record.received_at,
+                        Some(before),
+                        Some(record.status),
+                    );
                     self.progressed();
                     // Settled: what a rebuild needs to not send it again. Each later try
                     // of another of its deliveries writes it again, with that one's state.
@@ -620,6 +669,12 @@ impl SledStore {
         self.trees
             .events
             .insert(id, encode_event(&prefix, &record)?)?;
+        self.trees.tally.moved(
+            &record.connector,
+            record.received_at,
+            Some(before.status),
+            Some(record.status),
+        );
         match batch {
             Some(batch) => self.trees.batches.leave(&batch)?,
             None if !keep_pending => {
@@ -762,11 +817,13 @@ impl SledStore {
             .outbox
             .scan_prefix(format!("{id}/").as_bytes())
             .count() as u32;
+        let before = std::cell::Cell::new(None);
         let result = (&self.trees.events, &self.trees.pending).transaction(|(events, pending)| {
             let Some(bytes) = events.get(id.as_bytes())? else {
                 return Ok(Err(ReplayError::NotFound(id.to_string())));
             };
             let mut record = decode_event(&bytes).map_err(abort)?;
+            before.set(Some(record.status));
             if let Err(refused) = lifecycle::reset_for_replay(&mut record, existing, new_keys) {
                 return Ok(Err(refused));
             }
@@ -776,6 +833,12 @@ impl SledStore {
             Ok(Ok(record))
         });
         let record = result.map_err(tx_error)??;
+        self.trees.tally.moved(
+            &record.connector,
+            record.received_at,
+            before.get(),
+            Some(record.status),
+        );
         self.progressed();
         // Durable with the `sync` the API waits for before it answers.
         self.log_progress(&record)?;
@@ -826,6 +889,12 @@ impl SledStore {
                     Ok::<_, ConflictableTransactionError<StoreError>>(())
                 })
                 .map_err(tx_error)?;
+            self.trees.tally.moved(
+                &record.connector,
+                record.received_at,
+                Some(record.status),
+                None,
+            );
             // After the event: an entry whose event is gone is skipped by lookups.
             if let Some(dk) = &record.dedupe_key {
                 self.trees.keys.remove(key_entry(dk, &record.id))?;
@@ -935,6 +1004,14 @@ impl EventLog for SledStore {
 
     fn commit_stats(&self) -> Option<&crate::store::CommitStats> {
         Some(&self.trees.commits)
+    }
+
+    async fn counts(
+        &self,
+        since: u64,
+    ) -> Result<Option<HashMap<String, (crate::store::tally::Counts, crate::store::tally::Counts)>>>
+    {
+        Ok(self.trees.tally.counts(since))
     }
 
     async fn sync(&self) -> Result<()> {
