@@ -79,6 +79,30 @@ impl<'de> Deserialize<'de> for Body {
     }
 }
 
+/// A body in the OpenAPI document: a string, or `{"base64": …}` (see [`Body`]).
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Body {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("The bytes, when they are UTF-8.")),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .property("base64", ObjectBuilder::new().schema_type(Type::String))
+                    .required("base64")
+                    .description(Some("The bytes in base64, when they are not UTF-8.")),
+            )
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Body {}
+
 /// Header names whose values are credentials: stored as `****`.
 pub fn is_secret_header(name: &str) -> bool {
     matches!(
@@ -98,17 +122,20 @@ pub fn mask_secret_headers(headers: &mut [(String, String)]) {
 }
 
 /// The request as received, kept for the event log and handed to the connector.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StoredRequest {
     pub method: String,
     pub path: String,
     pub query: String,
     /// Names lowercase, in the order received.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<String>>))]
     pub headers: Vec<(String, String)>,
     pub body: Body,
 }
 
 /// Where an event stands. `pending`/`retrying` are live; the rest are final.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -159,6 +186,7 @@ impl Status {
 }
 
 /// The outcome of signature verification, kept with the event.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Verification {
     pub scheme: String,
@@ -168,6 +196,7 @@ pub struct Verification {
 }
 
 /// One call of the connector's `handle` for an event.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Attempt {
     pub number: u32,
@@ -188,6 +217,7 @@ pub struct Attempt {
 }
 
 /// The event log's record of one inbound request (without its body; see [`StoredRequest`]).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EventRecord {
     pub id: String,
@@ -249,6 +279,7 @@ impl EventRecord {
 }
 
 /// State of one outbound delivery.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
@@ -274,6 +305,7 @@ impl DeliveryStatus {
 }
 
 /// One try of one delivery.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DeliveryAttempt {
     pub number: u32,
@@ -286,6 +318,7 @@ pub struct DeliveryAttempt {
 }
 
 /// An outbox row: a request the connector asked for, and every try of it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DeliveryRecord {
     pub event_id: String,
@@ -301,23 +334,28 @@ pub struct DeliveryRecord {
 }
 
 /// A request as a connector describes it (a delivery, or an `http.fetch`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct OutboundRequest {
     pub method: String,
     pub url: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<String>>))]
     pub headers: Vec<(String, String)>,
     pub body: Body,
 }
 
 /// What came back.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct OutboundResponse {
     pub status: u16,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<String>>))]
     pub headers: Vec<(String, String)>,
     pub body: Body,
 }
 
 /// One `http.fetch` call as it appears in the event log.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FetchRecord {
     pub at: u64,
@@ -328,6 +366,7 @@ pub struct FetchRecord {
 }
 
 /// One line a connector logged during a call.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LogLine {
     pub at: u64,

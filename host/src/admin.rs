@@ -6,6 +6,7 @@
 //! Every answer under `/v1` carries the rate-limit headers, and a `GET`'s an `ETag`
 //! ([`http`]).
 
+pub mod api;
 pub mod http;
 
 use std::sync::Arc;
@@ -14,44 +15,86 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
-use axum::routing::{get, post};
+use axum::response::{IntoResponse as _, Response};
+use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde_json::Value;
 use subtle::ConstantTimeEq;
 
-use crate::app::App;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use self::api::{
+    ConnectorCounts, ConnectorList, ConnectorView, ErrorBody, EventDetail, EventPage, Health,
+    Pushed, Replayed, Replaying,
+};
+use crate::app::{App, ReloadReport};
 use crate::error::ApiError;
 use crate::store::{EventQuery, EventRecord, ReplayError, Status};
 
 pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
-    let authed = Router::new()
-        .route("/v1/connectors", get(list_connectors))
-        .route("/v1/connectors/{id}", get(show_connector))
-        .route("/v1/connectors/{id}/reload", post(reload_connector))
-        .route("/v1/connectors/{id}/pause", post(pause_connector))
-        .route("/v1/connectors/{id}/resume", post(resume_connector))
-        .route("/v1/reload", post(reload_all))
-        .route("/v1/events", get(list_events))
-        .route("/v1/events/{id}", get(show_event))
-        .route("/v1/events/{id}/replay", post(replay_event))
-        .route("/v1/replay", post(replay_many))
-        .route(
-            "/v1/plugins/{name}",
-            post(push_plugin).layer(axum::extract::DefaultBodyLimit::max(
-                crate::store::nats::plugins::MAX_BUILD_BYTES,
-            )),
-        )
-        .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
+    let (authed, _) = documented()
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_token))
+        .split_for_parts();
     Router::new()
         .route("/v1/health", get(health))
+        .route("/v1/openapi.json", get(openapi_json))
         .merge(authed)
         .layer(middleware::from_fn(http::etag))
         .layer(middleware::from_fn_with_state(app, http::rate_limit))
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// The routes that need a token, each registered with its documentation.
+fn documented() -> OpenApiRouter<Arc<App>> {
+    let push = OpenApiRouter::new().routes(routes!(push_plugin)).layer(
+        axum::extract::DefaultBodyLimit::max(crate::store::nats::plugins::MAX_BUILD_BYTES),
+    );
+    OpenApiRouter::with_openapi(api::ApiDoc::openapi())
+        .routes(routes!(list_connectors))
+        .routes(routes!(show_connector))
+        .routes(routes!(reload_connector))
+        .routes(routes!(pause_connector))
+        .routes(routes!(resume_connector))
+        .routes(routes!(reload_all))
+        .routes(routes!(list_events))
+        .routes(routes!(show_event))
+        .routes(routes!(replay_event))
+        .routes(routes!(replay_many))
+        .merge(push)
+}
+
+/// The OpenAPI 3.1 document of the admin API: the documented routes, and the two that
+/// need no token.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = documented().into_openapi();
+    doc.merge(PublicDoc::openapi());
+    doc
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health, openapi_json))]
+struct PublicDoc;
+
+/// `GET /v1/openapi.json` (no token: it holds no secret).
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "This document", content_type = "application/json"))
+)]
+async fn openapi_json() -> Response {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| openapi().to_json().unwrap_or_default());
+    ([(header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
+}
+
+/// `GET /v1/health` (no token): the host answers.
+#[utoipa::path(get, path = "/v1/health", tag = "meta", responses((status = 200, body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
 async fn require_token(
@@ -110,117 +153,142 @@ fn same_secret(given: &str, expected: &str) -> bool {
 }
 
 /// Each connector's counts by status, over the retention window and the last 24 hours
-/// (by the hour), keyed by connector; empty when the engine cannot count without reading
+/// (by the hour), keyed by connector; `None` when the engine cannot count without reading
 /// the log.
-async fn counts(app: &App) -> Result<std::collections::HashMap<String, Value>, ApiError> {
-    let since = crate::time::now_ms().saturating_sub(24 * 3_600_000);
-    let Some(counts) = app.storage.counts(since).await? else {
-        return Ok(Default::default());
-    };
-    let by_status = |counts: &crate::store::tally::Counts| -> Value {
-        Status::ALL
-            .iter()
-            .map(|s| (s.as_str().to_string(), json!(counts[s.index()])))
-            .collect::<serde_json::Map<_, _>>()
-            .into()
-    };
-    Ok(counts
-        .iter()
-        .map(|(id, (all, recent))| {
-            (
-                id.clone(),
-                json!({ "retention": by_status(all), "last_24h": by_status(recent) }),
-            )
-        })
-        .collect())
-}
-
-/// What `GET /v1/connectors` adds to a connector: its counts (zeros when it has no
-/// events) and its latest failed delivery try on this host.
-fn with_activity(
-    mut body: Value,
+async fn counts(
     app: &App,
-    counts: &std::collections::HashMap<String, Value>,
-) -> Value {
-    let id = body["id"].as_str().unwrap_or_default().to_string();
-    body["counts"] = counts.get(&id).cloned().unwrap_or_else(|| {
-        let zeros: serde_json::Map<_, _> = Status::ALL
+) -> Result<Option<std::collections::HashMap<String, ConnectorCounts>>, ApiError> {
+    let since = crate::time::now_ms().saturating_sub(24 * 3_600_000);
+    Ok(app.storage.counts(since).await?.map(|counts| {
+        counts
             .iter()
-            .map(|s| (s.as_str().to_string(), json!(0)))
-            .collect();
-        json!({ "retention": zeros, "last_24h": zeros })
-    });
-    body["last_delivery_error"] = app
-        .last_delivery_errors
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&id)
-        .map_or(Value::Null, |e| json!(e));
-    body
+            .map(|(id, (all, recent))| {
+                let counts = ConnectorCounts {
+                    retention: all.into(),
+                    last_24h: recent.into(),
+                };
+                (id.clone(), counts)
+            })
+            .collect()
+    }))
 }
 
-fn connector_json(connector: &crate::plugin::Connector) -> Value {
-    let plugin = connector.plugin.as_ref();
-    json!({
-        "id": connector.config.id,
-        "enabled": connector.config.enabled,
-        "paused": connector.config.paused,
-        "plugin": connector.config.plugin,
-        "name": plugin.map(|p| p.manifest.name.clone()),
-        "version": plugin.map(|p| p.manifest.version.clone()),
-        "digest": plugin.map(|p| p.digest.clone()),
-        "scheme": connector.verifier.as_ref().ok().map(|v| v.scheme.name()),
-        "loaded_at": plugin.map(|p| p.loaded_at),
-        "size": plugin.map(|p| p.size),
-        "last_error": connector.last_error.as_deref().or(connector.unavailable()),
-    })
+/// A connector as the API shows it: its config, what is loaded, its counts (zeros when it
+/// has no events) and its latest failed delivery try on this host.
+fn connector_view(
+    app: &App,
+    config: &crate::config::ConnectorConfig,
+    counts: &mut Option<std::collections::HashMap<String, ConnectorCounts>>,
+) -> ConnectorView {
+    let connector = app.connectors.get(&config.id);
+    let connector = connector.as_deref();
+    let plugin = connector.and_then(|c| c.plugin.as_ref());
+    ConnectorView {
+        id: config.id.clone(),
+        enabled: config.enabled,
+        paused: connector.map_or(config.paused, |c| c.config.paused),
+        plugin: config.plugin.clone(),
+        name: plugin.map(|p| p.manifest.name.clone()),
+        version: plugin.map(|p| p.manifest.version.clone()),
+        digest: plugin.map(|p| p.digest.clone()),
+        scheme: connector
+            .and_then(|c| c.verifier.as_ref().ok())
+            .map(|v| v.scheme.name().to_string()),
+        loaded_at: plugin.map(|p| p.loaded_at),
+        size: plugin.map(|p| p.size as u64),
+        last_error: connector
+            .and_then(|c| c.last_error.as_deref().or(c.unavailable()))
+            .map(str::to_owned),
+        counts: counts
+            .as_mut()
+            .map(|counts| counts.remove(&config.id).unwrap_or_default()),
+        last_delivery_error: app
+            .last_delivery_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&config.id)
+            .cloned(),
+    }
 }
 
 /// Every configured connector; disabled ones show `"enabled": false` and nothing loaded.
-async fn list_connectors(State(app): State<Arc<App>>) -> Result<Json<Value>, ApiError> {
-    let counts = counts(&app).await?;
-    let data: Vec<Value> = app
+#[utoipa::path(
+    get,
+    path = "/v1/connectors",
+    tag = "connectors",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, body = ConnectorList),
+        (status = 401, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+async fn list_connectors(State(app): State<Arc<App>>) -> Result<Json<ConnectorList>, ApiError> {
+    let mut counts = counts(&app).await?;
+    let data = app
         .connector_configs()
         .iter()
-        .map(|config| match app.connectors.get(&config.id) {
-            Some(connector) => connector_json(&connector),
-            None => json!({
-                "id": config.id,
-                "enabled": config.enabled,
-                "paused": config.paused,
-                "plugin": config.plugin,
-            }),
-        })
-        .map(|body| with_activity(body, &app, &counts))
+        .map(|config| connector_view(&app, config, &mut counts))
         .collect();
-    Ok(Json(json!({
-        "data": data,
-        "config_error": app.last_config_error.load().as_deref(),
-        "reloads": app.reloads.load(std::sync::atomic::Ordering::Relaxed),
-    })))
+    Ok(Json(ConnectorList {
+        data,
+        config_error: app.last_config_error.load().as_deref().map(str::to_owned),
+        reloads: app.reloads.load(std::sync::atomic::Ordering::Relaxed),
+    }))
 }
 
+/// One enabled connector.
+#[utoipa::path(
+    get,
+    path = "/v1/connectors/{id}",
+    tag = "connectors",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The connector id")),
+    responses(
+        (status = 200, body = ConnectorView),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    )
+)]
 async fn show_connector(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let connector = app
+) -> Result<Json<ConnectorView>, ApiError> {
+    enabled_connector_view(&app, &id).await
+}
+
+/// The view of enabled connector `id`, or 404.
+async fn enabled_connector_view(app: &App, id: &str) -> Result<Json<ConnectorView>, ApiError> {
+    let config = app
         .connectors
-        .get(&id)
+        .get(id)
+        .map(|c| c.config.clone())
         .ok_or_else(|| ApiError::not_found(format!("no enabled connector `{id}`")))?;
-    let counts = counts(&app).await?;
-    Ok(Json(with_activity(
-        connector_json(&connector),
-        &app,
-        &counts,
-    )))
+    let mut counts = counts(app).await?;
+    Ok(Json(connector_view(app, &config, &mut counts)))
 }
 
 /// The whole record: request, verification, dedupe key, attempts and deliveries.
+#[utoipa::path(
+    get,
+    path = "/v1/events/{id}",
+    tag = "events",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The event id")),
+    responses(
+        (status = 200, body = EventDetail),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
 async fn show_event(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventDetail>, ApiError> {
     let mut record = app
         .storage
         .event(&id)
@@ -252,25 +320,32 @@ async fn show_event(
         .filter_map(|a| a.message.as_mut())
         .for_each(redact);
     record.error.iter_mut().for_each(redact);
-    let mut body = serde_json::to_value(&record).unwrap_or_default();
-    body["request"] = serde_json::to_value(&request).unwrap_or_default();
-    body["deliveries"] = serde_json::to_value(&deliveries).unwrap_or_default();
+    let body = EventDetail {
+        record,
+        request,
+        deliveries,
+    };
     Ok(Json(body))
 }
 
 /// Query parameters of `GET /v1/events` (and the body of `POST /v1/replay`).
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventFilter {
     /// `POST /v1/replay` only: new `Idempotency-Key`s for the replayed runs.
     #[serde(default)]
+    #[param(ignore)]
     new_keys: bool,
     connector: Option<String>,
+    /// `pending`, `retrying`, `succeeded`, `dead`, `duplicate` or `rejected`.
     status: Option<String>,
     /// RFC 3339 (`2026-11-29T10:00:00Z`) or unix seconds.
     since: Option<String>,
     until: Option<String>,
+    /// At most this many (1 to 1,000; 100 by default).
     limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
     /// The dedupe key: a Stripe `evt_…`, a `webhook-id` (an index lookup).
     key: Option<String>,
@@ -341,10 +416,24 @@ fn parse_time(value: &str) -> Option<u64> {
 
 /// `GET /v1/events`: newest first, cursor-paginated. Records without request bodies
 /// (`GET /v1/events/{id}` has the whole record).
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    security(("admin_token" = [])),
+    params(EventFilter),
+    responses(
+        (status = 200, body = EventPage),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
 async fn list_events(
     State(app): State<Arc<App>>,
     filter: Result<Query<EventFilter>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventPage>, ApiError> {
     let Query(filter) = filter?;
     let query = filter.query()?;
     let (page, next) = match (&filter.delivery_key, &filter.q) {
@@ -352,7 +441,10 @@ async fn list_events(
         (None, Some(text)) if !text.is_empty() => search_payloads(&app, text, query).await?,
         _ => app.storage.list_events(&query).await?,
     };
-    Ok(Json(json!({ "data": page, "next_cursor": next })))
+    Ok(Json(EventPage {
+        data: page,
+        next_cursor: next,
+    }))
 }
 
 /// The event behind an `Idempotency-Key` we sent. Keys are `{event id}-{n}` (see
@@ -431,7 +523,7 @@ fn replay_error(err: ReplayError) -> ApiError {
 }
 
 /// The optional body of `POST /v1/events/{id}/replay`.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReplayOptions {
     /// New `Idempotency-Key`s for the new run's deliveries: a deliberate new effect. By
@@ -442,11 +534,29 @@ struct ReplayOptions {
 
 /// `POST /v1/events/{id}/replay` (optionally `{"new_keys": true}`) → 202: the event goes
 /// back to its connector.
+#[utoipa::path(
+    post,
+    path = "/v1/events/{id}/replay",
+    tag = "events",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The event id")),
+    request_body(content = Option<ReplayOptions>, description = "Optional; empty keeps the first run's keys"),
+    responses(
+        (status = 202, body = Replaying),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "Not replayable: pending, rejected or a duplicate"),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
 async fn replay_event(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Replaying>), ApiError> {
     let options: ReplayOptions = if body.iter().all(u8::is_ascii_whitespace) {
         ReplayOptions::default()
     } else {
@@ -462,17 +572,37 @@ async fn replay_event(
     app.storage.sync().await.map_err(ApiError::unavailable)?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "id": record.id, "status": record.status })),
+        Json(Replaying {
+            id: record.id,
+            status: record.status,
+        }),
     ))
 }
 
 /// `POST /v1/replay` with `{"connector","status","since","until","key","new_keys"}` → 202
 /// and the count.
 /// Only `succeeded` and `dead` events are replayed; others matching the filter are skipped.
+#[utoipa::path(
+    post,
+    path = "/v1/replay",
+    tag = "events",
+    security(("admin_token" = [])),
+    request_body = EventFilter,
+    responses(
+        (status = 202, body = Replayed),
+        (status = 400, body = ErrorBody),
+        (status = 415, body = ErrorBody, description = "The body is not sent as application/json"),
+        (status = 422, body = ErrorBody, description = "The body is JSON, but not a filter"),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
 async fn replay_many(
     State(app): State<Arc<App>>,
     filter: Result<Json<EventFilter>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Replayed>), ApiError> {
     let Json(filter) = filter?;
     if filter.q.is_some() || filter.delivery_key.is_some() {
         return Err(ApiError::new(
@@ -501,7 +631,12 @@ async fn replay_many(
         }
     }
     app.storage.sync().await.map_err(ApiError::unavailable)?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "replayed": ids.len() }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Replayed {
+            replayed: ids.len(),
+        }),
+    ))
 }
 
 /// `POST /v1/plugins/{name}` with a `.wasm` body → 202 `{"name","digest"}`: a new build
@@ -509,11 +644,29 @@ async fn replay_many(
 /// the sandbox: 422 if the host would refuse it). On NATS it goes to the cluster's store,
 /// which every host copies into its `plugins.dir` and reloads; on sled, into this host's
 /// `plugins.dir` (written to a temporary name, then renamed), and reloaded.
+#[utoipa::path(
+    post,
+    path = "/v1/plugins/{name}",
+    tag = "connectors",
+    security(("admin_token" = [])),
+    params(("name" = String, Path, description = "The plugin file name, e.g. `stripe.wasm`")),
+    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    responses(
+        (status = 202, body = Pushed),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "The host would refuse this build"),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
 async fn push_plugin(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Pushed>), ApiError> {
     use crate::store::nats::plugins;
     if !plugins::valid_name(&name) {
         return Err(ApiError::new(
@@ -558,26 +711,57 @@ async fn push_plugin(
     }
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "name": name, "digest": plugin.digest })),
+        Json(Pushed {
+            name,
+            digest: plugin.digest.clone(),
+        }),
     ))
 }
 
 /// `POST /v1/reload`: re-read the config file and every plugin; answers what changed.
 /// A config that does not load is refused (422) and the running one stays.
-async fn reload_all(State(app): State<Arc<App>>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/v1/reload",
+    tag = "connectors",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, body = ReloadReport),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "The config does not load; the running one stays"),
+        (status = 429, body = ErrorBody),
+    )
+)]
+async fn reload_all(State(app): State<Arc<App>>) -> Result<Json<ReloadReport>, ApiError> {
     let report = app
         .reload(None)
         .await
         .map_err(|err| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", err))?;
     app.announce_reload().await;
-    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+    Ok(Json(report))
 }
 
 /// `POST /v1/connectors/{id}/reload`: load this connector's `.wasm` again.
+#[utoipa::path(
+    post,
+    path = "/v1/connectors/{id}/reload",
+    tag = "connectors",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The connector id")),
+    responses(
+        (status = 200, body = ConnectorView),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "The build does not load; the running one stays"),
+        (status = 429, body = ErrorBody),
+    )
+)]
 async fn reload_connector(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConnectorView>, ApiError> {
     if app.connectors.get(&id).is_none() {
         return Err(ApiError::not_found(format!("no enabled connector `{id}`")));
     }
@@ -585,32 +769,56 @@ async fn reload_connector(
         .await
         .map_err(|err| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reload_failed", err))?;
     app.announce_reload().await;
-    let connector = app.connectors.get(&id).ok_or_else(|| {
-        ApiError::not_found(format!("connector `{id}` was removed by the reload"))
-    })?;
-    Ok(Json(connector_json(&connector)))
+    enabled_connector_view(&app, &id).await
 }
 
-async fn set_paused(app: &App, id: &str, paused: bool) -> Result<Json<Value>, ApiError> {
-    let connector = app
-        .set_paused(id, paused)
+async fn set_paused(app: &App, id: &str, paused: bool) -> Result<Json<ConnectorView>, ApiError> {
+    app.set_paused(id, paused)
         .await
         .map_err(ApiError::not_found)?;
-    Ok(Json(connector_json(&connector)))
+    enabled_connector_view(app, id).await
 }
 
 /// `POST /v1/connectors/{id}/pause`: keep accepting and storing, dispatch nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/connectors/{id}/pause",
+    tag = "connectors",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The connector id")),
+    responses(
+        (status = 200, body = ConnectorView),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    )
+)]
 async fn pause_connector(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConnectorView>, ApiError> {
     set_paused(&app, &id, true).await
 }
 
 /// `POST /v1/connectors/{id}/resume`: dispatch again, starting with what waited.
+#[utoipa::path(
+    post,
+    path = "/v1/connectors/{id}/resume",
+    tag = "connectors",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The connector id")),
+    responses(
+        (status = 200, body = ConnectorView),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    )
+)]
 async fn resume_connector(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConnectorView>, ApiError> {
     set_paused(&app, &id, false).await
 }

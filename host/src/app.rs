@@ -18,7 +18,7 @@ use crate::store::sled::{SledStore, StoreOptions};
 
 /// Everything the stages share. One per running host.
 /// A delivery try that failed, as `GET /v1/connectors` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct DeliveryError {
     pub at: u64,
     pub event_id: String,
@@ -98,7 +98,7 @@ struct PauseOverride {
 }
 
 /// What a reload changed.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReloadReport {
     pub loaded: Vec<String>,
     pub unchanged: Vec<String>,
