@@ -248,6 +248,11 @@ pub struct EventRecord {
     /// when it is resent).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub new_keys: bool,
+    /// The W3C `traceparent` of the span that received it, when traces are exported: the
+    /// connector attempts and deliveries, which run later (after a restart, too), join its
+    /// trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
     /// Why it is dead, when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -273,6 +278,7 @@ impl EventRecord {
             attempts: Vec::new(),
             deliveries_from: 0,
             new_keys: false,
+            trace: None,
             error: None,
         }
     }

@@ -137,27 +137,17 @@ enum New {
     },
 }
 
-/// Start the log on stderr, filtered by `RUST_LOG`. `serve` starts it once the config
-/// says which format (`server.log_format`); other commands log as text.
-fn init_logging(format: switchyard::config::LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        switchyard::config::LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        switchyard::config::LogFormat::Json => builder.json().with_current_span(false).init(),
-    }
-}
-
 impl Cli {
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        if !matches!(self.command, Command::Serve { .. }) {
-            init_logging(switchyard::config::LogFormat::Text);
-        }
+        // `serve` starts its log once the config says how (`server.log_format`,
+        // `[telemetry]`); other commands log as text.
+        let _log = match self.command {
+            Command::Serve { .. } => None,
+            _ => Some(switchyard::telemetry::init(
+                switchyard::config::LogFormat::Text,
+                &Default::default(),
+            )?),
+        };
         match self.command {
             Command::Serve { config } => serve(config),
             Command::Check { config } => check(config),
@@ -272,7 +262,7 @@ fn load(path: &Path) -> anyhow::Result<Config> {
 
 fn serve(path: PathBuf) -> anyhow::Result<ExitCode> {
     let config = load(&path)?;
-    init_logging(config.server.log_format);
+    let _telemetry = switchyard::telemetry::init(config.server.log_format, &config.telemetry)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

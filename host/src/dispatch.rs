@@ -21,6 +21,8 @@ use rand::Rng as _;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use tracing::Instrument as _;
+
 use crate::app::App;
 use crate::deliver::policy::backoff;
 use crate::outbound::OutboundRequest;
@@ -203,9 +205,13 @@ async fn try_process(app: &Arc<App>, lease: Lease) -> Result<(), StoreError> {
     };
 
     let hook = webhook(&record, &request, number);
+    let span =
+        tracing::debug_span!("connector_call", connector = %record.connector, attempt = number);
+    crate::telemetry::set_parent(&span, record.trace.as_deref());
     let outcome = app
         .runtime
         .handle(&plugin, connector.grants.clone(), &hook)
+        .instrument(span)
         .await;
     let label = match &outcome.result {
         Ok(Ok(_)) => "deliveries",

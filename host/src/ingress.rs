@@ -14,6 +14,8 @@ use axum::{Json, Router, routing::get};
 use serde_json::json;
 use ulid::Ulid;
 
+use tracing::Instrument as _;
+
 use crate::app::App;
 use crate::error::ApiError;
 use crate::plugin::Connector;
@@ -72,7 +74,17 @@ async fn receive(
     body: Body,
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
-    let answer = store_webhook(&app, &id, method, uri, headers, body).await;
+    // A debug span: an enabled span per request costs more than the HMAC check. Warnings
+    // name the connector themselves. With traces exported it is the trace's root, a child
+    // of the sender's `traceparent` if it sent one (`telemetry.rs`).
+    let span = tracing::debug_span!("webhook", connector = %id, event_id = tracing::field::Empty);
+    crate::telemetry::set_parent(
+        &span,
+        headers.get("traceparent").and_then(|v| v.to_str().ok()),
+    );
+    let answer = store_webhook(&app, &id, method, uri, headers, body)
+        .instrument(span)
+        .await;
     let outcome = match &answer {
         Ok((outcome, _)) => Some(*outcome),
         Err(err) => match err.status {
@@ -91,9 +103,6 @@ async fn receive(
     answer.map(|(_, response)| response)
 }
 
-// A debug span: an enabled span per request costs more than the HMAC check. Warnings name
-// the connector themselves.
-#[tracing::instrument(level = "debug", skip_all, fields(connector = %id))]
 async fn store_webhook(
     app: &Arc<App>,
     id: &str,
@@ -145,6 +154,7 @@ async fn store_webhook(
 
     let now = crate::time::now_ms();
     let event_id = Ulid::new().to_string();
+    tracing::Span::current().record("event_id", event_id.as_str());
     let mut request = StoredRequest {
         method: method.to_string(),
         path: uri.path().to_string(),
@@ -161,8 +171,11 @@ async fn store_webhook(
     // Verification reads the raw `HeaderMap`; the stored copy never holds credentials.
     mask_secret_headers(&mut request.headers);
     let mut record = EventRecord::received(event_id, id.to_owned(), now, verifier.scheme.name());
+    record.trace = crate::telemetry::traceparent();
 
-    let verified = match Verified::check(verifier, &headers, request) {
+    let checked = tracing::debug_span!("verify", scheme = verifier.scheme.name())
+        .in_scope(|| Verified::check(verifier, &headers, request));
+    let verified = match checked {
         Ok(verified) => verified,
         Err(rejected) => {
             let (mut request, err) = *rejected;
@@ -175,11 +188,14 @@ async fn store_webhook(
             record.verification.error = Some(err.to_string());
             // Recorded before the answer, but a failure only logged: a rejection promises
             // the sender nothing.
-            let recorded = app.storage.insert_event(NewEvent {
-                record,
-                request,
-                dedupe: None,
-            });
+            let recorded = app
+                .storage
+                .insert_event(NewEvent {
+                    record,
+                    request,
+                    dedupe: None,
+                })
+                .instrument(tracing::debug_span!("store"));
             if let Err(store_err) = recorded.await {
                 tracing::warn!(connector = %id, "recording a rejected request failed: {store_err}");
             }
@@ -219,6 +235,7 @@ async fn store_webhook(
             request,
             dedupe: dedupe.map(|key| (key, window)),
         })
+        .instrument(tracing::debug_span!("store"))
         .await
         .map_err(ApiError::unavailable)?;
 

@@ -31,6 +31,7 @@ pub mod plugin;
 pub mod scaffold;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod time;
 pub mod watch;
 

@@ -641,6 +641,17 @@ impl ChildHost {
         ChildHost::spawn(command)
     }
 
+    /// [`ChildHost::start`] with these environment variables set.
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> ChildHost {
+        let mut command = std::process::Command::new(binary());
+        command
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .envs(env.iter().copied());
+        ChildHost::spawn(command)
+    }
+
     /// [`ChildHost::start`] with every file the host writes limited to `bytes`
     /// (`RLIMIT_FSIZE`, set by `prlimit`): a write past it fails with `EFBIG`, the way a
     /// full disk fails one. `SIGXFSZ`, which would end the process instead, is ignored

@@ -491,3 +491,138 @@ async fn serve_writes_one_json_object_per_line_when_asked() {
     }
     assert_eq!(listening, 1, "{log}");
 }
+
+/// `[telemetry] otlp_endpoint`: one webhook is one trace, from its arrival (a child of the
+/// sender's `traceparent`) through the signature check, the store, the connector call and
+/// the delivery, whose `traceparent` the receiver gets. The spans arrive at a collector of
+/// the test's own, over OTLP/HTTP with JSON bodies.
+#[tokio::test]
+async fn one_webhook_is_one_trace_from_the_sender_to_the_receiver() {
+    use std::sync::{Arc, Mutex};
+
+    // The collector: every span it is sent.
+    let spans: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = spans.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                let export: Value = serde_json::from_slice(&body).expect("OTLP JSON");
+                let mut sink = sink.lock().unwrap();
+                for resource in export["resourceSpans"].as_array().into_iter().flatten() {
+                    for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                        for span in scope["spans"].as_array().into_iter().flatten() {
+                            let mut span = span.clone();
+                            span["service"] = resource["resource"]["attributes"].clone();
+                            sink.push(span);
+                        }
+                    }
+                }
+                axum::Json(serde_json::json!({}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let config = dirs.root.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[telemetry]\notlp_endpoint = \"http://{collector}/v1/traces\"\nservice_name = \"switchyard-test\"\n{}",
+            dirs.base_config(),
+            stripe_connector(&receiver, "")
+        ),
+    )
+    .unwrap();
+    let host = ChildHost::start_with_env(&config, &[("OTEL_BSP_SCHEDULE_DELAY", "200")]);
+
+    // The sender's own trace.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let sender_span = "00f067aa0ba902b7";
+    let body = stripe_event(&evt_id(), "invoice.paid");
+    let mut request = reqwest::Client::new()
+        .post(host.url("/hooks/stripe"))
+        .header("traceparent", format!("00-{trace_id}-{sender_span}-01"))
+        .body(body.clone());
+    for (name, value) in stripe_headers(STRIPE_SECRET, &body, now()) {
+        request = request.header(name, value);
+    }
+    let answer: Value = request.send().await.unwrap().json().await.unwrap();
+    let id = answer["id"].as_str().expect("accepted").to_string();
+    let delivered = receiver.wait_delivered(1).await;
+    let traceparent = delivered[0]
+        .header("traceparent")
+        .expect("the delivery carries a traceparent")
+        .to_string();
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceparent}");
+    assert_eq!(
+        parts[1], trace_id,
+        "the delivery continues the sender's trace"
+    );
+
+    let names = ["webhook", "verify", "store", "connector_call", "delivery"];
+    let found = spans.clone();
+    wait_for(
+        "every span at the collector",
+        std::time::Duration::from_secs(30),
+        || {
+            let found = found.clone();
+            async move {
+                let spans = found.lock().unwrap();
+                names.iter().all(|name| {
+                    spans
+                        .iter()
+                        .any(|s| s["name"] == *name && s["traceId"] == trace_id)
+                })
+            }
+        },
+    )
+    .await;
+    let spans = spans.lock().unwrap().clone();
+    let span = |name: &str| -> Value {
+        spans
+            .iter()
+            .find(|s| s["name"] == name && s["traceId"] == trace_id)
+            .unwrap_or_else(|| panic!("no {name} span in {spans:#?}"))
+            .clone()
+    };
+    let webhook = span("webhook");
+    assert_eq!(
+        webhook["parentSpanId"], sender_span,
+        "a child of the sender's span"
+    );
+    let attribute = |span: &Value, key: &str| -> Value {
+        span["attributes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["key"] == key)
+            .map(|a| a["value"].clone())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(attribute(&webhook, "event_id")["stringValue"], id.as_str());
+    for child in ["verify", "store"] {
+        assert_eq!(
+            span(child)["parentSpanId"],
+            webhook["spanId"],
+            "{child} in the webhook span"
+        );
+    }
+    // Later, from the queue: children of the webhook span through the stored traceparent.
+    assert_eq!(span("connector_call")["parentSpanId"], webhook["spanId"]);
+    let delivery = span("delivery");
+    assert_eq!(delivery["parentSpanId"], webhook["spanId"]);
+    assert_eq!(
+        parts[2], delivery["spanId"],
+        "the receiver's parent is the delivery try"
+    );
+    let service = webhook["service"].to_string();
+    assert!(service.contains("switchyard-test"), "{service}");
+    host.kill_9();
+}

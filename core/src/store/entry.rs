@@ -144,7 +144,7 @@ pub enum Entry<'a> {
     Event {
         record: &'a [u8],
     },
-    Progress(Progress),
+    Progress(Box<Progress>),
     Kv(KvWrite),
     /// A request written before the record moved into the inbox: nothing to rebuild from.
     RequestOnly,
@@ -269,7 +269,7 @@ mod tests {
         };
         assert_eq!(
             decode(&encode_progress(&progress).unwrap()).unwrap(),
-            Entry::Progress(progress)
+            Entry::Progress(Box::new(progress))
         );
         for value in [Some(Body::from(vec![0xff, 0, 1])), None] {
             let write = KvWrite {

@@ -14,7 +14,7 @@ use serde::de::{self, Deserializer, Visitor};
 
 use super::{
     Backend, Config, ConfigError, ConnectorConfig, DEFAULT_CONFIG_TOML, HmacConfig, LogFormat,
-    NatsAuth, PluginsConfig, RetryConfig, ServerConfig, StorageConfig, validate,
+    NatsAuth, PluginsConfig, RetryConfig, ServerConfig, StorageConfig, TelemetryConfig, validate,
 };
 use crate::secret::Secret;
 
@@ -26,7 +26,7 @@ const ENV_PREFIX: &str = "SWITCHYARD_";
 /// Sections that environment variables may override. `[[connector]]` is a list, so it has no
 /// `SWITCHYARD_CONNECTOR_*` form; any other `SWITCHYARD_*` variable (`SWITCHYARD_ADMIN_TOKEN`,
 /// a common `env:` target, or `SWITCHYARD_CONFIG` for the CLI) is not ours and is ignored.
-const ENV_SECTIONS: &[&str] = &["server", "storage", "plugins", "retry"];
+const ENV_SECTIONS: &[&str] = &["server", "storage", "plugins", "retry", "telemetry"];
 
 /// Keys whose value is text: an environment value for them is kept as it is, so that
 /// `SWITCHYARD_SERVER_ADMIN_TOKEN=123456` stays a string. Other keys' values are parsed as
@@ -39,6 +39,8 @@ const ENV_TEXT_KEYS: &[&str] = &[
     "server.header_timeout",
     "server.body_timeout",
     "server.log_format",
+    "telemetry.otlp_endpoint",
+    "telemetry.service_name",
     "storage.backend",
     "storage.path",
     "storage.nats_url",
@@ -605,8 +607,17 @@ struct RawConfig {
     storage: RawStorage,
     plugins: RawPlugins,
     retry: RawRetry,
+    telemetry: RawTelemetry,
     #[serde(default)]
     connector: Vec<RawConnector>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelemetry {
+    #[serde(default)]
+    otlp_endpoint: Option<String>,
+    service_name: String,
 }
 
 #[derive(Deserialize)]
@@ -903,6 +914,14 @@ impl RawConfig {
         };
 
         let retry = self.retry.finish();
+        let telemetry = TelemetryConfig {
+            otlp_endpoint: self
+                .telemetry
+                .otlp_endpoint
+                .map(|e| e.trim().to_string())
+                .filter(|e| !e.is_empty()),
+            service_name: self.telemetry.service_name,
+        };
         let connectors = self
             .connector
             .into_iter()
@@ -915,6 +934,7 @@ impl RawConfig {
             storage,
             plugins,
             retry,
+            telemetry,
             connectors,
             source: None,
         })

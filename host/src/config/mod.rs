@@ -62,6 +62,7 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// Defaults for every connector; each connector's effective values are in its own `retry`.
     pub retry: RetryConfig,
+    pub telemetry: TelemetryConfig,
     /// The `[[connector]]` tables, in file order.
     pub connectors: Vec<ConnectorConfig>,
     /// The file this was loaded from (`None` for a config built from text): reloads and the
@@ -69,7 +70,6 @@ pub struct Config {
     pub source: Option<PathBuf>,
 }
 
-/// `[server]`: the HTTP listener (ingress and admin API) and the process.
 /// `server.log_format`: text for people, JSON (one object per line) for log shippers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -79,6 +79,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// `[telemetry]`: traces over OTLP, off unless an endpoint is set.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TelemetryConfig {
+    /// Where spans go: an OTLP/HTTP collector's traces URL (`http://host:4318/v1/traces`).
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the spans.
+    pub service_name: String,
+}
+
+/// `[server]`: the HTTP listener (ingress and admin API) and the process.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     pub listen: SocketAddr,

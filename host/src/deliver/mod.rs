@@ -14,6 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use rand::Rng as _;
 
+use tracing::Instrument as _;
+
 use crate::app::App;
 use crate::outbound::{self, OutboundError, OutboundResponse};
 use crate::plugin::Connector;
@@ -60,11 +62,13 @@ pub fn start(app: &Arc<App>) {
 /// its event's status follow.
 #[tracing::instrument(level = "debug", skip_all, fields(event_id = %row.event_id, delivery = row.index))]
 async fn try_once(app: &Arc<App>, lease: Lease, mut row: DeliveryRecord) -> Result<(), StoreError> {
-    let connector = match app.storage.event(&row.event_id).await? {
+    let event = app.storage.event(&row.event_id).await?;
+    let connector = match &event {
         Some(event) => app.connectors.get(&event.connector),
         // Its event is gone (retention): the delivery goes with it.
         None => None,
     };
+    let trace = event.and_then(|e| e.trace);
     let Some(connector) = connector else {
         tracing::warn!(event_id = %row.event_id, "delivery kept: its connector is not configured");
         row.next_attempt_at = Some(crate::time::now_ms() + NO_CONNECTOR.as_millis() as u64);
@@ -72,7 +76,13 @@ async fn try_once(app: &Arc<App>, lease: Lease, mut row: DeliveryRecord) -> Resu
     };
     let policy = connector.retry().clone();
     let number = row.attempts.len() as u32 + 1;
-    let extra = extra_headers(&connector, &row);
+    let mut extra = extra_headers(&connector, &row);
+    let span = tracing::debug_span!("delivery", attempt = number, status = tracing::field::Empty);
+    crate::telemetry::set_parent(&span, trace.as_deref());
+    // The receiver's work joins the webhook's trace, as a child of this try.
+    if let Some(traceparent) = span.in_scope(crate::telemetry::traceparent) {
+        extra.push(("traceparent".into(), traceparent));
+    }
     let at = crate::time::now_ms();
     let (result, took) = outbound::send(
         &app.http,
@@ -81,7 +91,11 @@ async fn try_once(app: &Arc<App>, lease: Lease, mut row: DeliveryRecord) -> Resu
         &extra,
         policy.timeout,
     )
+    .instrument(span.clone())
     .await;
+    if let Ok(response) = &result {
+        span.record("status", response.status);
+    }
     let verdict = match &result {
         Ok(response) => classify_status(
             response.status,
