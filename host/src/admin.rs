@@ -580,7 +580,7 @@ async fn replay_event(
 }
 
 /// `POST /v1/replay` with `{"connector","status","since","until","key","new_keys"}` → 202
-/// and the count.
+/// and the count; with `limit` (and `cursor`), one page of the log per call.
 /// Only `succeeded` and `dead` events are replayed; others matching the filter are skipped.
 #[utoipa::path(
     post,
@@ -612,29 +612,37 @@ async fn replay_many(
              by `q` or `delivery_key` by its id",
         ));
     }
+    // With `limit`, one page (from `cursor`) per call, and the cursor to go on from;
+    // without, every match in one call.
+    let paged = filter.limit.is_some();
     let mut query = filter.query()?;
-    query.limit = MAX_LIMIT;
-    query.cursor = None;
-    let mut ids = Vec::new();
-    loop {
+    if !paged {
+        query.limit = MAX_LIMIT;
+        query.cursor = None;
+    }
+    let (mut replayed, mut read) = (0, 0);
+    let next_cursor = loop {
         let (page, next) = app.storage.list_events(&query).await?;
         for record in page {
+            read += 1;
             match app.storage.replay(&record.id, filter.new_keys).await {
-                Ok(_) => ids.push(record.id),
+                Ok(_) => replayed += 1,
                 Err(ReplayError::NotReplayable(..)) => {}
                 Err(err) => return Err(replay_error(err)),
             }
         }
         match next {
-            Some(cursor) => query.cursor = Some(cursor),
-            None => break,
+            Some(cursor) if !paged => query.cursor = Some(cursor),
+            next => break next,
         }
-    }
+    };
     app.storage.sync().await.map_err(ApiError::unavailable)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Replayed {
-            replayed: ids.len(),
+            replayed,
+            read,
+            next_cursor,
         }),
     ))
 }

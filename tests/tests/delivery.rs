@@ -319,9 +319,40 @@ async fn bulk_replay_replays_what_matches() {
     assert_eq!(response.status(), 202);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["replayed"], 3);
+    assert_eq!(
+        body["next_cursor"],
+        Value::Null,
+        "all in one call without `limit`"
+    );
     for id in &ids {
         host.wait_for_status(id, "succeeded").await;
     }
+
+    // With `limit`: a page per call, each saying where the next goes on from; the pages
+    // together replay each match once.
+    let (mut replayed, mut calls, mut cursor) = (0, 0, Value::Null);
+    loop {
+        let body: Value = host
+            .http
+            .post(host.url("/v1/replay"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"connector": "t", "status": "succeeded", "limit": 2, "cursor": cursor}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        calls += 1;
+        replayed += body["replayed"].as_u64().unwrap();
+        assert!(body["read"].as_u64().unwrap() <= 2, "{body}");
+        cursor = body["next_cursor"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    assert_eq!((replayed, calls), (3, 2), "3 events, 2 per call");
+    receiver.wait_delivered(6).await;
     host.stop().await;
 }
 

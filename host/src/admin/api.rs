@@ -131,6 +131,10 @@ pub struct Replaying {
 pub struct Replayed {
     /// Events sent back to their connector (`succeeded` and `dead` ones matching).
     pub replayed: usize,
+    /// Events of the log read (all the matches; replayed or not).
+    pub read: usize,
+    /// With `limit` in the request: where the next call goes on from (null at the end).
+    pub next_cursor: Option<String>,
 }
 
 /// `POST /v1/plugins/{name}`.

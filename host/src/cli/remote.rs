@@ -233,6 +233,9 @@ fn connector_table(connectors: &[Value]) -> String {
     out
 }
 
+/// Events a bulk replay reads per call.
+const REPLAY_PAGE: usize = 500;
+
 /// Run one `events` command.
 pub fn events(target: Target, command: Events) -> anyhow::Result<ExitCode> {
     let client = Client::new(&target)?;
@@ -336,23 +339,43 @@ pub fn events(target: Target, command: Events) -> anyhow::Result<ExitCode> {
                         "give an event id, or filters (--connector, --status, --since, --until) for a bulk replay"
                     );
                 }
-                let body = serde_json::json!({
-                    "connector": connector,
-                    "status": status,
-                    "since": since,
-                    "until": until,
-                    "new_keys": new_keys,
-                });
-                let answer = client
-                    .send(
-                        client
-                            .http
-                            .post(client.url("/v1/replay"))
-                            .header("content-type", "application/json")
-                            .body(body.to_string()),
-                    )
-                    .await?;
-                println!("replaying {} events", answer["replayed"]);
+                // A page of the log per call, so a long replay shows its progress and no
+                // single request runs for minutes.
+                let progress = indicatif::ProgressBar::new_spinner().with_style(
+                    indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                        .expect("a valid template"),
+                );
+                let (mut replayed, mut read, mut cursor) = (0u64, 0u64, None::<String>);
+                loop {
+                    let body = serde_json::json!({
+                        "connector": connector,
+                        "status": status,
+                        "since": since,
+                        "until": until,
+                        "new_keys": new_keys,
+                        "limit": REPLAY_PAGE,
+                        "cursor": cursor,
+                    });
+                    let answer = client
+                        .send(
+                            client
+                                .http
+                                .post(client.url("/v1/replay"))
+                                .header("content-type", "application/json")
+                                .body(body.to_string()),
+                        )
+                        .await?;
+                    replayed += answer["replayed"].as_u64().unwrap_or(0);
+                    read += answer["read"].as_u64().unwrap_or(0);
+                    progress.set_message(format!("replaying {replayed} events of {read} read"));
+                    progress.tick();
+                    match answer["next_cursor"].as_str() {
+                        Some(next) => cursor = Some(next.to_string()),
+                        None => break,
+                    }
+                }
+                progress.finish_and_clear();
+                println!("replaying {replayed} events");
             }
         }
         anyhow::Ok(ExitCode::SUCCESS)

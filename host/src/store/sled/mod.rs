@@ -157,6 +157,8 @@ impl SledStore {
                 recovery::rebuild(path, err.message(), |db| {
                     let trees = Trees::open(db)?;
                     let replayed = ingest::replay_from(&trees, &inbox, Location::START, cutoff)?;
+                    // Each event applied wrote its `keys` entry.
+                    trees.meta.insert(KEYS_INDEXED, &[])?;
                     ingest::mark_applied(&trees, &inbox)?;
                     Ok(recovery::Rebuilt {
                         events: replayed.events,
@@ -246,7 +248,14 @@ impl SledStore {
             .batches
             .load(|batch, id| self.waits_in(batch, id))?;
         self.fill_queues()?;
-        self.fill_tally()?;
+        // A clean shutdown left the counts (taken now: a crash from here on counts again);
+        // anything the recovery applied means they may be behind.
+        let kept = self.trees.meta.remove(TALLY)?;
+        let restored = replayed == ingest::Replayed::default()
+            && kept.is_some_and(|kept| self.trees.tally.restore(&kept));
+        if !restored {
+            self.fill_tally()?;
+        }
         // Durable before the first event is accepted: the replay mark above, and whatever
         // the recovery changed.
         self.db.flush()?;
@@ -451,8 +460,7 @@ impl SledStore {
     /// Fill the `keys` tree from the events of a store written before it existed (once:
     /// the `meta` tree then says it is done; a new store is done at once).
     fn index_keys(&self) -> Result<()> {
-        const DONE: &[u8] = b"keys.indexed";
-        if self.trees.meta.contains_key(DONE)? {
+        if self.trees.meta.contains_key(KEYS_INDEXED)? {
             return Ok(());
         }
         let mut indexed = 0usize;
@@ -466,7 +474,7 @@ impl SledStore {
                 indexed += 1;
             }
         }
-        self.trees.meta.insert(DONE, &[])?;
+        self.trees.meta.insert(KEYS_INDEXED, &[])?;
         if indexed > 0 {
             tracing::info!(events = indexed, "indexed the stored events by dedupe key");
         }
@@ -480,6 +488,13 @@ impl SledStore {
             .map(|key| kv_key(&record.connector, key))
     }
 }
+
+/// The `meta` key saying the `keys` tree holds every stored event's entry (see
+/// [`SledStore::index_keys`]).
+const KEYS_INDEXED: &[u8] = b"keys.indexed";
+
+/// The `meta` key of the event counts a clean shutdown left ([`crate::store::tally`]).
+const TALLY: &[u8] = b"tally";
 
 /// Open sled, waiting a little for the lock a store of this process just closed: sled's I/O
 /// threads can hold its file a moment after the last flush returned. Another process
@@ -1176,6 +1191,10 @@ impl Drop for SledStore {
         // ends with a checkpoint).
         self.ingest.take();
         self.flusher.take();
+        // Nothing writes now: the counts are the index's, for the next open to take.
+        if let Some(snapshot) = self.trees.tally.snapshot() {
+            let _ = self.trees.meta.insert(TALLY, snapshot);
+        }
         let _ = self.inbox.sync();
         let _ = self.db.flush();
     }
