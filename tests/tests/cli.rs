@@ -9,14 +9,26 @@ use switchyard_tests::*;
 
 /// Run the real binary; its exit success, stdout and stderr.
 async fn switchyard(args: &[&str]) -> (bool, String, String) {
-    let output = tokio::process::Command::new(binary())
+    switchyard_in(None, &[], args).await
+}
+
+/// [`switchyard`] in `dir` (if given) with these environment variables set.
+async fn switchyard_in(
+    dir: Option<&Path>,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (bool, String, String) {
+    let mut command = tokio::process::Command::new(binary());
+    command
         .args(args)
         .env_remove("SWITCHYARD_ADMIN_TOKEN")
         .env_remove("SWITCHYARD_URL")
         .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("running switchyard");
+        .envs(env.iter().copied());
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let output = command.output().await.expect("running switchyard");
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -240,28 +252,13 @@ async fn connectors_commands_find_the_host_from_the_environment() {
     let receiver = Receiver::start().await;
     let dirs = Dirs::new(&["stripe.wasm"]);
     let host = Host::start(&(dirs.base_config() + &stripe_connector(&receiver, ""))).await;
-    let run = |args: &[&str]| {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let url = format!("http://{}", host.addr);
-        let cwd = dirs.root.path().to_path_buf();
-        async move {
-            let output = tokio::process::Command::new(binary())
-                .args(&args)
-                // No switchyard.toml here: the environment alone says where and how.
-                .current_dir(cwd)
-                .env("SWITCHYARD_URL", url)
-                .env("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN)
-                .env("RUST_LOG", "warn")
-                .output()
-                .await
-                .expect("running switchyard");
-            (
-                output.status.success(),
-                String::from_utf8_lossy(&output.stdout).into_owned(),
-                String::from_utf8_lossy(&output.stderr).into_owned(),
-            )
-        }
-    };
+    let url = format!("http://{}", host.addr);
+    let env = [
+        ("SWITCHYARD_URL", url.as_str()),
+        ("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN),
+    ];
+    // No switchyard.toml in that folder: the environment alone says where and how.
+    let run = |args: &'static [&'static str]| switchyard_in(Some(dirs.root.path()), &env, args);
     let row = |out: &str| -> String {
         out.lines()
             .find(|l| l.starts_with("stripe "))

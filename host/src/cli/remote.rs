@@ -136,26 +136,21 @@ pub fn connectors(target: Target, command: Connectors) -> anyhow::Result<ExitCod
                 let list = client
                     .send(client.http.get(client.url("/v1/connectors")))
                     .await?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&list)?);
-                } else {
-                    print!(
-                        "{}",
-                        connector_table(list["data"].as_array().map_or(&[][..], Vec::as_slice))
-                    );
+                show(&list, json, |list| {
+                    let mut text =
+                        connector_table(list["data"].as_array().map_or(&[][..], Vec::as_slice));
                     if let Some(error) = list["config_error"].as_str() {
-                        println!("config not reloaded: {error}");
+                        text.push_str(&format!("config not reloaded: {error}\n"));
                     }
-                }
+                    text
+                })?;
             }
             Connectors::Show { id, json } => {
                 let path = format!("/v1/connectors/{}", encode(&id));
                 let connector = client.send(client.http.get(client.url(&path))).await?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&connector)?);
-                } else {
-                    print!("{}", connector_table(std::slice::from_ref(&connector)));
-                }
+                show(&connector, json, |c| {
+                    connector_table(std::slice::from_ref(c))
+                })?;
             }
             Connectors::Pause { id } => act(&client, &id, "pause", "paused").await?,
             Connectors::Resume { id } => act(&client, &id, "resume", "resumed").await?,
@@ -276,19 +271,11 @@ pub fn events(target: Target, command: Events) -> anyhow::Result<ExitCode> {
                 let page = client
                     .send(client.http.get(client.url("/v1/events")).query(&query))
                     .await?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&page)?);
-                } else {
-                    print!("{}", table(&page));
-                }
+                show(&page, json, table)?;
             }
             Events::Show { id, json } => {
                 let event = client.event(&id).await?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&event)?);
-                } else {
-                    print!("{}", summary(&event));
-                }
+                show(&event, json, summary)?;
             }
             Events::Find { key, json } => {
                 let found = client.find(&key).await?;
@@ -503,6 +490,16 @@ fn config_if_present(path: &Path) -> anyhow::Result<Option<switchyard::Config>> 
 /// A path segment, percent-encoded.
 fn encode(segment: &str) -> String {
     url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
+}
+
+/// Print an answer: the API's JSON with `--json`, else `text` of it for a person.
+fn show(answer: &Value, json: bool, text: impl FnOnce(&Value) -> String) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(answer)?);
+    } else {
+        print!("{}", text(answer));
+    }
+    Ok(())
 }
 
 /// Unix ms as RFC 3339.
