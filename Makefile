@@ -78,7 +78,7 @@ $(CARGO_FUZZ):
 
 fuzz: $(CARGO_FUZZ)
 	cd fuzz && RUSTC_BOOTSTRAP=1 ../$(CARGO_FUZZ) build
-	cd fuzz && for t in $$(RUSTC_BOOTSTRAP=1 ../$(CARGO_FUZZ) list); do \
+	@cd fuzz && for t in $$(RUSTC_BOOTSTRAP=1 ../$(CARGO_FUZZ) list); do \
 		RUSTC_BOOTSTRAP=1 ../$(CARGO_FUZZ) run $$t -- -max_total_time=$(FUZZ_SECONDS) \
 			> ../target/fuzz-$$t.log 2>&1 || { tail -n 60 ../target/fuzz-$$t.log; exit 1; }; \
 		echo "$$t: $$(grep -h '^Done' ../target/fuzz-$$t.log)"; \
