@@ -358,6 +358,9 @@ pub struct EventFilter {
 /// Largest page.
 const MAX_LIMIT: usize = 1000;
 
+/// Events a `?q=` search reads per page of the log.
+const SEARCH_PAGE: usize = 200;
+
 /// Events one `?q=` request reads at most; past that the answer carries a cursor to go on
 /// from (with fewer results than `limit`, possibly none).
 const MAX_SEARCHED: usize = 2_000;
@@ -483,7 +486,7 @@ async fn search_payloads(
     let limit = query.limit;
     let needle = text.as_bytes();
     let (mut found, mut searched) = (Vec::new(), 0usize);
-    query.limit = 200.min(MAX_SEARCHED);
+    query.limit = SEARCH_PAGE;
     loop {
         let (page, next) = app.storage.list_events(&query).await?;
         for record in page {

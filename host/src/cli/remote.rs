@@ -126,11 +126,7 @@ pub enum Connectors {
 
 /// Run one `connectors` command.
 pub fn connectors(target: Target, command: Connectors) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&target)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
+    with_client(&target, async move |client| {
         match command {
             Connectors::List { json } => {
                 let list = client
@@ -233,11 +229,7 @@ const REPLAY_PAGE: usize = 500;
 
 /// Run one `events` command.
 pub fn events(target: Target, command: Events) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&target)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
+    with_client(&target, async move |client| {
         match command {
             Events::List {
                 connector,
@@ -320,8 +312,7 @@ pub fn events(target: Target, command: Events) -> anyhow::Result<ExitCode> {
                 until,
                 new_keys,
             } => {
-                if connector.is_none() && status.is_none() && since.is_none() && until.is_none()
-                {
+                if connector.is_none() && status.is_none() && since.is_none() && until.is_none() {
                     bail!(
                         "give an event id, or filters (--connector, --status, --since, --until) for a bulk replay"
                     );
@@ -367,6 +358,18 @@ pub fn events(target: Target, command: Events) -> anyhow::Result<ExitCode> {
         }
         anyhow::Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Run `command` with a client of `target`'s admin API, on a runtime of its own.
+fn with_client(
+    target: &Target,
+    command: impl AsyncFnOnce(Client) -> anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
+    let client = Client::new(target)?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(command(client))
 }
 
 struct Client {

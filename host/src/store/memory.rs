@@ -136,16 +136,12 @@ impl EventLog for MemoryStore {
     }
 
     async fn counts(&self, since: u64) -> Result<Option<HashMap<String, (Counts, Counts)>>> {
-        let since = since - since % 3_600_000;
-        let mut counts: HashMap<String, (Counts, Counts)> = HashMap::new();
-        for record in self.state().events.values() {
-            let entry = counts.entry(record.connector.clone()).or_default();
-            entry.0[record.status.index()] += 1;
-            if record.received_at >= since {
-                entry.1[record.status.index()] += 1;
-            }
-        }
-        Ok(Some(counts))
+        let state = self.state();
+        let events = state
+            .events
+            .values()
+            .map(|r| (r.connector.as_str(), r.received_at, r.status));
+        Ok(Some(crate::store::tally::count(events, since)))
     }
 
     async fn list_events(&self, query: &EventQuery) -> Result<(Vec<EventRecord>, Option<String>)> {

@@ -17,6 +17,23 @@ const HOUR_MS: u64 = 3_600_000;
 /// Counts by status, in the order of [`Status::ALL`].
 pub type Counts = [u64; Status::ALL.len()];
 
+/// Each connector's counts over `events` (connector, received at, status), and over those
+/// received since the hour of `since`: for engines that count from an index they read.
+pub fn count<'a>(
+    events: impl IntoIterator<Item = (&'a str, u64, Status)>,
+    since: u64,
+) -> HashMap<String, (Counts, Counts)> {
+    let mut counts: HashMap<String, (Counts, Counts)> = HashMap::new();
+    for (connector, at, status) in events {
+        let entry = counts.entry(connector.to_string()).or_default();
+        entry.0[status.index()] += 1;
+        if at / HOUR_MS >= since / HOUR_MS {
+            entry.1[status.index()] += 1;
+        }
+    }
+    counts
+}
+
 #[derive(Debug, Default)]
 pub struct Tally {
     /// Connector → hour (unix ms / 1 h) → counts. `None` until filled: changes made while

@@ -1059,17 +1059,12 @@ impl Index {
     /// Counts by connector and status, over everything and since the hour of `since`
     /// (an event's time is its id's, a ULID).
     fn counts(&self, since: u64) -> HashMap<String, (Counts, Counts)> {
-        let since = since - since % 3_600_000;
-        let mut counts: HashMap<String, (Counts, Counts)> = HashMap::new();
-        for (id, summary) in self.events().iter() {
-            let entry = counts.entry(summary.connector.clone()).or_default();
-            entry.0[summary.status.index()] += 1;
+        let events = self.events();
+        let events = events.iter().map(|(id, summary)| {
             let at = ulid::Ulid::from_string(id).map_or(0, |u| u.timestamp_ms());
-            if at >= since {
-                entry.1[summary.status.index()] += 1;
-            }
-        }
-        counts
+            (summary.connector.as_str(), at, summary.status)
+        });
+        crate::store::tally::count(events, since)
     }
 
     /// The events deduped on `key`, newest first.
