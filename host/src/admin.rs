@@ -27,7 +27,7 @@ use utoipa_axum::routes;
 
 use self::api::{
     ConnectorCounts, ConnectorList, ConnectorView, ErrorBody, EventDetail, EventPage, Health,
-    Pushed, Replayed, Replaying,
+    Pushed, Replayed, Replaying, Session,
 };
 use crate::app::{App, ReloadReport};
 use crate::error::ApiError;
@@ -58,6 +58,8 @@ fn documented() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(resume_connector))
         .routes(routes!(reload_all))
         .routes(routes!(list_events))
+        .routes(routes!(activity))
+        .routes(routes!(session))
         .routes(routes!(show_event))
         .routes(routes!(replay_event))
         .routes(routes!(replay_many))
@@ -120,25 +122,53 @@ async fn require_token(
             .as_ref()
             .is_some_and(|token| same_secret(given, token.expose()))
     };
-    if matches(&server.admin_token) {
-        return Ok(next.run(request).await);
-    }
-    if matches(&server.admin_read_token) {
-        if request.method() == axum::http::Method::GET
-            || request.method() == axum::http::Method::HEAD
-        {
-            return Ok(next.run(request).await);
-        }
+    let access = if matches(&server.admin_token) {
+        Access::Admin
+    } else if matches(&server.admin_read_token) {
+        Access::Read
+    } else {
+        return Err(ApiError::unauthorized(
+            "unauthorized",
+            "missing or wrong bearer token",
+        ));
+    };
+    let reads =
+        request.method() == axum::http::Method::GET || request.method() == axum::http::Method::HEAD;
+    if access == Access::Read && !reads {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "read_only",
             "this token may only read: replay, pause, resume, reload and pushes need server.admin_token",
         ));
     }
-    Err(ApiError::unauthorized(
-        "unauthorized",
-        "missing or wrong bearer token",
-    ))
+    let mut request = request;
+    request.extensions_mut().insert(access);
+    Ok(next.run(request).await)
+}
+
+/// What the token of a request may do: `admin` everything, `read` only `GET`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    Admin,
+    Read,
+}
+
+/// `GET /v1/session`: what the bearer token may do, so a client (the console) shows only
+/// the actions it may take.
+#[utoipa::path(
+    get,
+    path = "/v1/session",
+    tag = "meta",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, body = Session),
+        (status = 401, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    )
+)]
+async fn session(axum::Extension(access): axum::Extension<Access>) -> Json<Session> {
+    Json(Session { access })
 }
 
 /// Compares SHA-256 digests in constant time, so neither a token's bytes nor its length
@@ -415,6 +445,44 @@ fn parse_time(value: &str) -> Option<u64> {
     at.duration_since(std::time::UNIX_EPOCH)
         .ok()
         .map(|d| d.as_millis() as u64)
+}
+
+/// Query of `GET /v1/activity`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ActivityQuery {
+    /// `1h` (by the minute, the default) or `24h` (by the quarter hour).
+    #[param(value_type = Option<String>)]
+    window: Option<crate::activity::Window>,
+}
+
+/// `GET /v1/activity?window=1h|24h`: this host's webhooks by outcome, delivery attempts
+/// by outcome and their latency, bucketed over the window (the console's chart). Kept in
+/// memory since the host started; the event log is the durable record.
+#[utoipa::path(
+    get,
+    path = "/v1/activity",
+    tag = "meta",
+    security(("admin_token" = [])),
+    params(ActivityQuery),
+    responses(
+        (status = 200, body = crate::activity::ActivityReport),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    )
+)]
+async fn activity(
+    State(app): State<Arc<App>>,
+    query: Result<Query<ActivityQuery>, QueryRejection>,
+) -> Result<Json<crate::activity::ActivityReport>, ApiError> {
+    let Query(query) = query?;
+    Ok(Json(
+        app.metrics
+            .activity
+            .report(query.window.unwrap_or_default()),
+    ))
 }
 
 /// `GET /v1/events`: newest first, cursor-paginated. Records without request bodies

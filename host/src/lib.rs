@@ -13,14 +13,17 @@
 //!
 //! Shared infrastructure: [`plugin`] (the wasmtime engine, the WIT bindings per version,
 //! the host imports and the connector registry), [`config`], [`admin`] (the `/v1` API),
-//! [`metrics`] (`GET /metrics`), [`server`] (the listener: request-head limits, timeouts,
+//! [`metrics`] (`GET /metrics`, and [`activity`], the last day by the minute),
+//! [`console`] (the web console at `/console/`, assets built into the binary), [`server`] (the listener: request-head limits, timeouts,
 //! the connection cap),
 //! [`outbound`] (allow-listed HTTP), [`watch`] (hot-loading on file changes) and [`app`]
 //! (the state they share, reloads included).
 
+pub mod activity;
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod console;
 pub mod deliver;
 pub mod dispatch;
 pub mod error;
@@ -53,6 +56,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(ingress::routes())
         .merge(admin::routes(app.clone()))
+        .merge(console::routes())
         .route("/metrics", axum::routing::get(metrics::scrape))
         // Unknown routes and methods answer in the API's error shape too.
         .fallback(error::no_route)

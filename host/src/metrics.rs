@@ -55,6 +55,8 @@ pub struct Metrics {
     webhooks: Family,
     calls: Family,
     deliveries: Family,
+    /// The last 24 hours by the minute, for the console's chart (`GET /v1/activity`).
+    pub activity: crate::activity::Activity,
 }
 
 /// A counter by connector and outcome, and a histogram by connector. Each connector's
@@ -153,6 +155,7 @@ impl Metrics {
         let metrics = Metrics {
             recorder,
             handle,
+            activity: crate::activity::Activity::default(),
             webhooks: Family::new(
                 "switchyard_webhooks_total",
                 "switchyard_webhook_duration_seconds",
@@ -255,6 +258,7 @@ impl Metrics {
     pub fn webhook(&self, connector: &str, outcome: &str, took: Duration) {
         self.webhooks
             .record(&self.recorder, connector, outcome, took);
+        self.activity.webhook(outcome);
     }
 
     /// A `POST /hooks/{connector}` named no enabled connector: counted without the id,
@@ -275,6 +279,8 @@ impl Metrics {
     pub fn delivery_attempt(&self, connector: &str, outcome: &str, took: Duration) {
         self.deliveries
             .record(&self.recorder, connector, outcome, took);
+        self.activity
+            .delivery_attempt(outcome, took.as_millis() as u64);
     }
 
     /// The text a scrape gets, gauges read now.

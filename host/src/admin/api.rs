@@ -31,6 +31,13 @@ pub struct Health {
     pub status: String,
 }
 
+/// `GET /v1/session`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Session {
+    /// `admin` (every route) or `read` (`GET`s only: `server.admin_read_token`).
+    pub access: super::Access,
+}
+
 /// Events by status.
 #[derive(Debug, Default, Serialize, ToSchema)]
 pub struct StatusCounts {
