@@ -221,6 +221,8 @@ test("the console, as an operator uses it", async (t) => {
   await step(t, page, "the dark theme", async () => {
     await page.getByRole("button", { name: "Switch between light and dark" }).click();
     assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), "dark");
+    // The page is drawn dark (--bg's dark shade), not only marked so.
+    assert.equal(await page.evaluate(() => getComputedStyle(document.body).backgroundColor), "rgb(21, 23, 27)");
     await page.getByRole("link", { name: "Events" }).click();
     await shot(page, "10-events-dark");
   });
