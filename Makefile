@@ -12,7 +12,7 @@ NATS_SERVER_VERSION := 2.15.1
 NATS_TOOLS  := target/tools/nats-$(NATS_SERVER_VERSION)
 NATS_SERVER := $(NATS_TOOLS)/bin/nats-server
 
-.PHONY: all wasm-target plugins test-plugins nats-server console-deps build run test fuzz bench bench-micro lint fmt clean
+.PHONY: all wasm-target plugins test-plugins nats-server console-deps build run test fuzz bench bench-wrk bench-micro lint fmt clean
 
 all: build
 
@@ -104,6 +104,13 @@ fuzz: $(CARGO_FUZZ)
 bench: plugins nats-server
 	$(CARGO) build --release -p switchyard -p switchyard-bench
 	target/release/switchyard-bench run --out BENCHMARKS.md $(BENCH_ARGS)
+
+# The same scenarios driven by a second, independent load generator: Debian's wrk with a
+# Lua script over pre-signed events (bench/wrk/presigned.lua), installed when missing.
+bench-wrk: plugins nats-server
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+	$(CARGO) build --release -p switchyard -p switchyard-bench
+	target/release/switchyard-bench run --load-generator wrk --out BENCHMARKS.md $(BENCH_ARGS)
 
 # Criterion micro-benchmarks: signature check, connector call, dedupe hit.
 bench-micro: plugins

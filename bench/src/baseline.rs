@@ -56,10 +56,20 @@ pub async fn serve(listen: SocketAddr, data: PathBuf, secret: String) -> anyhow:
     let app = Router::new()
         .route("/hooks/stripe", post(receive))
         .with_state(state);
+    listen_and_serve("baseline", listen, app).await
+}
+
+/// Bind `listen`, say where (`{name} listening addr=…`, which the runner waits for) and
+/// serve `app` until killed.
+pub(crate) async fn listen_and_serve(
+    name: &str,
+    listen: SocketAddr,
+    app: Router,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    eprintln!("baseline listening addr={}", listener.local_addr()?);
+    eprintln!("{name} listening addr={}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())
 }
@@ -108,7 +118,7 @@ async fn receive(State(state): State<Arc<Baseline>>, headers: HeaderMap, body: B
     axum::Json(json!({ "id": id, "status": "accepted" })).into_response()
 }
 
-fn error(status: StatusCode, code: &str) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str) -> Response {
     (
         status,
         axum::Json(json!({ "error": { "code": code, "message": code } })),
@@ -118,7 +128,7 @@ fn error(status: StatusCode, code: &str) -> Response {
 
 /// `t=…,v1=…[,v1=…]`: HMAC-SHA256 hex of `"{t}.{body}"`, any `v1` may match, compared in
 /// constant time; the timestamp is checked once a signature matched.
-fn verify(secret: &[u8], header: &str, body: &[u8], now: i64) -> bool {
+pub(crate) fn verify(secret: &[u8], header: &str, body: &[u8], now: i64) -> bool {
     let mut timestamp = None;
     let mut signatures = Vec::new();
     for part in header.split(',') {

@@ -4,6 +4,8 @@
 //! - [`events`]: unique, signed Stripe events, prepared before the clock starts;
 //! - [`load`]: the load generator (`load`), fixed connections for a fixed time;
 //! - [`baseline`]: the native server switchyard's ingress is compared with (`baseline`);
+//! - [`floor`]: the native floors of ingress and of end to end (`floor`, issue 21);
+//! - [`wrk`]: the second, independent load generator (`run --load-generator wrk`);
 //! - [`receiver`]: the counting downstream of the end-to-end scenario (`receiver`);
 //! - [`rebuild`]: how long the store takes to rebuild its index from the inbox (`rebuild`);
 //! - [`run`]: starts the real `switchyard` binary and the other two as child processes,
@@ -13,11 +15,13 @@
 
 mod baseline;
 mod events;
+mod floor;
 mod load;
 mod rebuild;
 mod receiver;
 mod report;
 mod run;
+mod wrk;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -80,6 +84,24 @@ enum Command {
         #[arg(long, default_value = BENCH_SECRET)]
         secret: String,
     },
+    /// The native floors (issue 21): HMAC check + one append-only log file + group commit
+    /// (the log floor); with --forward, then POST each accepted event there until a 2xx and
+    /// log its completion (the forwarder floor).
+    Floor {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Folder for the log file.
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = BENCH_SECRET)]
+        secret: String,
+        /// Forward each accepted event to this URL.
+        #[arg(long)]
+        forward: Option<String>,
+        /// Tasks POSTing to --forward.
+        #[arg(long, default_value_t = 64)]
+        forwarders: usize,
+    },
     /// A downstream that answers 200 to everything; `GET /count` tells how many it got.
     Receiver {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -119,10 +141,14 @@ enum Command {
         /// or fsync costs nothing.
         #[arg(long, default_value = "target/bench-tmp")]
         tmp: PathBuf,
-        /// Only these scenarios (repeatable): ingress, ingress-no-flush, baseline, end-to-end,
-        /// hot-swap, nats-r1-ingress, nats-r1-end-to-end, nats-r3-ingress, nats-r3-end-to-end.
+        /// Only these scenarios (repeatable): ingress, ingress-no-flush, baseline, log-floor,
+        /// end-to-end, forwarder-floor, hot-swap, nats-r1-ingress, nats-r1-end-to-end, nats-r3-ingress, nats-r3-end-to-end.
         #[arg(long = "scenario")]
         scenarios: Vec<run::Scenario>,
+        /// `own` (switchyard-bench load, in this process) or `wrk` (Debian's wrk with a
+        /// Lua script over pre-signed events, a second opinion).
+        #[arg(long, value_enum, default_value_t = run::LoadGenerator::Own)]
+        load_generator: run::LoadGenerator,
     },
 }
 
@@ -181,6 +207,19 @@ impl Command {
                 data,
                 secret,
             } => baseline::serve(listen, data, secret).await,
+            Command::Floor {
+                listen,
+                data,
+                secret,
+                forward,
+                forwarders,
+            } => {
+                let forward = forward.map(|url| floor::Forward {
+                    url,
+                    tasks: forwarders,
+                });
+                floor::serve(listen, data, secret, forward).await
+            }
             Command::Receiver { listen } => receiver::serve(listen).await,
             Command::Rebuild {
                 events,
@@ -197,8 +236,10 @@ impl Command {
                 plugins,
                 tmp,
                 scenarios,
+                load_generator,
             } => {
                 run::run(run::RunOptions {
+                    load_generator,
                     runs,
                     duration,
                     warmup,

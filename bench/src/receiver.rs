@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::Context as _;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -32,12 +31,7 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
         .route("/count", get(count))
         .fallback(receive)
         .with_state(Arc::new(Counter::default()));
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
-    eprintln!("receiver listening addr={}", listener.local_addr()?);
-    axum::serve(listener, app).await?;
-    Ok(())
+    crate::baseline::listen_and_serve("receiver", listen, app).await
 }
 
 // The body is read (and dropped) so the connection stays reusable.

@@ -199,6 +199,15 @@ pub fn section(context: &Context, options: &RunOptions, outcomes: &[Outcome]) ->
     }
     let _ = writeln!(
         s,
+        "- Load generator: {}.",
+        match options.load_generator {
+            crate::run::LoadGenerator::Own => "`switchyard-bench load` (ours)",
+            crate::run::LoadGenerator::Wrk =>
+                "`wrk` over pre-signed events (`bench/wrk/presigned.lua`; warmup included in the measured time)",
+        }
+    );
+    let _ = writeln!(
+        s,
         "- {} run(s) of each scenario, {} s warmup + {} s measured, {} connections; \
          figures are medians of the runs (non-2xx and errors: totals).\n",
         options.runs,
@@ -268,6 +277,24 @@ pub fn section(context: &Context, options: &RunOptions, outcomes: &[Outcome]) ->
             "**Headline: ingress / native baseline = {ratio:.2}** (median req/s over median \
              req/s; run by run: {}).\n",
             per_run.join(", ")
+        );
+    }
+    // Issue 21's headline: the ratios to the native floors of the same job.
+    let log_floor = ingress
+        .zip(row(Scenario::LogFloor))
+        .map(|(i, f)| i.rps / f.rps);
+    let end_to_end = row(Scenario::EndToEnd);
+    let forwarder_floor = end_to_end
+        .and_then(|e| e.delivered_per_sec)
+        .zip(row(Scenario::ForwarderFloor).and_then(|f| f.delivered_per_sec))
+        .map(|(e, f)| e / f);
+    if log_floor.is_some() || forwarder_floor.is_some() {
+        let show = |ratio: Option<f64>| ratio.map_or("not run".into(), |r| format!("{r:.2}"));
+        let _ = writeln!(
+            s,
+            "**Headline (issue 21): ingress / log floor = {}; end to end / forwarder floor = {}** (medians: accepted/s over accepted/s; delivered/s over delivered/s).\n",
+            show(log_floor),
+            show(forwarder_floor)
         );
     }
     if let (Some(durable), Some(no_flush)) = (ingress, row(Scenario::IngressNoFlush)) {
@@ -387,6 +414,49 @@ pub fn section(context: &Context, options: &RunOptions, outcomes: &[Outcome]) ->
         }
     }
     s.push('\n');
+    let mut floors = Vec::new();
+    if let Some(ratio) = log_floor {
+        floors.push(format!(
+            "| ingress / log floor | ≥ 0.8 | {ratio:.2} | {} |",
+            verdict(ratio >= 0.8)
+        ));
+    }
+    if let Some(ratio) = forwarder_floor {
+        floors.push(format!(
+            "| end to end / forwarder floor | ≥ 0.6 | {ratio:.2} | {} |",
+            verdict(ratio >= 0.6)
+        ));
+    }
+    if let (Some(e), Some(i)) = (end_to_end, ingress) {
+        let share = e.rps / i.rps;
+        floors.push(format!(
+            "| accepted/s while end to end runs | ≥ 0.5 of ingress only | {} vs {} = {share:.2} | {} |",
+            thousands(e.rps),
+            thousands(i.rps),
+            verdict(share >= 0.5)
+        ));
+    }
+    if let Some(e) = end_to_end {
+        floors.push(format!(
+            "| p99 of ingress answers during end to end | ≤ 20 ms | {:.1} ms | {} |",
+            e.p99_ms,
+            verdict(e.p99_ms <= 20.0)
+        ));
+        if let Some(rss) = e.peak_rss_mb {
+            floors.push(format!(
+                "| RSS at steady end-to-end load (peak) | ≤ 150 MB | {rss:.0} MB | {} |",
+                verdict(rss <= 150.0)
+            ));
+        }
+    }
+    if !floors.is_empty() {
+        let _ = writeln!(s, "| target (issue 21) | wanted | measured | |");
+        let _ = writeln!(s, "|---|---|---|---|");
+        for line in floors {
+            let _ = writeln!(s, "{line}");
+        }
+        s.push('\n');
+    }
     if !micro.is_empty() {
         let when = criterion_time().map_or("unknown time".into(), |t| {
             humantime::format_rfc3339_seconds(t).to_string()

@@ -45,8 +45,13 @@ pub enum Scenario {
     IngressNoFlush,
     /// The native baseline.
     Baseline,
+    /// The native log floor: HMAC + one append-only file + group commit, no database.
+    LogFloor,
     /// Connector active, forwarding every event to the receiver.
     EndToEnd,
+    /// The native forwarder floor: the log floor, then 64 tasks POST each accepted event
+    /// to the receiver and log its completion.
+    ForwarderFloor,
     /// End to end, with a new build of the connector installed every [`SWAP_EVERY`]
     /// throughout the load: two builds that differ only in a custom section, so every
     /// install is a new digest that the host compiles, swaps in and drains the old one of.
@@ -64,11 +69,13 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Ingress,
         Scenario::IngressNoFlush,
         Scenario::Baseline,
+        Scenario::LogFloor,
         Scenario::EndToEnd,
+        Scenario::ForwarderFloor,
         Scenario::HotSwap,
         Scenario::NatsIngress,
         Scenario::NatsEndToEnd,
@@ -81,7 +88,9 @@ impl Scenario {
             Scenario::Ingress => "ingress",
             Scenario::IngressNoFlush => "ingress-no-flush",
             Scenario::Baseline => "baseline",
+            Scenario::LogFloor => "log-floor",
             Scenario::EndToEnd => "end-to-end",
+            Scenario::ForwarderFloor => "forwarder-floor",
             Scenario::HotSwap => "hot-swap",
             Scenario::NatsIngress => "nats-r1-ingress",
             Scenario::NatsEndToEnd => "nats-r1-end-to-end",
@@ -110,8 +119,18 @@ impl FromStr for Scenario {
     }
 }
 
+/// Which program drives the load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoadGenerator {
+    /// `switchyard-bench load`, in the runner's own process.
+    Own,
+    /// Debian's `wrk` with `bench/wrk/presigned.lua`.
+    Wrk,
+}
+
 #[derive(Debug, Clone)]
 pub struct RunOptions {
+    pub load_generator: LoadGenerator,
     pub runs: usize,
     pub duration: Duration,
     pub warmup: Duration,
@@ -195,6 +214,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         chosen
     };
     let env = Env {
+        load_generator: options.load_generator,
         switchyard,
         plugins,
         bench: std::env::current_exe().context("finding switchyard-bench itself")?,
@@ -291,6 +311,7 @@ fn append(path: &Path, section: &str) -> anyhow::Result<()> {
 
 /// What every scenario needs.
 struct Env {
+    load_generator: LoadGenerator,
     switchyard: PathBuf,
     plugins: PathBuf,
     bench: PathBuf,
@@ -309,8 +330,10 @@ impl Env {
         match scenario {
             Scenario::Ingress => self.ingress(dir.path(), &sled(true)).await,
             Scenario::IngressNoFlush => self.ingress(dir.path(), &sled(false)).await,
-            Scenario::Baseline => self.baseline(dir.path()).await,
+            Scenario::Baseline => self.native(dir.path(), Native::Baseline).await,
+            Scenario::LogFloor => self.native(dir.path(), Native::LogFloor).await,
             Scenario::EndToEnd => self.end_to_end(dir.path(), &sled(true), false).await,
+            Scenario::ForwarderFloor => self.forwarder_floor(dir.path()).await,
             Scenario::HotSwap => self.end_to_end(dir.path(), &sled(true), true).await,
             Scenario::NatsIngress
             | Scenario::NatsEndToEnd
@@ -356,19 +379,20 @@ impl Env {
         })
     }
 
-    async fn baseline(&self, dir: &Path) -> anyhow::Result<Measured> {
+    /// A native server of this harness (`switchyard-bench baseline|floor`) on `dir`.
+    fn native_command(&self, dir: &Path, native: Native) -> Command {
         let mut command = Command::new(&self.bench);
         command
-            .args([
-                "baseline",
-                "--listen",
-                "127.0.0.1:0",
-                "--secret",
-                BENCH_SECRET,
-            ])
+            .arg(native.command())
+            .args(["--listen", "127.0.0.1:0", "--secret", BENCH_SECRET])
             .arg("--data")
             .arg(dir.join("data"));
-        let mut server = Child::start("baseline", command).await?;
+        command
+    }
+
+    async fn native(&self, dir: &Path, native: Native) -> anyhow::Result<Measured> {
+        let command = self.native_command(dir, native);
+        let mut server = Child::start(native.command(), command).await?;
         let (load, others_cpu_pct) = self.load(server.addr, &[server.pid()]).await?;
         let rss = read_rss(server.pid());
         server.alive()?;
@@ -434,9 +458,60 @@ impl Env {
             None => None,
         };
 
+        let delivered = self
+            .catch_up(&load, load_ended, &mut host, &mut receiver)
+            .await?;
+        Ok(Measured {
+            load,
+            rss,
+            delivered: Some(delivered),
+            swaps,
+            others_cpu_pct,
+        })
+    }
+
+    /// The forwarder floor (`switchyard-bench floor --forward`) to a receiver, measured as
+    /// [`Env::end_to_end`] measures switchyard.
+    async fn forwarder_floor(&self, dir: &Path) -> anyhow::Result<Measured> {
+        let mut command = Command::new(&self.bench);
+        command.args(["receiver", "--listen", "127.0.0.1:0"]);
+        let mut receiver = Child::start("receiver", command).await?;
+        let mut command = self.native_command(dir, Native::LogFloor);
+        command
+            .arg("--forward")
+            .arg(format!("http://{}/billing", receiver.addr));
+        let mut server = Child::start("floor", command).await?;
+        let (load, others_cpu_pct) = self
+            .load(server.addr, &[server.pid(), receiver.pid()])
+            .await?;
+        let rss = read_rss(server.pid());
+        let load_ended = Instant::now();
+        let delivered = self
+            .catch_up(&load, load_ended, &mut server, &mut receiver)
+            .await?;
+        Ok(Measured {
+            load,
+            rss,
+            delivered: Some(delivered),
+            swaps: None,
+            others_cpu_pct,
+        })
+    }
+
+    /// After an end-to-end load: wait (up to [`CATCH_UP_TIMEOUT`]) for the receiver to count
+    /// every accepted event, and say how fast they were delivered.
+    async fn catch_up(
+        &self,
+        load: &LoadReport,
+        load_ended: Instant,
+        server: &mut Child,
+        receiver: &mut Child,
+    ) -> anyhow::Result<Delivered> {
+        let http = reqwest::Client::new();
+        let origin = format!("http://{}", receiver.addr);
         let deadline = load_ended + CATCH_UP_TIMEOUT;
         let count = loop {
-            host.alive()?;
+            server.alive()?;
             receiver.alive()?;
             let count = fetch_count(&http, &origin).await?;
             if count.count >= load.total_ok || Instant::now() >= deadline {
@@ -448,17 +523,11 @@ impl Env {
         let end_of_load_ms = load.started_at_ms
             + (load.measured_secs * 1000.0) as u64
             + self.load.warmup.as_millis() as u64;
-        Ok(Measured {
-            load: load.clone(),
-            rss,
-            delivered: Some(Delivered {
-                count: count.count,
-                per_sec: count.count as f64 / (span_ms as f64 / 1000.0),
-                caught_up: count.count >= load.total_ok,
-                lag: Duration::from_millis(count.last_ms.saturating_sub(end_of_load_ms)),
-            }),
-            swaps,
-            others_cpu_pct,
+        Ok(Delivered {
+            count: count.count,
+            per_sec: count.count as f64 / (span_ms as f64 / 1000.0),
+            caught_up: count.count >= load.total_ok,
+            lag: Duration::from_millis(count.last_ms.saturating_sub(end_of_load_ms)),
         })
     }
 
@@ -473,11 +542,14 @@ impl Env {
             .parse()
             .context("building the URL")?;
         let before = CpuSample::take(servers);
-        let report = load::run(&LoadOptions {
+        let options = LoadOptions {
             url,
             ..self.load.clone()
-        })
-        .await?;
+        };
+        let report = match self.load_generator {
+            LoadGenerator::Own => load::run(&options).await?,
+            LoadGenerator::Wrk => crate::wrk::run(&options, &self.tmp).await?,
+        };
         let others = before
             .zip(CpuSample::take(servers))
             .and_then(|(before, after)| after.others_pct_since(&before));
@@ -543,6 +615,24 @@ forward_url = "{origin}/billing"
         let path = dir.join("switchyard.toml");
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
+    }
+}
+
+/// The harness's own servers, against which switchyard is measured.
+#[derive(Debug, Clone, Copy)]
+enum Native {
+    /// HMAC + sled + group commit (`baseline`).
+    Baseline,
+    /// HMAC + one log file + group commit (`floor`).
+    LogFloor,
+}
+
+impl Native {
+    fn command(self) -> &'static str {
+        match self {
+            Native::Baseline => "baseline",
+            Native::LogFloor => "floor",
+        }
     }
 }
 
