@@ -417,7 +417,7 @@ fn one_of<'a>(names: impl Iterator<Item = &'a str>) -> String {
 fn suggestion(key: &str, expected: &[&str]) -> String {
     let closest = expected
         .iter()
-        .map(|e| (edit_distance(key, e), *e))
+        .map(|e| (strsim::levenshtein(key, e), *e))
         .filter(|(d, e)| *d <= 2.max(e.len() / 3))
         .min();
     match closest {
@@ -425,20 +425,6 @@ fn suggestion(key: &str, expected: &[&str]) -> String {
         None if expected.is_empty() => String::new(),
         None => format!("; expected {}", one_of(expected.iter().copied())),
     }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// One `env:VAR` / `file:PATH` / literal value, against the process environment, with
