@@ -7,7 +7,7 @@
 //   ARTIFACTS     where the screenshots of each view go
 //   CHROMIUM      the browser (default /usr/bin/chromium)
 //
-// Webhooks are signed here as Stripe signs them (VENDORS.md: t=…,v1=HMAC-SHA256 of
+// Webhooks are signed here as Stripe signs them (docs/vendors.md: t=…,v1=HMAC-SHA256 of
 // "t.body"). The last line printed is a JSON summary the Rust side checks against what the
 // fake backend received, after `SUMMARY `.
 

@@ -2,7 +2,7 @@
 //! `stripe.wasm` fetches the event's object from a fake Stripe API through the host's
 //! `http.fetch` before forwarding, because Stripe does not guarantee event order.
 //!
-//! The fake API speaks Stripe's wire format (VENDORS.md): `GET /v1/{resource}/{id}` with
+//! The fake API speaks Stripe's wire format (docs/vendors.md): `GET /v1/{resource}/{id}` with
 //! `Authorization: Bearer sk_…`, errors as `{"error":{"type","code","message"}}`.
 
 use std::collections::{HashMap, VecDeque};

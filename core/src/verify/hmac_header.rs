@@ -61,7 +61,7 @@ mod tests {
 
     const GITHUB_SECRET: &str = "It's a Secret to Everybody";
     const GITHUB_BODY: &[u8] = b"Hello, World!";
-    // VENDORS.md (GitHub's docs); also recomputed with Python's hmac module.
+    // docs/vendors.md (GitHub's docs); also recomputed with Python's hmac module.
     const GITHUB_SIG: &str =
         "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
     const SHOPIFY_BODY: &[u8] = br#"{"id":1}"#;

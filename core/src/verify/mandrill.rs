@@ -61,7 +61,7 @@ mod tests {
     use super::super::test_util::*;
     use super::super::*;
 
-    // VENDORS.md: the POST Mandrill sends when a webhook is set up. Also recomputed with
+    // docs/vendors.md: the POST Mandrill sends when a webhook is set up. Also recomputed with
     // Python's hmac module over "https://example.com/hooks/mandrillmandrill_events[]".
     const KEY: &str = "test-webhook";
     const BODY: &[u8] = b"mandrill_events=%5B%5D";

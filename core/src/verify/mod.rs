@@ -14,7 +14,7 @@
 //! One module per scheme, each with its vendor's test vectors: `stripe`, `standard`
 //! (Standard Webhooks and Svix), `hmac_header` (GitHub and the generic `hmac-sha256`),
 //! `mandrill` and `token`; `form` parses URL-encoded bytes for the last two.
-//! Wire formats and vectors: `VENDORS.md`; the scheme table: `DESIGN.md`.
+//! Wire formats, test vectors and the table of schemes: `docs/vendors.md`.
 //!
 //! # Hostile input
 //! Header values are capped at [`MAX_HEADER_LEN`] and must be visible ASCII; a request may

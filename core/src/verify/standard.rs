@@ -99,7 +99,7 @@ mod tests {
         sig: &'static str,
     }
 
-    // VENDORS.md (from the Standard Webhooks spec repository); also recomputed with
+    // docs/vendors.md (from the Standard Webhooks spec repository); also recomputed with
     // Python's hmac module.
     const VECTORS: [Vector; 2] = [
         Vector {

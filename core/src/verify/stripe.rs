@@ -70,7 +70,7 @@ mod tests {
     const SECRET: &str = "whsec_test_secret";
     const T: i64 = 1_700_000_000;
     const BODY: &[u8] = br#"{"id":"evt_test_webhook","object":"event"}"#;
-    // The VENDORS.md vector, cross-checked independently in the shell with Python's hmac
+    // The docs/vendors.md vector, cross-checked independently in the shell with Python's hmac
     //   python3 -c 'import hmac,hashlib; print(hmac.new(b"whsec_test_secret",
     //     b"1700000000.{\"id\":\"evt_test_webhook\",\"object\":\"event\"}",
     //     hashlib.sha256).hexdigest())'

@@ -1263,3 +1263,34 @@ fn nats_servers_prefix_replicas_and_credentials() {
         "storage.nats_url: expected a string or an array of strings (several servers)"
     );
 }
+
+/// `docs/configuration.md` is the reference a user reads: every key of the built-in
+/// defaults (set or shown commented out) is in it, so the two cannot drift apart.
+#[test]
+fn the_configuration_reference_names_every_default_key() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let defaults = std::fs::read_to_string(root.join("config.default.toml")).unwrap();
+    let reference = std::fs::read_to_string(root.join("../docs/configuration.md")).unwrap();
+    let keys: Vec<&str> = defaults
+        .lines()
+        .filter_map(|line| {
+            let line = line.strip_prefix("# ").unwrap_or(line);
+            let (key, _) = line.split_once(" = ")?;
+            key.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                .then_some(key)
+        })
+        .collect();
+    assert!(
+        keys.len() > 40,
+        "read the keys of config.default.toml: {keys:?}"
+    );
+    let missing: Vec<&&str> = keys
+        .iter()
+        .filter(|key| !reference.contains(&format!("`{key}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/configuration.md lacks {missing:?}"
+    );
+}
