@@ -100,11 +100,7 @@ fn spawn_flusher(db: sled::Db, data: &Path) -> anyhow::Result<std_mpsc::Sender<W
 }
 
 async fn receive(State(state): State<Arc<Baseline>>, headers: HeaderMap, body: Bytes) -> Response {
-    let verified = headers
-        .get("stripe-signature")
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| verify(&state.secret, value, &body, switchyard::time::now_s()));
-    if !verified {
+    if !signed(&state.secret, &headers, &body) {
         return error(StatusCode::UNAUTHORIZED, "signature_mismatch");
     }
     let id = ulid::Ulid::new().to_string();
@@ -126,9 +122,17 @@ pub(crate) fn error(status: StatusCode, code: &str) -> Response {
         .into_response()
 }
 
+/// Whether the request carries a valid `Stripe-Signature` for `body`, now.
+pub(crate) fn signed(secret: &[u8], headers: &HeaderMap, body: &[u8]) -> bool {
+    headers
+        .get("stripe-signature")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| verify(secret, value, body, switchyard::time::now_s()))
+}
+
 /// `t=…,v1=…[,v1=…]`: HMAC-SHA256 hex of `"{t}.{body}"`, any `v1` may match, compared in
 /// constant time; the timestamp is checked once a signature matched.
-pub(crate) fn verify(secret: &[u8], header: &str, body: &[u8], now: i64) -> bool {
+fn verify(secret: &[u8], header: &str, body: &[u8], now: i64) -> bool {
     let mut timestamp = None;
     let mut signatures = Vec::new();
     for part in header.split(',') {

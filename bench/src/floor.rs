@@ -36,7 +36,7 @@ use axum::routing::post;
 use serde_json::json;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::baseline::{error, listen_and_serve, verify};
+use crate::baseline::{error, listen_and_serve, signed};
 
 const ACCEPTED: u8 = 1;
 const DELIVERED: u8 = 2;
@@ -186,11 +186,7 @@ async fn deliver(http: &reqwest::Client, url: &str, id: ulid::Ulid, body: Bytes)
 }
 
 async fn receive(State(state): State<Arc<Floor>>, headers: HeaderMap, body: Bytes) -> Response {
-    let verified = headers
-        .get("stripe-signature")
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| verify(&state.secret, value, &body, switchyard::time::now_s()));
-    if !verified {
+    if !signed(&state.secret, &headers, &body) {
         return error(StatusCode::UNAUTHORIZED, "signature_mismatch");
     }
     let id = ulid::Ulid::new();

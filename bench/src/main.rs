@@ -76,25 +76,15 @@ enum Command {
     },
     /// The native baseline: HMAC check + sled insert + group commit, no wasm.
     Baseline {
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: SocketAddr,
-        /// Folder for the sled store.
-        #[arg(long)]
-        data: PathBuf,
-        #[arg(long, default_value = BENCH_SECRET)]
-        secret: String,
+        #[command(flatten)]
+        native: NativeArgs,
     },
     /// The native floors (issue 21): HMAC check + one append-only log file + group commit
     /// (the log floor); with --forward, then POST each accepted event there until a 2xx and
     /// log its completion (the forwarder floor).
     Floor {
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: SocketAddr,
-        /// Folder for the log file.
-        #[arg(long)]
-        data: PathBuf,
-        #[arg(long, default_value = BENCH_SECRET)]
-        secret: String,
+        #[command(flatten)]
+        native: NativeArgs,
         /// Forward each accepted event to this URL.
         #[arg(long)]
         forward: Option<String>,
@@ -152,6 +142,18 @@ enum Command {
     },
 }
 
+/// What both native servers (`baseline`, `floor`) take.
+#[derive(clap::Args)]
+struct NativeArgs {
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Folder for the server's store (sled, or the log file).
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value = BENCH_SECRET)]
+    secret: String,
+}
+
 fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(text)
 }
@@ -202,15 +204,11 @@ impl Command {
                 }
                 Ok(())
             }
-            Command::Baseline {
-                listen,
-                data,
-                secret,
-            } => baseline::serve(listen, data, secret).await,
+            Command::Baseline { native } => {
+                baseline::serve(native.listen, native.data, native.secret).await
+            }
             Command::Floor {
-                listen,
-                data,
-                secret,
+                native,
                 forward,
                 forwarders,
             } => {
@@ -218,7 +216,7 @@ impl Command {
                     url,
                     tasks: forwarders,
                 });
-                floor::serve(listen, data, secret, forward).await
+                floor::serve(native.listen, native.data, native.secret, forward).await
             }
             Command::Receiver { listen } => receiver::serve(listen).await,
             Command::Rebuild {

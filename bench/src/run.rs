@@ -379,6 +379,13 @@ impl Env {
         })
     }
 
+    /// The counting downstream (`switchyard-bench receiver`) of the end-to-end scenarios.
+    async fn receiver(&self) -> anyhow::Result<Child> {
+        let mut command = Command::new(&self.bench);
+        command.args(["receiver", "--listen", "127.0.0.1:0"]);
+        Child::start("receiver", command).await
+    }
+
     /// A native server of this harness (`switchyard-bench baseline|floor`) on `dir`.
     fn native_command(&self, dir: &Path, native: Native) -> Command {
         let mut command = Command::new(&self.bench);
@@ -408,9 +415,7 @@ impl Env {
     /// End to end; with `swap`, from a plugins folder of its own that the host watches and
     /// the other build is installed in every [`SWAP_EVERY`] during the load.
     async fn end_to_end(&self, dir: &Path, store: &Store, swap: bool) -> anyhow::Result<Measured> {
-        let mut command = Command::new(&self.bench);
-        command.args(["receiver", "--listen", "127.0.0.1:0"]);
-        let mut receiver = Child::start("receiver", command).await?;
+        let mut receiver = self.receiver().await?;
         let origin = format!("http://{}", receiver.addr);
         let builds = if swap {
             let a =
@@ -473,14 +478,12 @@ impl Env {
     /// The forwarder floor (`switchyard-bench floor --forward`) to a receiver, measured as
     /// [`Env::end_to_end`] measures switchyard.
     async fn forwarder_floor(&self, dir: &Path) -> anyhow::Result<Measured> {
-        let mut command = Command::new(&self.bench);
-        command.args(["receiver", "--listen", "127.0.0.1:0"]);
-        let mut receiver = Child::start("receiver", command).await?;
+        let mut receiver = self.receiver().await?;
         let mut command = self.native_command(dir, Native::LogFloor);
         command
             .arg("--forward")
             .arg(format!("http://{}/billing", receiver.addr));
-        let mut server = Child::start("floor", command).await?;
+        let mut server = Child::start(Native::LogFloor.command(), command).await?;
         let (load, others_cpu_pct) = self
             .load(server.addr, &[server.pid(), receiver.pid()])
             .await?;
