@@ -5,9 +5,12 @@
 //! ([`ConnectorConfig::concurrency`]): a connector that is always slow or spinning holds
 //! its share, and the others' events keep flowing through the rest.
 //!
-//! An event stays queued until `handle` has returned and its deliveries are stored
-//! ([`DispatchQueue::finish_dispatch`], one atomic step), so a crash at any point means it
-//! is handed out again, never lost. Pausing a connector stops its dispatcher; its events
+//! The call's slots are given back as soon as `handle` returns; the same task then makes
+//! the first try of each delivery it returned ([`crate::deliver::first_tries`], holding
+//! delivery slots), and stores the record, the deliveries and those tries together. An
+//! event stays queued until then ([`DispatchQueue::finish_dispatch`], one step), so a crash
+//! at any point means it is handed out again, never lost (and its deliveries sent again
+//! under the same `Idempotency-Key`s). Pausing a connector stops its dispatcher; its events
 //! wait in the queue until it resumes.
 //!
 //! [`DispatchQueue::finish_dispatch`]: crate::store::DispatchQueue::finish_dispatch
@@ -120,11 +123,12 @@ async fn dispatcher(app: Arc<App>, connector: String, stop: CancellationToken) {
             slot = app.call_slots.clone().acquire_owned() => slot,
         };
         let Ok(slot) = slot else { return };
+        let slots = CallSlots {
+            _worker: slot,
+            _own: own_slot,
+        };
         let app2 = app.clone();
-        app.spawn(async move {
-            process(&app2, lease).await;
-            drop((slot, own_slot));
-        });
+        app.spawn(async move { process(&app2, lease, slots).await });
     }
 }
 
@@ -143,17 +147,24 @@ pub fn webhook(record: &EventRecord, request: &StoredRequest, attempt: u32) -> W
     }
 }
 
+/// The worker slot and the connector's own slot a call holds; given back as soon as the
+/// connector has returned (the first tries of its deliveries hold delivery slots instead).
+struct CallSlots {
+    _worker: tokio::sync::OwnedSemaphorePermit,
+    _own: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// One dispatch of one event.
 #[tracing::instrument(level = "debug", skip_all, fields(event_id = %lease.id))]
-async fn process(app: &Arc<App>, lease: Lease) {
+async fn process(app: &Arc<App>, lease: Lease, slots: CallSlots) {
     let id = lease.id.clone();
-    if let Err(err) = try_process(app, lease).await {
+    if let Err(err) = try_process(app, lease, slots).await {
         // Still queued in the store, which hands it out again in a while.
         tracing::error!(event_id = %id, "dispatch failed: {err}");
     }
 }
 
-async fn try_process(app: &Arc<App>, lease: Lease) -> Result<(), StoreError> {
+async fn try_process(app: &Arc<App>, lease: Lease, slots: CallSlots) -> Result<(), StoreError> {
     let id = lease.id.clone();
     let Some(mut record) = app.storage.event(&id).await? else {
         // Gone (retention, or taken back because its sync failed): nothing to do.
@@ -213,6 +224,7 @@ async fn try_process(app: &Arc<App>, lease: Lease) -> Result<(), StoreError> {
         .handle(&plugin, connector.grants.clone(), &hook)
         .instrument(span)
         .await;
+    drop(slots);
     let label = match &outcome.result {
         Ok(Ok(_)) => "deliveries",
         Ok(Err(Failure::Reject(_))) => "reject",
@@ -243,7 +255,7 @@ async fn try_process(app: &Arc<App>, lease: Lease) -> Result<(), StoreError> {
             // numbering starts, and its keys are the first run's unless it asked for new
             // ones. A run repeated after a crash reuses the same numbers and keys.
             let base = record.deliveries_from as usize;
-            let rows: Vec<DeliveryRecord> = deliveries
+            let mut rows: Vec<DeliveryRecord> = deliveries
                 .into_iter()
                 .enumerate()
                 .map(|(i, d)| (base + i, d))
@@ -264,12 +276,17 @@ async fn try_process(app: &Arc<App>, lease: Lease) -> Result<(), StoreError> {
                 .collect();
             record.attempts.push(attempt);
             record.next_attempt_at = None;
-            record.status = if rows.is_empty() {
-                Status::Succeeded
-            } else {
-                Status::Pending
-            };
-            // The store queues the deliveries for the delivery workers.
+            record.status = Status::Succeeded;
+            let trace = record.trace.clone();
+            if let Some((status, error)) =
+                crate::deliver::first_tries(app, &connector, trace.as_deref(), &mut rows).await
+            {
+                record.status = status;
+                if record.error.is_none() {
+                    record.error = error;
+                }
+            }
+            // The store queues the deliveries that need another try for the outbox.
             app.storage
                 .finish_dispatch(lease, &record, &rows, None)
                 .await

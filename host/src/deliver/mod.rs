@@ -19,7 +19,9 @@ use tracing::Instrument as _;
 use crate::app::App;
 use crate::outbound::{self, OutboundError, OutboundResponse};
 use crate::plugin::Connector;
-use crate::store::{DeliveryAttempt, DeliveryRecord, DeliveryStatus, Lease, StoreError, lifecycle};
+use crate::store::{
+    DeliveryAttempt, DeliveryRecord, DeliveryStatus, Lease, Status, StoreError, lifecycle,
+};
 use crate::verify::{self, Scheme};
 use policy::{Verdict, backoff, classify_status};
 
@@ -74,11 +76,63 @@ async fn try_once(app: &Arc<App>, lease: Lease, mut row: DeliveryRecord) -> Resu
         row.next_attempt_at = Some(crate::time::now_ms() + NO_CONNECTOR.as_millis() as u64);
         return app.storage.finish_delivery(lease, &row).await;
     };
+    attempt(app, &connector, &mut row, trace.as_deref()).await;
+    app.storage.finish_delivery(lease, &row).await?;
+    settle_event(app, &row).await
+}
+
+/// The first try of each delivery a connector run returned, made at once by the task that
+/// ran it, before the rows are stored: the event's record, its rows and their first outcome
+/// are then stored in one [`DispatchQueue::finish_dispatch`], and only rows that need
+/// another try go through the outbox. This saves, per delivered event, the outbox round
+/// trip (queue, read back, write the try, read and write the event again): half of the
+/// store's work after ingress (BENCHMARKS.md, issue 21).
+///
+/// Each first try holds a delivery slot, like a try from the outbox; a row that finds none
+/// free is left `pending` and queued as before. A crash before the rows are stored
+/// re-dispatches the event, and its new run sends the same deliveries again with the same
+/// `Idempotency-Key`s: at least once, as when a crash loses a stored row's outcome.
+///
+/// Returns the event's status once the tries are made ([`lifecycle::settled`]), and the
+/// error a dead one records.
+///
+/// [`DispatchQueue::finish_dispatch`]: crate::store::DispatchQueue::finish_dispatch
+pub async fn first_tries(
+    app: &Arc<App>,
+    connector: &Connector,
+    trace: Option<&str>,
+    rows: &mut [DeliveryRecord],
+) -> Option<(Status, Option<String>)> {
+    let tries = rows.iter_mut().filter_map(|row| {
+        let slot = app.delivery_slots.clone().try_acquire_owned().ok()?;
+        let span =
+            tracing::debug_span!("first_try", event_id = %row.event_id, delivery = row.index);
+        Some(
+            async move {
+                attempt(app, connector, row, trace).await;
+                drop(slot);
+            }
+            .instrument(span),
+        )
+    });
+    futures::future::join_all(tries).await;
+    let statuses: Vec<DeliveryStatus> = rows.iter().map(|row| row.status).collect();
+    let status = lifecycle::settled(&statuses)?;
+    let error = (status == Status::Dead)
+        .then(|| rows.iter().find(|row| row.status == DeliveryStatus::Dead))
+        .flatten()
+        .map(dead_error);
+    Some((status, error))
+}
+
+/// Send `row` once, and record the try in it: its outcome, its new status and when it is
+/// due again.
+async fn attempt(app: &App, connector: &Connector, row: &mut DeliveryRecord, trace: Option<&str>) {
     let policy = connector.retry().clone();
     let number = row.attempts.len() as u32 + 1;
-    let mut extra = extra_headers(&connector, &row);
+    let mut extra = extra_headers(connector, row);
     let span = tracing::debug_span!("delivery", attempt = number, status = tracing::field::Empty);
-    crate::telemetry::set_parent(&span, trace.as_deref());
+    crate::telemetry::set_parent(&span, trace);
     // The receiver's work joins the webhook's trace, as a child of this try.
     if let Some(traceparent) = span.in_scope(crate::telemetry::traceparent) {
         extra.push(("traceparent".into(), traceparent));
@@ -149,8 +203,14 @@ async fn try_once(app: &Arc<App>, lease: Lease, mut row: DeliveryRecord) -> Resu
         }
         _ => None,
     };
-    app.storage.finish_delivery(lease, &row).await?;
-    settle_event(app, &row).await
+}
+
+/// The error a dead event records for its first dead delivery.
+fn dead_error(row: &DeliveryRecord) -> String {
+    format!(
+        "delivery {} to {} failed permanently",
+        row.index, row.request.url
+    )
 }
 
 /// `Idempotency-Key`, plus Standard Webhooks headers when the connector signs deliveries.
@@ -228,11 +288,8 @@ async fn settle_event(app: &App, row: &DeliveryRecord) -> Result<(), StoreError>
         app.storage
             .update_event(&row.event_id, &mut |record| {
                 record.status = status;
-                if status == crate::store::Status::Dead && record.error.is_none() {
-                    record.error = Some(format!(
-                        "delivery {} to {} failed permanently",
-                        row.index, row.request.url
-                    ));
+                if status == Status::Dead && record.error.is_none() {
+                    record.error = Some(dead_error(row));
                 }
             })
             .await?;

@@ -42,6 +42,7 @@ where
         each_event_goes_to_one_worker_at_a_time,
         a_lease_dropped_unfinished_is_handed_out_again,
         finishing_a_dispatch_queues_its_deliveries,
+        deliveries_tried_before_they_are_stored_are_queued_only_if_open,
         a_scheduled_call_is_due_then_and_not_before,
         a_delivery_is_due_until_it_is_final,
         updates_change_the_record_and_its_updated_at,
@@ -257,6 +258,52 @@ async fn finishing_a_dispatch_queues_its_deliveries(store: Arc<dyn Storage>) {
             .iter()
             .all(|d| d.status == DeliveryStatus::Succeeded)
     );
+}
+
+/// The dispatch makes the first try of each delivery before it stores them
+/// (`deliver::first_tries`): a row that try settled is stored and never handed out, a row
+/// it left retrying is handed out at its `next_attempt_at`, not before.
+async fn deliveries_tried_before_they_are_stored_are_queued_only_if_open(store: Arc<dyn Storage>) {
+    let now = crate::time::now_ms();
+    let id = id_at(now, 1);
+    insert(&store, event(&id, "stripe", now, None)).await;
+    let lease = store.next_dispatch("stripe", LONG).await.unwrap().unwrap();
+    let mut record = store.event(&id).await.unwrap().unwrap();
+    record.status = Status::Retrying;
+    let mut settled = delivery(&id, 0);
+    settled.status = DeliveryStatus::Succeeded;
+    let mut retrying = delivery(&id, 1);
+    retrying.status = DeliveryStatus::Retrying;
+    retrying.next_attempt_at = Some(crate::time::now_ms() + 600);
+    let rows = [settled, retrying];
+    store
+        .finish_dispatch(lease, &record, &rows, None)
+        .await
+        .unwrap();
+    assert_eq!(store.deliveries(&id).await.unwrap(), rows.to_vec());
+    assert_eq!(
+        store.event(&id).await.unwrap().unwrap().status,
+        Status::Retrying
+    );
+    assert!(
+        store
+            .next_delivery(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none(),
+        "the settled row is never handed out, the retrying one not before its time"
+    );
+    let (lease, row) = store
+        .next_delivery(LONG)
+        .await
+        .unwrap()
+        .expect("due by now");
+    assert_eq!((row.index, row.status), (1, DeliveryStatus::Retrying));
+    let mut done = row;
+    done.status = DeliveryStatus::Succeeded;
+    done.next_attempt_at = None;
+    store.finish_delivery(lease, &done).await.unwrap();
+    assert!(store.next_delivery(SHORT).await.unwrap().is_none());
 }
 
 async fn a_scheduled_call_is_due_then_and_not_before(store: Arc<dyn Storage>) {

@@ -273,7 +273,7 @@ impl DispatchQueue for MemoryStore {
             state.events.insert(record.id.clone(), record);
         }
         let now = crate::time::now_ms();
-        for delivery in deliveries {
+        for delivery in deliveries.iter().filter(|d| !d.status.is_final()) {
             self.queues.deliveries.push(
                 &delivery_key(delivery),
                 delivery.next_attempt_at.unwrap_or(now),

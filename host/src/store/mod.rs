@@ -243,9 +243,10 @@ pub trait DispatchQueue: Send + Sync {
     /// The next event of `connector` due for a call, waiting at most `wait` for one.
     async fn next_dispatch(&self, connector: &str, wait: Duration) -> Result<Option<Lease>>;
 
-    /// The connector ran (or cannot run): store the record and its new deliveries (queued
-    /// for delivery), and release the event, or with `again_at` (unix ms) schedule its next
-    /// call then.
+    /// The connector ran (or cannot run): store the record and its new deliveries (those
+    /// not final queued for delivery, due at their `next_attempt_at`; a final one is a
+    /// delivery whose first try settled it), and release the event, or with `again_at`
+    /// (unix ms) schedule its next call then.
     async fn finish_dispatch(
         &self,
         lease: Lease,

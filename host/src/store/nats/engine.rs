@@ -811,7 +811,8 @@ impl DispatchQueue for NatsStore {
             let _ = message.ack().await;
             return Ok(());
         }
-        for delivery in deliveries {
+        // One whose first try settled it is stored, not queued.
+        for delivery in deliveries.iter().filter(|d| !d.status.is_final()) {
             let key = delivery_key(delivery);
             self.publish(
                 format!("{}.out", self.prefix),
@@ -885,6 +886,14 @@ impl Outbox for NatsStore {
             };
             if row.status.is_final() {
                 let _ = message.ack().await;
+                continue;
+            }
+            // Queued with a try already made (a first try that failed): due at its time.
+            let now = crate::time::now_ms();
+            if let Some(at) = row.next_attempt_at.filter(|at| *at > now) {
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(Duration::from_millis(at - now))))
+                    .await;
                 continue;
             }
             return Ok(Some((Lease::new(key, Held(Some(message))), row)));

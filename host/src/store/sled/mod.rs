@@ -669,7 +669,10 @@ impl SledStore {
             self.trees
                 .outbox
                 .insert(key.as_bytes(), serde_json::to_vec(delivery)?)?;
-            self.trees.outbox_open.insert(key.as_bytes(), &[])?;
+            // One whose first try settled it is not queued.
+            if !delivery.status.is_final() {
+                self.trees.outbox_open.insert(key.as_bytes(), &[])?;
+            }
         }
         let before = decode_event(&current)?;
         let mut record = record.clone();
@@ -1081,7 +1084,7 @@ impl DispatchQueue for SledStore {
             return Err(err);
         }
         let now = crate::time::now_ms();
-        for delivery in deliveries {
+        for delivery in deliveries.iter().filter(|d| !d.status.is_final()) {
             self.queues.deliveries.push(
                 &delivery_key(&delivery.event_id, delivery.index),
                 delivery.next_attempt_at.unwrap_or(now),
