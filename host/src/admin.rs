@@ -29,7 +29,7 @@ use self::api::{
     ConnectorCounts, ConnectorList, ConnectorView, ErrorBody, EventDetail, EventPage, Health,
     Pushed, Replayed, Replaying, Session,
 };
-use crate::app::{App, ReloadReport};
+use crate::app::{App, ControlError, ReloadReport};
 use crate::error::ApiError;
 use crate::store::{EventQuery, EventRecord, ReplayError, Status};
 
@@ -640,7 +640,7 @@ async fn replay_event(
         .replay(&id, options.new_keys)
         .await
         .map_err(replay_error)?;
-    app.storage.sync().await.map_err(ApiError::unavailable)?;
+    app.storage.sync().await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Replaying {
@@ -707,7 +707,7 @@ async fn replay_many(
             next => break next,
         }
     };
-    app.storage.sync().await.map_err(ApiError::unavailable)?;
+    app.storage.sync().await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Replayed {
@@ -813,10 +813,7 @@ async fn push_plugin(
     )
 )]
 async fn reload_all(State(app): State<Arc<App>>) -> Result<Json<ReloadReport>, ApiError> {
-    let report = app
-        .reload(None)
-        .await
-        .map_err(|err| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", err))?;
+    let report = app.reload(None).await?;
     app.announce_reload().await;
     Ok(Json(report))
 }
@@ -844,17 +841,18 @@ async fn reload_connector(
     if app.connectors.get(&id).is_none() {
         return Err(ApiError::not_found(format!("no enabled connector `{id}`")));
     }
-    app.reload(Some(&id))
-        .await
-        .map_err(|err| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reload_failed", err))?;
+    app.reload(Some(&id)).await.map_err(|err| match err {
+        ControlError::InvalidConfig(message) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reload_failed", message)
+        }
+        err => err.into(),
+    })?;
     app.announce_reload().await;
     enabled_connector_view(&app, &id).await
 }
 
 async fn set_paused(app: &App, id: &str, paused: bool) -> Result<Json<ConnectorView>, ApiError> {
-    app.set_paused(id, paused)
-        .await
-        .map_err(ApiError::not_found)?;
+    app.set_paused(id, paused).await?;
     enabled_connector_view(app, id).await
 }
 

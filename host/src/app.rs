@@ -27,6 +27,21 @@ pub struct DeliveryError {
     pub error: String,
 }
 
+/// Why an operator's command on the running host ([`App::reload`], [`App::set_paused`])
+/// was refused or failed; the HTTP edge answers each with its own status.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No enabled connector has this id.
+    #[error("no enabled connector `{0}`")]
+    NoConnector(String),
+    /// The config file does not load (its path and why); the running config stays.
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// What the command stores (the pause override) could not be stored.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
 pub struct App {
     /// The config as started. `[server]`, `[storage]` and `[plugins]` need a restart to
     /// change; connectors are reloaded (see [`App::reload`]).
@@ -196,7 +211,7 @@ impl App {
     /// and swap in what changed: new, replaced, removed, enabled, disabled, paused or
     /// re-configured connectors. `only` limits the plugin reload to one connector. Events
     /// in a connector call finish on the version they started with.
-    pub async fn reload(&self, only: Option<&str>) -> Result<ReloadReport, String> {
+    pub async fn reload(&self, only: Option<&str>) -> Result<ReloadReport, ControlError> {
         let _one_at_a_time = self.reload_lock.lock().await;
         self.reloads
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -218,7 +233,7 @@ impl App {
                     let err = format!("{}: {err}", path.display());
                     tracing::error!("config reload refused, the running config stays: {err}");
                     self.last_config_error.store(Arc::new(Some(err.clone())));
-                    return Err(err);
+                    return Err(ControlError::InvalidConfig(err));
                 }
             },
             None => self.connector_configs.load_full(),
@@ -226,7 +241,7 @@ impl App {
         if let Some(id) = only
             && !configs.iter().any(|c| c.id == id && c.enabled)
         {
-            return Err(format!("no enabled connector `{id}`"));
+            return Err(ControlError::NoConnector(id.to_string()));
         }
         let report = self.apply(&configs, only).await;
         self.connector_configs.store(configs);
@@ -314,12 +329,12 @@ impl App {
     }
 
     /// `POST /v1/connectors/{id}/pause|resume`: takes effect at once, no plugin reload.
-    pub async fn set_paused(&self, id: &str, paused: bool) -> Result<Arc<Connector>, String> {
+    pub async fn set_paused(&self, id: &str, paused: bool) -> Result<Arc<Connector>, ControlError> {
         let _one_at_a_time = self.reload_lock.lock().await;
         let current = self
             .connectors
             .get(id)
-            .ok_or_else(|| format!("no enabled connector `{id}`"))?;
+            .ok_or_else(|| ControlError::NoConnector(id.to_string()))?;
         let file_paused = self
             .connector_configs
             .load()
@@ -336,8 +351,7 @@ impl App {
                 &format!("pause/{id}"),
                 &serde_json::to_vec(&record).unwrap_or_default(),
             )
-            .await
-            .map_err(|err| err.to_string())?;
+            .await?;
         let mut config = current.config.clone();
         config.paused = paused;
         let updated = Arc::new(Connector {

@@ -30,8 +30,10 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, code, message)
     }
 
-    /// Storage or another internal part failed: the cause is logged, not sent.
-    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+    /// A webhook could not be stored (ingress only: the sender retries it). The cause is
+    /// logged, not sent; the admin API answers storage failures by their kind
+    /// (`From<StoreError>`).
+    pub fn not_stored(cause: impl std::fmt::Display) -> Self {
         tracing::error!("answering 503: {cause}");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -58,6 +60,21 @@ impl From<crate::store::StoreError> for ApiError {
                 "storage_error",
                 "could not read the event log",
             )
+        }
+    }
+}
+
+/// An operator's command refused or failed: an unknown connector is a 404, a config that
+/// does not load a 422, a store that fails what any storage failure is.
+impl From<crate::app::ControlError> for ApiError {
+    fn from(err: crate::app::ControlError) -> Self {
+        use crate::app::ControlError;
+        match err {
+            ControlError::NoConnector(_) => Self::not_found(err.to_string()),
+            ControlError::InvalidConfig(message) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", message)
+            }
+            ControlError::Store(err) => err.into(),
         }
     }
 }
@@ -105,5 +122,69 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::ControlError;
+    use crate::store::StoreError;
+
+    /// Each failure is answered with its own status and code, never a 404 for a store that
+    /// failed (issue 20.3).
+    #[test]
+    fn each_failure_has_its_status() {
+        let cases: [(ApiError, StatusCode, &str); 6] = [
+            (
+                ControlError::NoConnector("stripe".into()).into(),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                ControlError::InvalidConfig("switchyard.toml: bad".into()).into(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_config",
+            ),
+            (
+                ControlError::Store(StoreError::Unavailable("disk full".into())).into(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            ),
+            (
+                ControlError::Store(StoreError::Stopped).into(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            ),
+            (
+                StoreError::Corrupt("torn".into()).into(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage_error",
+            ),
+            (
+                ApiError::not_stored("disk full"),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            ),
+        ];
+        for (error, status, code) in cases {
+            assert_eq!(
+                (error.status, error.code),
+                (status, code),
+                "{}",
+                error.message
+            );
+            // The cause of a storage failure is logged, never sent.
+            assert!(!error.message.contains("disk full"), "{}", error.message);
+        }
+        let refused: ApiError = ControlError::NoConnector("stripe".into()).into();
+        assert_eq!(refused.message, "no enabled connector `stripe`");
+        let not_stored = ApiError::not_stored("x");
+        assert_eq!(
+            not_stored.message,
+            "the event could not be stored; retry later"
+        );
+        let admin: ApiError = StoreError::Unavailable("x".into()).into();
+        assert_eq!(admin.message, "storage is unavailable; retry later");
     }
 }

@@ -237,7 +237,7 @@ async fn store_webhook(
         })
         .instrument(tracing::debug_span!("store"))
         .await
-        .map_err(ApiError::unavailable)?;
+        .map_err(ApiError::not_stored)?;
 
     let (outcome, body) = match inserted {
         // The store queued it for its connector.
