@@ -495,10 +495,19 @@ impl ServerConfig {
     /// end to end (2026-12-07: half as many cost it a fifth of its deliveries per second).
     pub fn worker_count(&self) -> usize {
         match self.workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()) * 8,
+            0 => cpus() * 8,
             n => n,
         }
     }
+}
+
+/// The CPUs this process may use, asked once: `available_parallelism` reads the cgroup's
+/// files on every call, and the dispatchers ask for every event (it was 14 % of the host's
+/// CPU at end-to-end load: BENCHMARKS.md, issue 21). A CPU quota changed while the host
+/// runs is seen at the next start.
+fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// The built-in defaults ([`DEFAULT_CONFIG_TOML`]), no connectors.

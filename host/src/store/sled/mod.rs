@@ -358,9 +358,31 @@ impl SledStore {
     /// Append an event's progress to the inbox (after sled has it: see the module docs).
     /// It is durable with the next sync of the inbox: an answer's, or a checkpoint's.
     fn log_progress(&self, record: &EventRecord) -> Result<()> {
+        self.log_progress_with(record, &[])
+    }
+
+    /// [`SledStore::log_progress`], where `written` are rows of the event just written to
+    /// sled: taken as they are instead of decoded again (the rows of a first try settled
+    /// by `finish_dispatch`; decoding them back was 3 % of the host's CPU end to end).
+    fn log_progress_with(&self, record: &EventRecord, written: &[DeliveryRecord]) -> Result<()> {
+        let mut deliveries = Vec::new();
+        for item in self
+            .trees
+            .outbox
+            .scan_prefix(format!("{}/", record.id).as_bytes())
+        {
+            let (key, value) = item?;
+            let fresh = written
+                .iter()
+                .find(|row| delivery_key(&row.event_id, row.index).as_bytes() == &*key);
+            deliveries.push(match fresh {
+                Some(row) => row.clone(),
+                None => serde_json::from_slice(&value)?,
+            });
+        }
         let progress = Progress {
             record: record.clone(),
-            deliveries: self.deliveries(&record.id)?,
+            deliveries,
         };
         self.inbox.append(&entry::encode_progress(&progress)?)?;
         Ok(())
@@ -704,7 +726,7 @@ impl SledStore {
         // Settled by this run (dead, or succeeded with nothing to deliver): what a rebuild
         // needs to not run it again.
         if record.status.is_final() && before.status != record.status {
-            self.log_progress(&record)?;
+            self.log_progress_with(&record, deliveries)?;
         }
         Ok(())
     }

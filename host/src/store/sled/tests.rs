@@ -250,7 +250,8 @@ fn delivery(event_id: &str, index: u32, status: DeliveryStatus) -> DeliveryRecor
 }
 
 /// A store with: 01A delivered (settled), 01B dead by its connector, 01C still waiting
-/// for its connector, 01D replayed after it succeeded, and kv writes.
+/// for its connector, 01D replayed after it succeeded, 01E delivered by the first try its
+/// dispatch made (settled in `finish_dispatch`), and kv writes.
 async fn store_with_history(dir: &Path) {
     let store = SledStore::open(dir, true).unwrap();
     for (id, key) in [
@@ -258,6 +259,7 @@ async fn store_with_history(dir: &Path) {
         ("01B", "evt_b"),
         ("01C", "evt_c"),
         ("01D", "evt_d"),
+        ("01E", "evt_e"),
     ] {
         store
             .insert_event(new_event(id, 10, Some(key)))
@@ -288,6 +290,13 @@ async fn store_with_history(dir: &Path) {
     d.status = Status::Succeeded;
     store.finish_dispatch(&d, &[], false).unwrap();
     store.replay("01D", false).unwrap();
+    // 01E: its delivery succeeded at the first try, before the rows were stored.
+    let mut e = store.event("01E").unwrap().unwrap();
+    e.status = Status::Succeeded;
+    let first = delivery("01E", 0, DeliveryStatus::Succeeded);
+    store
+        .finish_dispatch(&e, std::slice::from_ref(&first), false)
+        .unwrap();
     store.kv_set("stripe", "cursor", b"1").unwrap();
     store.kv_set("stripe", "cursor", b"2").unwrap();
     store.kv_set("stripe", "gone", b"x").unwrap();
@@ -309,9 +318,12 @@ fn assert_history(store: &SledStore) {
         .filter(|id| id.starts_with("01"))
         .collect();
     assert_eq!(pending, vec!["01C", "01D"], "nothing settled is run again");
-    let delivered = store.deliveries("01A").unwrap();
-    assert_eq!(delivered.len(), 1);
-    assert_eq!(delivered[0].status, DeliveryStatus::Succeeded);
+    assert_eq!(status("01E"), Status::Succeeded);
+    for id in ["01A", "01E"] {
+        let delivered = store.deliveries(id).unwrap();
+        assert_eq!(delivered.len(), 1, "{id}");
+        assert_eq!(delivered[0].status, DeliveryStatus::Succeeded, "{id}");
+    }
     assert!(
         store.open_deliveries().unwrap().is_empty(),
         "nothing to send again"
@@ -429,7 +441,7 @@ async fn an_index_missing_an_acknowledged_event_is_rebuilt() {
             .path(dir.path().join("index"))
             .open()
             .unwrap();
-        db.open_tree("events").unwrap().remove("01D").unwrap();
+        db.open_tree("events").unwrap().remove("01E").unwrap();
         db.flush().unwrap();
     }
     let store = SledStore::open(dir.path(), true).unwrap();
