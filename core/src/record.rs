@@ -195,6 +195,63 @@ pub struct Verification {
     pub error: Option<String>,
 }
 
+/// How one call of a connector's `handle` ended (or why it was not made): the
+/// [`Attempt::outcome`] stored, and the `outcome` label of
+/// `switchyard_connector_calls_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallOutcome {
+    /// It returned deliveries (none is fine).
+    Deliveries,
+    /// It asked to be called again later.
+    Retry,
+    /// It refused the event for good.
+    Reject,
+    /// It trapped (a panic, an out-of-bounds access, its memory cap).
+    Trap,
+    /// It ran past its deadline.
+    Deadline,
+    /// It could not run: no plugin loaded, or it did not instantiate.
+    Unavailable,
+    /// Not called: the event's stored request is gone.
+    Lost,
+    /// It returned more than `[plugins]` allows.
+    Oversized,
+}
+
+impl CallOutcome {
+    /// Every outcome, in declaration order (`ALL[o as usize] == o`).
+    pub const ALL: [CallOutcome; 8] = [
+        CallOutcome::Deliveries,
+        CallOutcome::Retry,
+        CallOutcome::Reject,
+        CallOutcome::Trap,
+        CallOutcome::Deadline,
+        CallOutcome::Unavailable,
+        CallOutcome::Lost,
+        CallOutcome::Oversized,
+    ];
+
+    /// The name stored in [`Attempt::outcome`] and used as the metric's label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Deliveries => "deliveries",
+            CallOutcome::Retry => "retry",
+            CallOutcome::Reject => "reject",
+            CallOutcome::Trap => "trap",
+            CallOutcome::Deadline => "deadline",
+            CallOutcome::Unavailable => "unavailable",
+            CallOutcome::Lost => "lost",
+            CallOutcome::Oversized => "oversized",
+        }
+    }
+}
+
+impl std::fmt::Display for CallOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One call of the connector's `handle` for an event.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -204,8 +261,10 @@ pub struct Attempt {
     pub duration_ms: u64,
     pub plugin_digest: String,
     pub plugin_version: String,
-    /// `deliveries`, `retry`, `reject`, `trap`, `deadline`, `unavailable`, `lost` (its request
-    /// is gone), `oversized` (it returned more than `[plugins]` allows).
+    /// A [`CallOutcome`]'s name: `deliveries`, `retry`, `reject`, `trap`, `deadline`,
+    /// `unavailable`, `lost` (its request is gone), `oversized` (it returned more than
+    /// `[plugins]` allows). Stored as text, so a record written by a later version with an
+    /// outcome this one does not know still reads.
     pub outcome: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

@@ -11,6 +11,8 @@
 
 use std::sync::Mutex;
 
+use crate::metrics::WebhookOutcome;
+use crate::store::DeliveryStatus;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -35,13 +37,16 @@ enum Webhook {
 
 impl Webhook {
     /// From the outcomes `switchyard_webhooks_total` counts.
-    fn of(outcome: &str) -> Webhook {
+    fn of(outcome: WebhookOutcome) -> Webhook {
         match outcome {
-            "accepted" => Webhook::Accepted,
-            "duplicate" => Webhook::Duplicate,
-            "rejected" => Webhook::Rejected,
-            // too_large, unavailable: the sender was not served.
-            _ => Webhook::Failed,
+            WebhookOutcome::Accepted => Webhook::Accepted,
+            WebhookOutcome::Duplicate => Webhook::Duplicate,
+            WebhookOutcome::Rejected => Webhook::Rejected,
+            // The sender was not served.
+            WebhookOutcome::TooLarge
+            | WebhookOutcome::Timeout
+            | WebhookOutcome::Unavailable
+            | WebhookOutcome::Error => Webhook::Failed,
         }
     }
 }
@@ -55,11 +60,11 @@ enum Attempt {
 }
 
 impl Attempt {
-    fn of(outcome: &str) -> Attempt {
+    fn of(outcome: DeliveryStatus) -> Attempt {
         match outcome {
-            "succeeded" => Attempt::Succeeded,
-            "dead" => Attempt::Dead,
-            _ => Attempt::Retrying,
+            DeliveryStatus::Succeeded => Attempt::Succeeded,
+            DeliveryStatus::Dead => Attempt::Dead,
+            DeliveryStatus::Retrying | DeliveryStatus::Pending => Attempt::Retrying,
         }
     }
 }
@@ -122,20 +127,20 @@ impl Activity {
     }
 
     /// A `POST /hooks/{connector}` was answered with `outcome`.
-    pub fn webhook(&self, outcome: &str) {
+    pub fn webhook(&self, outcome: WebhookOutcome) {
         self.webhook_at(crate::time::now_ms(), outcome);
     }
 
-    fn webhook_at(&self, at: u64, outcome: &str) {
+    fn webhook_at(&self, at: u64, outcome: WebhookOutcome) {
         self.with_slot(at, |slot| slot.webhooks[Webhook::of(outcome) as usize] += 1);
     }
 
     /// A delivery attempt ended with `outcome` after `took_ms`.
-    pub fn delivery_attempt(&self, outcome: &str, took_ms: u64) {
+    pub fn delivery_attempt(&self, outcome: DeliveryStatus, took_ms: u64) {
         self.attempt_at(crate::time::now_ms(), outcome, took_ms);
     }
 
-    fn attempt_at(&self, at: u64, outcome: &str, took_ms: u64) {
+    fn attempt_at(&self, at: u64, outcome: DeliveryStatus, took_ms: u64) {
         let bucket = LATENCY_BOUNDS_MS
             .iter()
             .position(|&bound| took_ms <= bound)
@@ -320,13 +325,13 @@ mod tests {
     #[test]
     fn counts_land_in_their_minute_and_old_minutes_fall_out() {
         let activity = Activity::new(NOW - 3 * 3_600_000);
-        activity.webhook_at(NOW, "accepted");
-        activity.webhook_at(NOW, "accepted");
-        activity.webhook_at(NOW - MINUTE_MS, "rejected");
-        activity.webhook_at(NOW - MINUTE_MS, "too_large");
-        activity.webhook_at(NOW - 2 * 3_600_000, "duplicate");
+        activity.webhook_at(NOW, WebhookOutcome::Accepted);
+        activity.webhook_at(NOW, WebhookOutcome::Accepted);
+        activity.webhook_at(NOW - MINUTE_MS, WebhookOutcome::Rejected);
+        activity.webhook_at(NOW - MINUTE_MS, WebhookOutcome::TooLarge);
+        activity.webhook_at(NOW - 2 * 3_600_000, WebhookOutcome::Duplicate);
         // A day ago: the same slot of the ring as now, overwritten by now's counts.
-        activity.webhook_at(NOW - 24 * 3_600_000, "accepted");
+        activity.webhook_at(NOW - 24 * 3_600_000, WebhookOutcome::Accepted);
 
         let hour = activity.report_at(NOW, Window::Hour);
         assert_eq!(hour.buckets.len(), 60);
@@ -360,10 +365,10 @@ mod tests {
                 .is_none()
         );
         for _ in 0..98 {
-            activity.attempt_at(NOW, "succeeded", 3);
+            activity.attempt_at(NOW, DeliveryStatus::Succeeded, 3);
         }
-        activity.attempt_at(NOW, "retrying", 700);
-        activity.attempt_at(NOW, "dead", 60_000);
+        activity.attempt_at(NOW, DeliveryStatus::Retrying, 700);
+        activity.attempt_at(NOW, DeliveryStatus::Dead, 60_000);
         let total = activity.report_at(NOW, Window::Hour).total;
         assert_eq!(
             (

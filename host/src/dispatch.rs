@@ -32,8 +32,8 @@ use crate::outbound::OutboundRequest;
 use crate::plugin::bindings::{Failure, Webhook};
 use crate::plugin::{CallError, Connector};
 use crate::store::{
-    Attempt, DeliveryRecord, DeliveryStatus, EventRecord, Lease, Status, StoreError, StoredRequest,
-    lifecycle,
+    Attempt, CallOutcome, DeliveryRecord, DeliveryStatus, EventRecord, Lease, Status, StoreError,
+    StoredRequest, lifecycle,
 };
 
 /// How long a dispatcher waits on its queue before it looks again (and sees a stop).
@@ -196,7 +196,7 @@ async fn try_process(app: &Arc<App>, lease: Lease, slots: CallSlots) -> Result<(
         let message = "its stored request is gone (torn by a crash before it was \
                        acknowledged, or removed by retention)";
         tracing::error!(event_id = %id, "{message}");
-        let attempt = no_call(app, &record, number, now, "lost", message.into());
+        let attempt = no_call(app, &record, number, now, CallOutcome::Lost, message.into());
         record.attempts.push(attempt);
         record.status = Status::Dead;
         record.next_attempt_at = None;
@@ -210,7 +210,7 @@ async fn try_process(app: &Arc<App>, lease: Lease, slots: CallSlots) -> Result<(
                 .unavailable()
                 .unwrap_or("no plugin loaded")
                 .to_string();
-            let attempt = no_call(app, &record, number, now, "unavailable", err);
+            let attempt = no_call(app, &record, number, now, CallOutcome::Unavailable, err);
             return schedule_retry(app, lease, &connector, record, attempt).await;
         }
     };
@@ -226,13 +226,13 @@ async fn try_process(app: &Arc<App>, lease: Lease, slots: CallSlots) -> Result<(
         .await;
     drop(slots);
     let label = match &outcome.result {
-        Ok(Ok(_)) => "deliveries",
-        Ok(Err(Failure::Reject(_))) => "reject",
-        Ok(Err(Failure::Retry(_))) => "retry",
-        Err(CallError::Deadline(_)) => "deadline",
-        Err(CallError::Trap(_)) => "trap",
-        Err(CallError::Instantiate(_)) => "unavailable",
-        Err(CallError::Oversized(_)) => "oversized",
+        Ok(Ok(_)) => CallOutcome::Deliveries,
+        Ok(Err(Failure::Reject(_))) => CallOutcome::Reject,
+        Ok(Err(Failure::Retry(_))) => CallOutcome::Retry,
+        Err(CallError::Deadline(_)) => CallOutcome::Deadline,
+        Err(CallError::Trap(_)) => CallOutcome::Trap,
+        Err(CallError::Instantiate(_)) => CallOutcome::Unavailable,
+        Err(CallError::Oversized(_)) => CallOutcome::Oversized,
     };
     app.metrics
         .connector_call(&record.connector, label, outcome.duration);
@@ -242,7 +242,7 @@ async fn try_process(app: &Arc<App>, lease: Lease, slots: CallSlots) -> Result<(
         duration_ms: outcome.duration.as_millis() as u64,
         plugin_digest: plugin.digest.clone(),
         plugin_version: plugin.manifest.version.clone(),
-        outcome: label.into(),
+        outcome: label.as_str().into(),
         message: None,
         deliveries: 0,
         logs: outcome.logs,
@@ -326,7 +326,7 @@ fn no_call(
     record: &EventRecord,
     number: u32,
     at: u64,
-    outcome: &str,
+    outcome: CallOutcome,
     message: String,
 ) -> Attempt {
     app.metrics
@@ -337,7 +337,7 @@ fn no_call(
         duration_ms: 0,
         plugin_digest: String::new(),
         plugin_version: String::new(),
-        outcome: outcome.into(),
+        outcome: outcome.as_str().into(),
         message: Some(message),
         deliveries: 0,
         logs: Vec::new(),

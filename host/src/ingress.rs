@@ -18,6 +18,7 @@ use tracing::Instrument as _;
 
 use crate::app::App;
 use crate::error::ApiError;
+use crate::metrics::WebhookOutcome;
 use crate::plugin::Connector;
 use crate::store::{EventRecord, Inserted, NewEvent, Status, StoredRequest, mask_secret_headers};
 use crate::verify;
@@ -89,11 +90,11 @@ async fn receive(
         Ok((outcome, _)) => Some(*outcome),
         Err(err) => match err.status {
             StatusCode::NOT_FOUND => None,
-            StatusCode::UNAUTHORIZED => Some("rejected"),
-            StatusCode::PAYLOAD_TOO_LARGE => Some("too_large"),
-            StatusCode::REQUEST_TIMEOUT => Some("timeout"),
-            StatusCode::SERVICE_UNAVAILABLE => Some("unavailable"),
-            _ => Some("error"),
+            StatusCode::UNAUTHORIZED => Some(WebhookOutcome::Rejected),
+            StatusCode::PAYLOAD_TOO_LARGE => Some(WebhookOutcome::TooLarge),
+            StatusCode::REQUEST_TIMEOUT => Some(WebhookOutcome::Timeout),
+            StatusCode::SERVICE_UNAVAILABLE => Some(WebhookOutcome::Unavailable),
+            _ => Some(WebhookOutcome::Error),
         },
     };
     match outcome {
@@ -110,7 +111,7 @@ async fn store_webhook(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Result<(&'static str, Response), ApiError> {
+) -> Result<(WebhookOutcome, Response), ApiError> {
     let connector = connector_for(app, id)?;
     let limit = app.config.server.max_body_bytes;
     let too_large = || {
@@ -241,11 +242,12 @@ async fn store_webhook(
 
     let (outcome, body) = match inserted {
         // The store queued it for its connector.
-        Inserted::Accepted { id: event_id } => {
-            ("accepted", json!({ "id": event_id, "status": "accepted" }))
-        }
+        Inserted::Accepted { id: event_id } => (
+            WebhookOutcome::Accepted,
+            json!({ "id": event_id, "status": "accepted" }),
+        ),
         Inserted::Duplicate { first_id, .. } => (
-            "duplicate",
+            WebhookOutcome::Duplicate,
             json!({ "id": first_id, "status": "duplicate" }),
         ),
     };

@@ -7,11 +7,11 @@
 //!
 //! | metric | labels | what |
 //! |---|---|---|
-//! | `switchyard_webhooks_total` | `connector`, `outcome` | `POST /hooks/…` answers: `accepted`, `duplicate`, `rejected` (401), `too_large` (413), `unavailable` (503), `unknown_connector` (404, `connector=""`) |
+//! | `switchyard_webhooks_total` | `connector`, `outcome` | `POST /hooks/…` answers ([`WebhookOutcome`]): `accepted`, `duplicate`, `rejected` (401), `too_large` (413), `timeout` (408), `unavailable` (503), `error` (any other), `unknown_connector` (404, `connector=""`) |
 //! | `switchyard_webhook_duration_seconds` | `connector` | histogram: from the request to its answer, for every answer but 404 |
-//! | `switchyard_connector_calls_total` | `connector`, `outcome` | `handle` calls: `deliveries`, `retry`, `reject`, `trap`, `deadline`, `unavailable`, `lost` |
+//! | `switchyard_connector_calls_total` | `connector`, `outcome` | `handle` calls ([`CallOutcome`]): `deliveries`, `retry`, `reject`, `trap`, `deadline`, `unavailable`, `lost`, `oversized` |
 //! | `switchyard_connector_call_duration_seconds` | `connector` | histogram of the calls |
-//! | `switchyard_delivery_attempts_total` | `connector`, `outcome` | outbound attempts: `succeeded`, `retrying`, `dead` |
+//! | `switchyard_delivery_attempts_total` | `connector`, `outcome` | outbound attempts, by the delivery's status after it: `succeeded`, `retrying`, `dead` |
 //! | `switchyard_delivery_duration_seconds` | `connector` | histogram of the attempts |
 //! | `switchyard_dispatch_queue_depth` | | events waiting for a dispatch worker |
 //! | `switchyard_connector_backlog` | `connector` | the same, by connector (sled; NATS counts it in the server, per consumer) |
@@ -48,13 +48,109 @@ const BUCKETS: &[f64] = &[
 /// until then).
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
+pub use crate::store::CallOutcome;
+use crate::store::DeliveryStatus;
+
+/// How a `POST /hooks/{connector}` to an enabled connector was answered, as
+/// `switchyard_webhooks_total` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    Accepted,
+    Duplicate,
+    /// 401: the signature did not verify.
+    Rejected,
+    /// 413.
+    TooLarge,
+    /// 408: the body did not arrive in time.
+    Timeout,
+    /// 503: it could not be stored.
+    Unavailable,
+    /// Any other error answer.
+    Error,
+}
+
+impl WebhookOutcome {
+    /// Every outcome, in declaration order.
+    pub const ALL: [WebhookOutcome; 7] = [
+        WebhookOutcome::Accepted,
+        WebhookOutcome::Duplicate,
+        WebhookOutcome::Rejected,
+        WebhookOutcome::TooLarge,
+        WebhookOutcome::Timeout,
+        WebhookOutcome::Unavailable,
+        WebhookOutcome::Error,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            WebhookOutcome::Accepted => "accepted",
+            WebhookOutcome::Duplicate => "duplicate",
+            WebhookOutcome::Rejected => "rejected",
+            WebhookOutcome::TooLarge => "too_large",
+            WebhookOutcome::Timeout => "timeout",
+            WebhookOutcome::Unavailable => "unavailable",
+            WebhookOutcome::Error => "error",
+        }
+    }
+}
+
+/// A closed set of outcomes a [`Family`] counts: each has its series registered up front,
+/// and a count is an index, not a lookup by name.
+pub trait Outcome: Copy + 'static {
+    /// The labels, in index order.
+    const NAMES: &'static [&'static str];
+    fn index(self) -> usize;
+}
+
+/// The names of `all`, in order (for [`Outcome::NAMES`]).
+macro_rules! names {
+    ($all:expr, $n:expr) => {{
+        let all = $all;
+        let mut names = [""; $n];
+        let mut i = 0;
+        while i < $n {
+            names[i] = all[i].as_str();
+            i += 1;
+        }
+        names
+    }};
+}
+
+impl Outcome for WebhookOutcome {
+    const NAMES: &'static [&'static str] = &names!(WebhookOutcome::ALL, 7);
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl Outcome for CallOutcome {
+    const NAMES: &'static [&'static str] = &names!(CallOutcome::ALL, 8);
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A delivery attempt is counted by the status it left its delivery in: `succeeded`,
+/// `retrying` (another try is due) or `dead`. A try never leaves one `pending`; it would
+/// count as `retrying`.
+impl Outcome for DeliveryStatus {
+    const NAMES: &'static [&'static str] = &["succeeded", "retrying", "dead"];
+    fn index(self) -> usize {
+        match self {
+            DeliveryStatus::Succeeded => 0,
+            DeliveryStatus::Retrying | DeliveryStatus::Pending => 1,
+            DeliveryStatus::Dead => 2,
+        }
+    }
+}
+
 /// A host's metrics.
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
-    webhooks: Family,
-    calls: Family,
-    deliveries: Family,
+    webhooks: Family<WebhookOutcome>,
+    calls: Family<CallOutcome>,
+    deliveries: Family<DeliveryStatus>,
     /// The last 24 hours by the minute, for the console's chart (`GET /v1/activity`).
     pub activity: crate::activity::Activity,
 }
@@ -62,26 +158,26 @@ pub struct Metrics {
 /// A counter by connector and outcome, and a histogram by connector. Each connector's
 /// series are registered once and kept: building a label set and looking it up in the
 /// registry on every webhook cost the ingress a few per cent (BENCHMARKS.md).
-struct Family {
+struct Family<O> {
     total: &'static str,
     duration: &'static str,
-    outcomes: &'static [&'static str],
     by_connector: RwLock<HashMap<String, Arc<Series>>>,
+    outcome: std::marker::PhantomData<O>,
 }
 
 struct Series {
     duration: Histogram,
-    /// In the order of [`Family::outcomes`].
+    /// In the order of [`Outcome::NAMES`].
     outcomes: Vec<Counter>,
 }
 
-impl Family {
-    fn new(total: &'static str, duration: &'static str, outcomes: &'static [&'static str]) -> Self {
+impl<O: Outcome> Family<O> {
+    fn new(total: &'static str, duration: &'static str) -> Self {
         Family {
             total,
             duration,
-            outcomes,
             by_connector: RwLock::default(),
+            outcome: std::marker::PhantomData,
         }
     }
 
@@ -105,31 +201,17 @@ impl Family {
         let label = || connector.to_owned();
         Series {
             duration: histogram!(self.duration, "connector" => label()),
-            outcomes: self
-                .outcomes
+            outcomes: O::NAMES
                 .iter()
                 .map(|&outcome| counter!(self.total, "connector" => label(), "outcome" => outcome))
                 .collect(),
         }
     }
 
-    fn record(
-        &self,
-        recorder: &PrometheusRecorder,
-        connector: &str,
-        outcome: &str,
-        took: Duration,
-    ) {
+    fn record(&self, recorder: &PrometheusRecorder, connector: &str, outcome: O, took: Duration) {
         let series = self.series(recorder, connector);
         series.duration.record(took);
-        match self.outcomes.iter().position(|&known| known == outcome) {
-            Some(i) => series.outcomes[i].increment(1),
-            // Not one of the listed outcomes: counted all the same, the slow way.
-            None => metrics::with_local_recorder(recorder, || {
-                counter!(self.total, "connector" => connector.to_owned(), "outcome" => outcome.to_owned())
-                    .increment(1);
-            }),
-        }
+        series.outcomes[outcome.index()].increment(1);
     }
 }
 
@@ -159,33 +241,14 @@ impl Metrics {
             webhooks: Family::new(
                 "switchyard_webhooks_total",
                 "switchyard_webhook_duration_seconds",
-                &[
-                    "accepted",
-                    "duplicate",
-                    "rejected",
-                    "too_large",
-                    "timeout",
-                    "unavailable",
-                ],
             ),
             calls: Family::new(
                 "switchyard_connector_calls_total",
                 "switchyard_connector_call_duration_seconds",
-                &[
-                    "deliveries",
-                    "retry",
-                    "reject",
-                    "trap",
-                    "deadline",
-                    "unavailable",
-                    "lost",
-                    "oversized",
-                ],
             ),
             deliveries: Family::new(
                 "switchyard_delivery_attempts_total",
                 "switchyard_delivery_duration_seconds",
-                &["succeeded", "retrying", "dead"],
             ),
         };
         metrics.with(|| {
@@ -255,7 +318,7 @@ impl Metrics {
     }
 
     /// A `POST /hooks/{connector}` was answered.
-    pub fn webhook(&self, connector: &str, outcome: &str, took: Duration) {
+    pub fn webhook(&self, connector: &str, outcome: WebhookOutcome, took: Duration) {
         self.webhooks
             .record(&self.recorder, connector, outcome, took);
         self.activity.webhook(outcome);
@@ -271,12 +334,12 @@ impl Metrics {
     }
 
     /// A connector's `handle` returned (or could not run).
-    pub fn connector_call(&self, connector: &str, outcome: &str, took: Duration) {
+    pub fn connector_call(&self, connector: &str, outcome: CallOutcome, took: Duration) {
         self.calls.record(&self.recorder, connector, outcome, took);
     }
 
     /// An outbound delivery attempt ended.
-    pub fn delivery_attempt(&self, connector: &str, outcome: &str, took: Duration) {
+    pub fn delivery_attempt(&self, connector: &str, outcome: DeliveryStatus, took: Duration) {
         self.deliveries
             .record(&self.recorder, connector, outcome, took);
         self.activity
@@ -337,4 +400,59 @@ pub async fn scrape(State(app): State<Arc<App>>) -> impl IntoResponse {
         )],
         app.metrics.render(&app),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each outcome counts in its own series, under its own name: the label a scrape shows
+    /// is the name stored in the record (issue 20.1).
+    #[test]
+    fn every_outcome_has_its_own_series_under_its_name() {
+        fn check<O: Outcome + std::fmt::Debug>(all: &[O], name: impl Fn(O) -> &'static str) {
+            let mut seen = std::collections::HashSet::new();
+            for &outcome in all {
+                assert_eq!(O::NAMES[outcome.index()], name(outcome), "{outcome:?}");
+                seen.insert(outcome.index());
+            }
+            assert_eq!(seen.len(), O::NAMES.len(), "every series is used");
+        }
+        check(&WebhookOutcome::ALL, WebhookOutcome::as_str);
+        check(&CallOutcome::ALL, CallOutcome::as_str);
+        check(
+            &[
+                DeliveryStatus::Succeeded,
+                DeliveryStatus::Retrying,
+                DeliveryStatus::Dead,
+            ],
+            DeliveryStatus::as_str,
+        );
+    }
+
+    #[test]
+    fn the_scrape_lists_each_outcome_of_a_connector_once_counted() {
+        let metrics = Metrics::new();
+        metrics.connector_call("stripe", CallOutcome::Oversized, Duration::from_millis(2));
+        metrics.webhook("stripe", WebhookOutcome::Timeout, Duration::from_millis(1));
+        let text = metrics.handle.render();
+        for outcome in CallOutcome::ALL {
+            let line = format!(
+                "switchyard_connector_calls_total{{connector=\"stripe\",outcome=\"{outcome}\"}}"
+            );
+            let want = if outcome == CallOutcome::Oversized {
+                1
+            } else {
+                0
+            };
+            assert!(
+                text.contains(&format!("{line} {want}")),
+                "{line} {want}\n{text}"
+            );
+        }
+        assert!(
+            text.contains("switchyard_webhooks_total{connector=\"stripe\",outcome=\"timeout\"} 1"),
+            "{text}"
+        );
+    }
 }

@@ -173,7 +173,7 @@ async fn attempt(app: &App, connector: &Connector, row: &mut DeliveryRecord, tra
         Verdict::Retry { .. } => DeliveryStatus::Retrying,
     };
     app.metrics
-        .delivery_attempt(&connector.config.id, row.status.as_str(), took);
+        .delivery_attempt(&connector.config.id, row.status, took);
     if row.status != DeliveryStatus::Succeeded {
         let error = match &result {
             Ok(response) => format!("HTTP {}", response.status),
