@@ -13,9 +13,10 @@ use clap::{Parser, Subcommand};
 
 use switchyard::Config;
 use switchyard::config::ConfigError;
+use switchyard::config::HmacEncoding;
 use switchyard::scaffold::{self, SdkSource};
 use switchyard::secret::Secret;
-use switchyard::verify::{self, Encoding, HmacParams, Scheme, SchemeNameError};
+use switchyard::verify::{self, HmacParams, Scheme, SchemeNameError};
 
 #[derive(Parser)]
 #[command(name = "switchyard", version, about = "Webhook connector runtime")]
@@ -39,8 +40,8 @@ enum Command {
     },
     /// Print the headers that sign a payload (read from FILE or stdin), to test a setup.
     Sign {
-        /// stripe, standard-webhooks, github, hmac-sha256, mandrill, token.
-        #[arg(long)]
+        /// The scheme, as a connector's `scheme` names it (any but `none`).
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(signing_schemes()))]
         scheme: String,
         /// The signing secret, or `env:VAR` / `file:PATH`.
         #[arg(long)]
@@ -56,9 +57,9 @@ enum Command {
         /// hmac-sha256: the header to put the signature in.
         #[arg(long, default_value = "X-Signature")]
         header: String,
-        /// hmac-sha256: hex or base64.
-        #[arg(long, default_value = "hex")]
-        encoding: String,
+        /// hmac-sha256: how the MAC is written.
+        #[arg(long, value_enum, default_value_t = HmacEncoding::Hex)]
+        encoding: HmacEncoding,
         /// hmac-sha256: text before the signature, e.g. `sha256=`.
         #[arg(long, default_value = "")]
         prefix: String,
@@ -165,17 +166,14 @@ impl Cli {
             } => {
                 let hmac = HmacParams {
                     header,
-                    encoding: match encoding.as_str() {
-                        "hex" => Encoding::Hex,
-                        "base64" => Encoding::Base64,
-                        other => bail!("--encoding must be hex or base64, not {other}"),
-                    },
+                    encoding: encoding.into(),
                     prefix,
                 };
+                // clap took only the names of `signing_schemes`.
                 let scheme = match Scheme::from_name(&scheme, Some(hmac), url) {
-                    Ok(Scheme::None) | Err(SchemeNameError::Unknown(_)) => bail!(
-                        "unknown scheme `{scheme}` (stripe, standard-webhooks, github, hmac-sha256, mandrill, token)"
-                    ),
+                    Ok(Scheme::None) | Err(SchemeNameError::Unknown(_)) => {
+                        bail!("`{scheme}` cannot sign")
+                    }
                     Ok(scheme) => scheme,
                     Err(SchemeNameError::NeedsPublicUrl) => {
                         bail!("--url is required for mandrill")
@@ -389,4 +387,13 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = terminate => {},
     }
+}
+
+/// The schemes `switchyard sign` can sign with: every scheme a connector may name
+/// ([`switchyard::config::SCHEMES`]) but `none`.
+fn signing_schemes() -> impl Iterator<Item = &'static str> {
+    switchyard::config::SCHEMES
+        .iter()
+        .copied()
+        .filter(|scheme| *scheme != "none")
 }

@@ -623,3 +623,76 @@ async fn one_webhook_is_one_trace_from_the_sender_to_the_receiver() {
     assert!(service.contains("switchyard-test"), "{service}");
     host.kill_9();
 }
+
+/// `switchyard sign` takes its scheme and encoding from closed lists (what a connector's
+/// config accepts) and signs so that the host's own verifier accepts it: with base64, the
+/// hmac-sha256 check configured for base64 passes and the one for hex does not.
+#[tokio::test]
+async fn sign_signs_what_the_verifier_accepts_and_refuses_unknown_names() {
+    use switchyard::verify::{Encoding, Request, Scheme, Verifier};
+    let dir = tempfile::tempdir().unwrap();
+    let payload = dir.path().join("payload.json");
+    std::fs::write(&payload, br#"{"id":"evt_1"}"#).unwrap();
+    let (ok, stdout, stderr) = switchyard(&[
+        "sign",
+        "--scheme",
+        "hmac-sha256",
+        "--encoding",
+        "base64",
+        "--header",
+        "X-Shop-Hmac",
+        "--secret",
+        "shpss_secret",
+        payload.to_str().unwrap(),
+    ])
+    .await;
+    assert!(ok, "{stderr}");
+    let Some((name, value)) = stdout.trim().split_once(": ") else {
+        panic!("one header line: {stdout}")
+    };
+    assert_eq!(name, "X-Shop-Hmac");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-shop-hmac", value.parse().unwrap());
+    let request = Request {
+        headers: &headers,
+        query: "",
+        body: br#"{"id":"evt_1"}"#,
+    };
+    let verifier = |encoding| {
+        Verifier::new(
+            Scheme::HmacSha256 {
+                header: "X-Shop-Hmac".into(),
+                encoding,
+                prefix: String::new(),
+            },
+            vec![switchyard::secret::Secret::new("shpss_secret")],
+            std::time::Duration::from_secs(300),
+        )
+    };
+    assert!(verifier(Encoding::Base64).verify(&request, now()).is_ok());
+    assert!(verifier(Encoding::Hex).verify(&request, now()).is_err());
+
+    for (flag, value) in [
+        ("--scheme", "md5"),
+        ("--scheme", "none"),
+        ("--encoding", "b64"),
+    ] {
+        let mut args = vec!["sign", "--secret", "s", flag, value];
+        if flag != "--scheme" {
+            args.extend(["--scheme", "hmac-sha256"]);
+        }
+        args.push(payload.to_str().unwrap());
+        let (ok, _, stderr) = switchyard(&args).await;
+        assert!(!ok, "{flag} {value} must be refused");
+        assert!(
+            stderr.contains(&format!("invalid value '{value}'"))
+                && stderr.contains("possible values"),
+            "{stderr}"
+        );
+    }
+    let (_, _, stderr) = switchyard(&["sign", "--scheme", "md5", "--secret", "s"]).await;
+    assert!(
+        stderr.contains("stripe, standard-webhooks, github, hmac-sha256, mandrill, token"),
+        "the scheme list is the config's, without none: {stderr}"
+    );
+}

@@ -216,8 +216,9 @@ pub struct RetryConfig {
     pub timeout: Duration,
 }
 
-/// `hmac.encoding`: how the signature header encodes the MAC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+/// `hmac.encoding`: how the signature header encodes the MAC (also `switchyard sign
+/// --encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum HmacEncoding {
     #[default]
@@ -231,6 +232,15 @@ impl HmacEncoding {
         match self {
             HmacEncoding::Hex => "hex",
             HmacEncoding::Base64 => "base64",
+        }
+    }
+}
+
+impl From<HmacEncoding> for crate::verify::Encoding {
+    fn from(encoding: HmacEncoding) -> Self {
+        match encoding {
+            HmacEncoding::Hex => crate::verify::Encoding::Hex,
+            HmacEncoding::Base64 => crate::verify::Encoding::Base64,
         }
     }
 }

@@ -14,7 +14,7 @@ use super::engine::{Plugin, Runtime};
 use super::imports::{AllowedHosts, Grants};
 use crate::config::{ConnectorConfig, RetryConfig};
 use crate::store::Storage;
-use crate::verify::{Encoding, HmacParams, Scheme, SchemeNameError, Verifier};
+use crate::verify::{HmacParams, Scheme, SchemeNameError, Verifier};
 
 /// One connector as configured and loaded.
 pub struct Connector {
@@ -177,10 +177,7 @@ pub fn build_verifier(
     };
     let hmac = config.hmac.as_ref().map(|h| HmacParams {
         header: h.header.clone(),
-        encoding: match h.encoding.as_str() {
-            "base64" => Encoding::Base64,
-            _ => Encoding::Hex,
-        },
+        encoding: h.encoding.into(),
         prefix: h.prefix.clone(),
     });
     let scheme = Scheme::from_name(name, hmac, config.public_url.clone()).map_err(|err| {
