@@ -199,7 +199,9 @@ impl App {
             reload_generation: Default::default(),
             last_delivery_errors: Default::default(),
             metrics: crate::metrics::Metrics::new(),
-            admin_limiter: Default::default(),
+            admin_limiter: crate::admin::http::RateLimiter::per_minute(
+                config.server.admin_rate_limit,
+            ),
             config,
         });
         let configs = app.connector_configs.load_full();

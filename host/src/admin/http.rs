@@ -1,21 +1,21 @@
 //! What every admin response carries: rate-limit headers (429 past the limit) and, on a
 //! `GET`, an `ETag` that `If-None-Match` turns into a 304.
 //!
-//! **Rate limit.** A fixed window of one minute per client address, `server.admin_rate_limit`
-//! requests in each (as GitHub's API counts): `X-RateLimit-Limit` is the limit,
-//! `X-RateLimit-Remaining` what is left of it in this window, `X-RateLimit-Reset` the unix
-//! time (seconds) the next window starts. Past the limit the answer is 429
-//! `rate_limited` with `Retry-After` (seconds to the reset). It is counted before the token
-//! is checked, so guessing tokens is limited too. Clients behind one proxy share its
-//! address, and so its limit.
+//! **Rate limit.** `server.admin_rate_limit` requests per minute per client address, as a
+//! token bucket (GCRA, by `governor`): a client may spend the whole minute's allowance at
+//! once, and it comes back one request every `60 / limit` seconds, so no client ever gets
+//! twice the limit across the edge of a window (what a fixed window allows).
+//! `X-RateLimit-Limit` is the limit, `X-RateLimit-Remaining` the requests a client may make
+//! now, `X-RateLimit-Reset` the unix time (seconds) its allowance is whole again. Past the
+//! limit the answer is 429 `rate_limited` with `Retry-After` (seconds until one more
+//! request is allowed). It is counted before the token is checked, so guessing tokens is
+//! limited too. Clients behind one proxy share its address, and so its limit.
 //!
 //! **ETag.** A strong validator over the response body (SHA-256, first 16 bytes, hex) on
 //! every successful `GET`; `If-None-Match` with it (or `*`) gets 304 and no body.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::Mutex;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -27,25 +27,32 @@ use sha2::{Digest, Sha256};
 use crate::app::App;
 use crate::error::ApiError;
 
-/// The length of a rate-limit window, in seconds.
-const WINDOW_SECS: u64 = 60;
-/// Addresses tracked before the ones whose window has passed are forgotten.
+/// Addresses tracked before the ones whose allowance is whole again are forgotten.
 const PRUNE_AT: usize = 10_000;
 /// Largest admin response body an `ETag` is computed for (an event with a large request
 /// and many deliveries); larger ones go out without one.
 const ETAG_MAX_BYTES: usize = 64 << 20;
 
-/// Requests counted per client address in the current window.
-#[derive(Debug, Default)]
-pub struct RateLimiter {
-    windows: Mutex<HashMap<IpAddr, Window>>,
+type Keyed<C> = governor::RateLimiter<
+    IpAddr,
+    governor::state::keyed::DefaultKeyedStateStore<IpAddr>,
+    C,
+    governor::middleware::StateInformationMiddleware,
+>;
+
+/// Requests allowed per client address (see the module's doc).
+pub struct RateLimiter<C: governor::clock::Clock = governor::clock::DefaultClock> {
+    limiter: Keyed<C>,
+    limit: u32,
+    clock: C,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    /// Unix seconds the window began (a multiple of [`WINDOW_SECS`]).
-    start: u64,
-    used: u32,
+impl<C: governor::clock::Clock> std::fmt::Debug for RateLimiter<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the limiter said about one request.
@@ -54,31 +61,68 @@ pub struct Verdict {
     pub allowed: bool,
     pub limit: u32,
     pub remaining: u32,
-    /// Unix seconds the next window starts.
-    pub reset: u64,
+    /// Seconds until the client's allowance is whole again (the reset header adds now).
+    pub whole_in: u64,
+    /// Refused: seconds until one more request is allowed.
+    pub retry_in: u64,
 }
 
 impl RateLimiter {
-    /// Count one request from `client` at `now` (unix seconds).
-    pub fn check(&self, client: IpAddr, limit: u32, now: u64) -> Verdict {
-        let start = now - now % WINDOW_SECS;
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if windows.len() >= PRUNE_AT {
-            windows.retain(|_, w| w.start == start);
+    /// `limit` requests per minute per address (at least 1).
+    pub fn per_minute(limit: u32) -> Self {
+        Self::with_clock(limit, governor::clock::DefaultClock::default())
+    }
+}
+
+impl<C: governor::clock::Clock + Clone> RateLimiter<C> {
+    fn with_clock(limit: u32, clock: C) -> Self {
+        let limit = std::num::NonZeroU32::new(limit).unwrap_or(std::num::NonZeroU32::MIN);
+        let quota = governor::Quota::per_minute(limit);
+        RateLimiter {
+            limiter:
+                governor::RateLimiter::<_, _, _, governor::middleware::NoOpMiddleware<_>>::new(
+                    quota,
+                    governor::state::keyed::DefaultKeyedStateStore::default(),
+                    clock.clone(),
+                )
+                .with_middleware(),
+            limit: limit.get(),
+            clock,
         }
-        let window = windows.entry(client).or_insert(Window { start, used: 0 });
-        if window.start != start {
-            *window = Window { start, used: 0 };
+    }
+
+    /// Count one request from `client`.
+    pub fn check(&self, client: IpAddr) -> Verdict {
+        if self.limiter.len() >= PRUNE_AT {
+            self.limiter.retain_recent();
         }
-        let allowed = window.used < limit;
-        if allowed {
-            window.used += 1;
-        }
-        Verdict {
-            allowed,
-            limit,
-            remaining: limit - window.used,
-            reset: start + WINDOW_SECS,
+        // One request's share of the minute, in nanoseconds.
+        let per_request = 60_000_000_000 / u64::from(self.limit);
+        let seconds = |nanos: u64| nanos.div_ceil(1_000_000_000);
+        match self.limiter.check_key(&client) {
+            Ok(state) => {
+                let remaining = state.remaining_burst_capacity();
+                Verdict {
+                    allowed: true,
+                    limit: self.limit,
+                    remaining,
+                    whole_in: seconds(u64::from(self.limit - remaining) * per_request),
+                    retry_in: 0,
+                }
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.clock.now());
+                let retry_in = seconds(wait.as_nanos() as u64).max(1);
+                Verdict {
+                    allowed: false,
+                    limit: self.limit,
+                    remaining: 0,
+                    whole_in: seconds(
+                        wait.as_nanos() as u64 + (u64::from(self.limit) - 1) * per_request,
+                    ),
+                    retry_in,
+                }
+            }
         }
     }
 }
@@ -90,18 +134,16 @@ pub async fn rate_limit(State(app): State<Arc<App>>, request: Request, next: Nex
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
     let now = crate::time::now_s().max(0) as u64;
-    let verdict = app
-        .admin_limiter
-        .check(client, app.config.server.admin_rate_limit, now);
+    let verdict = app.admin_limiter.check(client);
     let mut response = if verdict.allowed {
         next.run(request).await
     } else {
-        let wait = verdict.reset.saturating_sub(now).max(1);
+        let wait = verdict.retry_in;
         let mut response = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             format!(
-                "more than {} admin requests this minute; retry in {wait} s",
+                "more than {} admin requests a minute; retry in {wait} s",
                 verdict.limit
             ),
         )
@@ -117,7 +159,10 @@ pub async fn rate_limit(State(app): State<Arc<App>>, request: Request, next: Nex
         "x-ratelimit-remaining",
         HeaderValue::from(verdict.remaining),
     );
-    headers.insert("x-ratelimit-reset", HeaderValue::from(verdict.reset));
+    headers.insert(
+        "x-ratelimit-reset",
+        HeaderValue::from(now + verdict.whole_in),
+    );
     response
 }
 
@@ -178,24 +223,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_window_allows_the_limit_then_refuses_until_the_next() {
-        let limiter = RateLimiter::default();
+    fn the_limit_is_a_bucket_that_refills_one_request_at_a_time() {
+        let clock = governor::clock::FakeRelativeClock::default();
+        let limiter = RateLimiter::with_clock(3, clock.clone());
         let client: IpAddr = "127.0.0.1".parse().unwrap();
         let other: IpAddr = "127.0.0.2".parse().unwrap();
-        let now = 1_800_000_030; // 30 s into a window
-        for left in (0..3).rev() {
-            let verdict = limiter.check(client, 3, now);
+        // The minute's allowance at once, each answer saying what is left and when the
+        // allowance is whole again (20 s per request used).
+        for (left, whole_in) in [(2, 20), (1, 40), (0, 60)] {
+            let verdict = limiter.check(client);
             assert!(verdict.allowed);
-            assert_eq!(verdict.remaining, left);
-            assert_eq!(verdict.reset, 1_800_000_060);
+            assert_eq!((verdict.remaining, verdict.whole_in), (left, whole_in));
         }
-        let refused = limiter.check(client, 3, now + 29);
+        let refused = limiter.check(client);
         assert!(!refused.allowed);
-        assert_eq!(refused.remaining, 0);
-        assert!(limiter.check(other, 3, now).allowed, "counted per address");
-        let next = limiter.check(client, 3, now + 30);
-        assert!(next.allowed, "a new window");
-        assert_eq!((next.remaining, next.reset), (2, 1_800_000_120));
+        assert_eq!((refused.remaining, refused.retry_in), (0, 20));
+        assert!(limiter.check(other).allowed, "counted per address");
+        // 19 s later: not yet one back.
+        clock.advance(std::time::Duration::from_secs(19));
+        let refused = limiter.check(client);
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_in, 1);
+        // 20 s after the burst: exactly one back, not a whole new window (a fixed window
+        // would allow three more here, six within a few seconds across its edge).
+        clock.advance(std::time::Duration::from_secs(1));
+        let one = limiter.check(client);
+        assert!(one.allowed);
+        assert_eq!(one.remaining, 0);
+        assert!(!limiter.check(client).allowed);
+        // A minute of quiet: whole again.
+        clock.advance(std::time::Duration::from_secs(60));
+        let whole = limiter.check(client);
+        assert_eq!((whole.allowed, whole.remaining), (true, 2));
     }
 
     #[test]
