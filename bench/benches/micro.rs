@@ -88,7 +88,7 @@ fn load_stripe(rt: &tokio::runtime::Runtime) -> Loaded {
         settings: BTreeMap::from([("forward_url".to_string(), format!("{FORWARD_TO}/billing"))]),
         secrets: Vec::new(),
         allowed_hosts: AllowedHosts::new(&[FORWARD_TO]),
-        storage: Arc::new(storage),
+        kv: switchyard::store::Kv::new(Arc::new(storage), "stripe"),
         http: reqwest::Client::new(),
         fetch_timeout: Duration::from_secs(15),
     });

@@ -761,7 +761,7 @@ async fn push_plugin(
         settings: Default::default(),
         secrets: Vec::new(),
         allowed_hosts: crate::plugin::AllowedHosts::default(),
-        storage: app.storage.clone(),
+        kv: crate::store::Kv::new(app.storage.clone(), "push"),
         http: app.http.clone(),
         fetch_timeout: std::time::Duration::from_secs(5),
     });

@@ -239,7 +239,7 @@ async fn dedupe_key_instances_are_reused_until_a_trap_or_new_grants() {
             settings: Default::default(),
             secrets: Vec::new(),
             allowed_hosts: AllowedHosts::default(),
-            storage: storage.clone(),
+            kv: switchyard::store::Kv::new(storage.clone(), "hostile"),
             http: reqwest::Client::new(),
             fetch_timeout: Duration::from_secs(1),
         })

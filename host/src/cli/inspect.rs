@@ -119,7 +119,7 @@ fn load(bytes: &[u8], scratch: &Path) -> anyhow::Result<switchyard::plugin::Plug
             settings: Default::default(),
             secrets: Vec::new(),
             allowed_hosts: AllowedHosts::default(),
-            storage: Arc::new(SledStore::open(scratch, false)?),
+            kv: switchyard::store::Kv::new(Arc::new(SledStore::open(scratch, false)?), "inspect"),
             http: reqwest::Client::new(),
             fetch_timeout: std::time::Duration::from_secs(5),
         });

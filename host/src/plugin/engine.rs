@@ -534,7 +534,7 @@ mod timing {
             settings: Default::default(),
             secrets: Vec::new(),
             allowed_hosts: Default::default(),
-            storage,
+            kv: crate::store::Kv::new(storage, "stripe"),
             http: reqwest::Client::new(),
             fetch_timeout: Duration::from_secs(1),
         });

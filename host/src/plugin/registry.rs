@@ -93,7 +93,7 @@ pub async fn load_connector(
         settings: config.settings.clone(),
         secrets: config.setting_secrets(),
         allowed_hosts: AllowedHosts::new(&config.allowed_hosts),
-        storage,
+        kv: crate::store::Kv::new(storage, &config.id),
         http,
         fetch_timeout: config.retry.timeout,
     });

@@ -309,6 +309,45 @@ pub trait ConnectorKv: Send + Sync {
     async fn kv_count(&self, connector: &str, limit: usize) -> Result<usize>;
 }
 
+/// One connector's `kv`, and nothing else of the store: what the connector's `kv` import
+/// is given (a connector cannot name another's namespace, nor reach the event log).
+#[derive(Clone)]
+pub struct Kv {
+    store: std::sync::Arc<dyn ConnectorKv>,
+    connector: String,
+}
+
+impl Kv {
+    pub fn new(store: std::sync::Arc<dyn ConnectorKv>, connector: &str) -> Kv {
+        Kv {
+            store,
+            connector: connector.to_string(),
+        }
+    }
+
+    /// The connector whose namespace this is.
+    pub fn connector(&self) -> &str {
+        &self.connector
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.store.kv_get(&self.connector, key).await
+    }
+
+    pub async fn set(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.store.kv_set(&self.connector, key, value).await
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        self.store.kv_delete(&self.connector, key).await
+    }
+
+    /// How many keys the connector holds, counted up to `limit`.
+    pub async fn count(&self, limit: usize) -> Result<usize> {
+        self.store.kv_count(&self.connector, limit).await
+    }
+}
+
 /// Every capability the pipeline uses: what an engine implements.
 pub trait Storage: EventLog + DispatchQueue + Outbox + Dedupe + ConnectorKv + 'static {}
 

@@ -1,27 +1,22 @@
 //! `kv`: small per-connector state in the host's store, namespaced by connector id.
 
-use super::{CallState, Grants, MAX_KV_KEY_BYTES, MAX_KV_KEYS, MAX_KV_VALUE_BYTES};
+use super::{CallState, MAX_KV_KEY_BYTES, MAX_KV_KEYS, MAX_KV_VALUE_BYTES};
 use crate::plugin::bindings::v0_1_0::switchyard::connector::kv::Host;
+use crate::store::Kv;
 
 /// Whether `key` may be written: it exists already, or the connector holds fewer than
 /// [`MAX_KV_KEYS`] keys. Only a new key pays for the count, which stops at the bound.
 /// Two hosts adding keys at once may pass the bound by a few (NATS backend).
-async fn room_for(grants: &Grants, key: &str) -> crate::store::Result<bool> {
-    let (storage, connector) = (&grants.storage, &grants.connector);
-    if storage.kv_get(connector, key).await?.is_some() {
+async fn room_for(kv: &Kv, key: &str) -> crate::store::Result<bool> {
+    if kv.get(key).await?.is_some() {
         return Ok(true);
     }
-    Ok(storage.kv_count(connector, MAX_KV_KEYS).await? < MAX_KV_KEYS)
+    Ok(kv.count(MAX_KV_KEYS).await? < MAX_KV_KEYS)
 }
 
 impl Host for CallState {
     async fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        match self
-            .grants
-            .storage
-            .kv_get(&self.grants.connector, &key)
-            .await
-        {
+        match self.grants.kv.get(&key).await {
             Ok(value) => value,
             Err(err) => {
                 tracing::warn!(connector = %self.grants.connector, "kv get failed: {err}");
@@ -37,28 +32,21 @@ impl Host for CallState {
         if value.len() > MAX_KV_VALUE_BYTES {
             return Err(format!("kv value larger than {MAX_KV_VALUE_BYTES} bytes"));
         }
-        let grants = self.grants.clone();
-        room_for(&grants, &key)
+        let kv = &self.grants.kv;
+        room_for(kv, &key)
             .await
             .map_err(|err| format!("kv set failed: {err}"))?
             .then_some(())
             .ok_or_else(|| {
                 format!("kv holds {MAX_KV_KEYS} keys already (the most per connector)")
             })?;
-        self.grants
-            .storage
-            .kv_set(&self.grants.connector, &key, &value)
+        kv.set(&key, &value)
             .await
             .map_err(|err| format!("kv set failed: {err}"))
     }
 
     async fn delete(&mut self, key: String) {
-        if let Err(err) = self
-            .grants
-            .storage
-            .kv_delete(&self.grants.connector, &key)
-            .await
-        {
+        if let Err(err) = self.grants.kv.delete(&key).await {
             tracing::warn!(connector = %self.grants.connector, "kv delete failed: {err}");
         }
     }

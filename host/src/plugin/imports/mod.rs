@@ -26,7 +26,7 @@ use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::store::Storage;
+use crate::store::Kv;
 
 /// What the operator granted one connector: shared by every call of that connector.
 pub struct Grants {
@@ -39,8 +39,8 @@ pub struct Grants {
     pub secrets: Vec<crate::secret::Secret>,
     /// Origins `http.fetch` may reach (and deliveries may target).
     pub allowed_hosts: AllowedHosts,
-    /// Where `kv` lives.
-    pub storage: Arc<dyn Storage>,
+    /// This connector's `kv`, and no other part of the store.
+    pub kv: Kv,
     /// Shared outbound client (connection pool).
     pub http: reqwest::Client,
     /// Per-request timeout for `http.fetch`.
@@ -127,12 +127,17 @@ mod tests {
     use crate::plugin::bindings::v0_1_0::switchyard::connector::{http, kv, log};
 
     fn state() -> CallState {
+        state_on(Arc::new(crate::store::memory::MemoryStore::new()))
+    }
+
+    /// A call of connector `c` whose kv lives in `store`.
+    fn state_on(store: Arc<crate::store::memory::MemoryStore>) -> CallState {
         let grants = Arc::new(Grants {
             connector: "c".into(),
             settings: BTreeMap::new(),
             secrets: Vec::new(),
             allowed_hosts: AllowedHosts::default(),
-            storage: Arc::new(crate::store::memory::MemoryStore::new()),
+            kv: Kv::new(store, "c"),
             http: reqwest::Client::new(),
             fetch_timeout: Duration::from_secs(1),
         });
@@ -210,7 +215,9 @@ mod tests {
 
     #[tokio::test]
     async fn kv_keys_per_connector_are_bounded() {
-        let mut state = state();
+        use crate::store::ConnectorKv as _;
+        let store = Arc::new(crate::store::memory::MemoryStore::new());
+        let mut state = state_on(store.clone());
         for i in 0..MAX_KV_KEYS {
             kv::Host::set(&mut state, format!("k{i}"), Vec::new())
                 .await
@@ -229,8 +236,11 @@ mod tests {
         kv::Host::set(&mut state, "one more".into(), Vec::new())
             .await
             .unwrap();
-        // Another connector's keys are its own.
-        let other = state.grants.storage.kv_count("other", 10).await.unwrap();
-        assert_eq!(other, 0);
+        // They are all in `c`'s namespace: another connector's is untouched.
+        assert_eq!(
+            store.kv_count("c", MAX_KV_KEYS + 1).await.unwrap(),
+            MAX_KV_KEYS
+        );
+        assert_eq!(store.kv_count("other", 10).await.unwrap(), 0);
     }
 }
