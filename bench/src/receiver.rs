@@ -1,6 +1,7 @@
 //! The downstream of the end-to-end scenario: answers 200 to everything and counts it.
-//! `GET /count` returns `{"count": N, "last_ms": T}` (T: unix ms of the last request, 0
-//! before the first) and is not counted itself.
+//! `GET /count` returns `{"count": N, "distinct": D, "last_ms": T}` (D: distinct
+//! `Idempotency-Key`s among them, so `N - D` were sent more than once; T: unix ms of the
+//! last request, 0 before the first) and is not counted itself.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +18,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Count {
     pub count: u64,
+    #[serde(default)]
+    pub distinct: u64,
     pub last_ms: u64,
 }
 
@@ -23,6 +27,9 @@ pub struct Count {
 struct Counter {
     count: AtomicU64,
     last_ms: AtomicU64,
+    /// The `Idempotency-Key`s seen (a request without one counts as distinct).
+    keys: std::sync::Mutex<std::collections::HashSet<Box<str>>>,
+    unkeyed: AtomicU64,
 }
 
 /// Serve on `listen` until killed.
@@ -35,7 +42,22 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
 }
 
 // The body is read (and dropped) so the connection stays reusable.
-async fn receive(State(counter): State<Arc<Counter>>, _body: Bytes) {
+async fn receive(State(counter): State<Arc<Counter>>, headers: HeaderMap, _body: Bytes) {
+    match headers
+        .get("idempotency-key")
+        .and_then(|key| key.to_str().ok())
+    {
+        Some(key) => {
+            counter
+                .keys
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.into());
+        }
+        None => {
+            counter.unkeyed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     counter
         .last_ms
         .fetch_max(switchyard::time::now_ms(), Ordering::Relaxed);
@@ -43,8 +65,10 @@ async fn receive(State(counter): State<Arc<Counter>>, _body: Bytes) {
 }
 
 async fn count(State(counter): State<Arc<Counter>>) -> axum::Json<Count> {
+    let keys = counter.keys.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
     axum::Json(Count {
         count: counter.count.load(Ordering::Relaxed),
+        distinct: keys + counter.unkeyed.load(Ordering::Relaxed),
         last_ms: counter.last_ms.load(Ordering::Relaxed),
     })
 }

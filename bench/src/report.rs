@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::process::Command;
 
-use crate::run::{Measured, RunOptions, Scenario};
+use crate::run::{Delivered, Measured, RunOptions, Scenario};
 
 /// Every run of one scenario.
 #[derive(Debug)]
@@ -449,6 +449,26 @@ pub fn section(context: &Context, options: &RunOptions, outcomes: &[Outcome]) ->
             ));
         }
     }
+    if let Some(killed) = find(outcomes, Scenario::KillNine) {
+        let runs: Vec<Delivered> = killed.runs.iter().filter_map(|m| m.delivered).collect();
+        let all_delivered = !runs.is_empty() && runs.iter().all(|d| d.caught_up);
+        let resent: Vec<f64> = runs
+            .iter()
+            .map(|d| 100.0 * d.count.saturating_sub(d.distinct) as f64 / d.distinct.max(1) as f64)
+            .collect();
+        let worst = resent.iter().copied().fold(0.0, f64::max);
+        let by_run: Vec<String> = resent.iter().map(|p| format!("{p:.2} %")).collect();
+        floors.push(format!(
+            "| `kill -9` under end-to-end load | every acked delivered; re-sent ≤ 1 % | {}; re-sent {} | {} |",
+            if all_delivered {
+                "every acked delivered"
+            } else {
+                "**acked events missing**"
+            },
+            by_run.join(", "),
+            verdict(all_delivered && worst <= 1.0)
+        ));
+    }
     if !floors.is_empty() {
         let _ = writeln!(s, "| target (issue 21) | wanted | measured | |");
         let _ = writeln!(s, "|---|---|---|---|");
@@ -518,10 +538,11 @@ pub fn section(context: &Context, options: &RunOptions, outcomes: &[Outcome]) ->
             }
             if let Some(d) = m.delivered {
                 notes.push(format!(
-                    "{} run {run}: {} of {} accepted delivered{}, last delivery {:.1} s after the load ended",
+                    "{} run {run}: {} of {} accepted delivered ({} sent more than once){}, last delivery {:.1} s after the load ended",
                     outcome.scenario,
-                    d.count,
+                    d.distinct,
                     m.load.total_ok,
+                    d.count.saturating_sub(d.distinct),
                     if d.caught_up {
                         String::new()
                     } else {

@@ -56,6 +56,11 @@ pub enum Scenario {
     /// throughout the load: two builds that differ only in a custom section, so every
     /// install is a new digest that the host compiles, swaps in and drains the old one of.
     HotSwap,
+    /// [`Scenario::EndToEnd`] with the host killed (`SIGKILL`) halfway through the load and
+    /// started again on the same data once it ends: every acknowledged event must still be
+    /// delivered, and the receiver counts what was sent more than once (by
+    /// `Idempotency-Key`).
+    KillNine,
     /// [`Scenario::Ingress`] with the store on one nats-server (`sync_interval: always`,
     /// one replica): a 200 waits for a `PubAck` of a synced write.
     NatsIngress,
@@ -69,7 +74,7 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Ingress,
         Scenario::IngressNoFlush,
         Scenario::Baseline,
@@ -77,6 +82,7 @@ impl Scenario {
         Scenario::EndToEnd,
         Scenario::ForwarderFloor,
         Scenario::HotSwap,
+        Scenario::KillNine,
         Scenario::NatsIngress,
         Scenario::NatsEndToEnd,
         Scenario::NatsClusterIngress,
@@ -92,6 +98,7 @@ impl Scenario {
             Scenario::EndToEnd => "end-to-end",
             Scenario::ForwarderFloor => "forwarder-floor",
             Scenario::HotSwap => "hot-swap",
+            Scenario::KillNine => "kill-9",
             Scenario::NatsIngress => "nats-r1-ingress",
             Scenario::NatsEndToEnd => "nats-r1-end-to-end",
             Scenario::NatsClusterIngress => "nats-r3-ingress",
@@ -155,6 +162,8 @@ pub struct Rss {
 #[derive(Debug, Clone, Copy)]
 pub struct Delivered {
     pub count: u64,
+    /// Distinct `Idempotency-Key`s among them: `count - distinct` were sent again.
+    pub distinct: u64,
     /// `count` ÷ (last delivery − load start).
     pub per_sec: f64,
     /// Whether `count` reached the accepted total within [`CATCH_UP_TIMEOUT`].
@@ -335,6 +344,7 @@ impl Env {
             Scenario::EndToEnd => self.end_to_end(dir.path(), &sled(true), false).await,
             Scenario::ForwarderFloor => self.forwarder_floor(dir.path()).await,
             Scenario::HotSwap => self.end_to_end(dir.path(), &sled(true), true).await,
+            Scenario::KillNine => self.kill_nine(dir.path()).await,
             Scenario::NatsIngress
             | Scenario::NatsEndToEnd
             | Scenario::NatsClusterIngress
@@ -475,6 +485,46 @@ impl Env {
         })
     }
 
+    /// End to end on sled, the host killed with `SIGKILL` halfway through the measured load
+    /// and started again on the same data once the load ends (the load generator's requests
+    /// in between fail and are not acknowledged, as a sender's would).
+    async fn kill_nine(&self, dir: &Path) -> anyhow::Result<Measured> {
+        let mut receiver = self.receiver().await?;
+        let origin = format!("http://{}", receiver.addr);
+        let store = Store::Sled { durable: true };
+        let config = self.config(dir, &store, false, &origin, None)?;
+        let mut host = self.switchyard(&config).await?;
+        let pid = host.pid();
+        let kill_at = self.load.warmup + self.load.duration / 2;
+        let killer = async {
+            tokio::time::sleep(kill_at).await;
+            let status = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()
+                .context("running kill -9")?;
+            anyhow::ensure!(status.success(), "kill -9 {pid} failed");
+            Ok(())
+        };
+        let servers = [pid, receiver.pid()];
+        let (loaded, killed) = tokio::join!(self.load(host.addr, &servers), killer);
+        let (load, others_cpu_pct) = loaded?;
+        killed?;
+        anyhow::ensure!(host.alive().is_err(), "the host survived kill -9");
+        let load_ended = Instant::now();
+        let mut host = self.switchyard(&config).await?;
+        let rss = read_rss(host.pid());
+        let delivered = self
+            .catch_up(&load, load_ended, &mut host, &mut receiver)
+            .await?;
+        Ok(Measured {
+            load,
+            rss,
+            delivered: Some(delivered),
+            swaps: None,
+            others_cpu_pct,
+        })
+    }
+
     /// The forwarder floor (`switchyard-bench floor --forward`) to a receiver, measured as
     /// [`Env::end_to_end`] measures switchyard.
     async fn forwarder_floor(&self, dir: &Path) -> anyhow::Result<Measured> {
@@ -517,7 +567,9 @@ impl Env {
             server.alive()?;
             receiver.alive()?;
             let count = fetch_count(&http, &origin).await?;
-            if count.count >= load.total_ok || Instant::now() >= deadline {
+            // Distinct keys: after a crash, a delivery sent twice must not stand in for one
+            // never sent.
+            if count.distinct >= load.total_ok || Instant::now() >= deadline {
                 break count;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -528,8 +580,9 @@ impl Env {
             + self.load.warmup.as_millis() as u64;
         Ok(Delivered {
             count: count.count,
+            distinct: count.distinct,
             per_sec: count.count as f64 / (span_ms as f64 / 1000.0),
-            caught_up: count.count >= load.total_ok,
+            caught_up: count.distinct >= load.total_ok,
             lag: Duration::from_millis(count.last_ms.saturating_sub(end_of_load_ms)),
         })
     }
