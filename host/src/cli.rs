@@ -40,8 +40,9 @@ enum Command {
     },
     /// Print the headers that sign a payload (read from FILE or stdin), to test a setup.
     Sign {
-        /// The scheme, as a connector's `scheme` names it (any but `none`).
-        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(signing_schemes()))]
+        /// stripe, standard-webhooks, github, hmac-sha256, mandrill or token: a connector's
+        /// `scheme` (any but `none`).
+        #[arg(long, value_parser = signing_scheme)]
         scheme: String,
         /// The signing secret, or `env:VAR` / `file:PATH`.
         #[arg(long)]
@@ -389,11 +390,18 @@ async fn shutdown_signal() {
     }
 }
 
-/// The schemes `switchyard sign` can sign with: every scheme a connector may name
+/// `--scheme`: one `switchyard sign` can sign with, every scheme a connector may name
 /// ([`switchyard::config::SCHEMES`]) but `none`.
-fn signing_schemes() -> impl Iterator<Item = &'static str> {
-    switchyard::config::SCHEMES
+fn signing_scheme(name: &str) -> Result<String, String> {
+    let mut known = switchyard::config::SCHEMES
         .iter()
         .copied()
-        .filter(|scheme| *scheme != "none")
+        .filter(|scheme| *scheme != "none");
+    if known.clone().any(|scheme| scheme == name) {
+        return Ok(name.to_string());
+    }
+    Err(format!(
+        "unknown scheme `{name}`; known: {}",
+        known.by_ref().collect::<Vec<_>>().join(", ")
+    ))
 }
