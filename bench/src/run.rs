@@ -489,56 +489,57 @@ impl Env {
     /// and started again on the same data once the load ends (the load generator's requests
     /// in between fail and are not acknowledged, as a sender's would).
     async fn kill_nine(&self, dir: &Path) -> anyhow::Result<Measured> {
-        let mut receiver = self.receiver().await?;
+        let receiver = self.receiver().await?;
         let origin = format!("http://{}", receiver.addr);
         let store = Store::Sled { durable: true };
         let config = self.config(dir, &store, false, &origin, None)?;
         let mut host = self.switchyard(&config).await?;
-        let pid = host.pid();
+        let servers = [host.pid(), receiver.pid()];
+        let addr = host.addr;
         let kill_at = self.load.warmup + self.load.duration / 2;
         let killer = async {
             tokio::time::sleep(kill_at).await;
-            let status = std::process::Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status()
-                .context("running kill -9")?;
-            anyhow::ensure!(status.success(), "kill -9 {pid} failed");
-            Ok(())
+            // `Child::kill` is SIGKILL on Unix: no shutdown, no flush.
+            host.process.kill().context("kill -9 of the host")?;
+            host.process.wait().context("reaping the killed host")
         };
-        let servers = [pid, receiver.pid()];
-        let (loaded, killed) = tokio::join!(self.load(host.addr, &servers), killer);
+        let (loaded, killed) = tokio::join!(self.load(addr, &servers), killer);
         let (load, others_cpu_pct) = loaded?;
         killed?;
-        anyhow::ensure!(host.alive().is_err(), "the host survived kill -9");
         let load_ended = Instant::now();
-        let mut host = self.switchyard(&config).await?;
-        let rss = read_rss(host.pid());
-        let delivered = self
-            .catch_up(&load, load_ended, &mut host, &mut receiver)
-            .await?;
-        Ok(Measured {
-            load,
-            rss,
-            delivered: Some(delivered),
-            swaps: None,
-            others_cpu_pct,
-        })
+        let host = self.switchyard(&config).await?;
+        self.delivered(load, others_cpu_pct, load_ended, host, receiver)
+            .await
     }
 
     /// The forwarder floor (`switchyard-bench floor --forward`) to a receiver, measured as
     /// [`Env::end_to_end`] measures switchyard.
     async fn forwarder_floor(&self, dir: &Path) -> anyhow::Result<Measured> {
-        let mut receiver = self.receiver().await?;
+        let receiver = self.receiver().await?;
         let mut command = self.native_command(dir, Native::LogFloor);
         command
             .arg("--forward")
             .arg(format!("http://{}/billing", receiver.addr));
-        let mut server = Child::start(Native::LogFloor.command(), command).await?;
+        let server = Child::start(Native::LogFloor.command(), command).await?;
         let (load, others_cpu_pct) = self
             .load(server.addr, &[server.pid(), receiver.pid()])
             .await?;
-        let rss = read_rss(server.pid());
         let load_ended = Instant::now();
+        self.delivered(load, others_cpu_pct, load_ended, server, receiver)
+            .await
+    }
+
+    /// The run of a forwarding scenario once its load ended: the server's RSS now, then
+    /// [`Env::catch_up`].
+    async fn delivered(
+        &self,
+        load: LoadReport,
+        others_cpu_pct: Option<f64>,
+        load_ended: Instant,
+        mut server: Child,
+        mut receiver: Child,
+    ) -> anyhow::Result<Measured> {
+        let rss = read_rss(server.pid());
         let delivered = self
             .catch_up(&load, load_ended, &mut server, &mut receiver)
             .await?;

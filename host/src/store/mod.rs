@@ -325,11 +325,6 @@ impl Kv {
         }
     }
 
-    /// The connector whose namespace this is.
-    pub fn connector(&self) -> &str {
-        &self.connector
-    }
-
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.store.kv_get(&self.connector, key).await
     }
