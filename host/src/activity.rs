@@ -11,10 +11,52 @@
 
 use std::sync::Mutex;
 
-use crate::metrics::WebhookOutcome;
 use crate::store::DeliveryStatus;
 use serde::Serialize;
 use utoipa::ToSchema;
+
+/// How a `POST /hooks/{connector}` to an enabled connector was answered, as
+/// `switchyard_webhooks_total` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    Accepted,
+    Duplicate,
+    /// 401: the signature did not verify.
+    Rejected,
+    /// 413.
+    TooLarge,
+    /// 408: the body did not arrive in time.
+    Timeout,
+    /// 503: it could not be stored.
+    Unavailable,
+    /// Any other error answer.
+    Error,
+}
+
+impl WebhookOutcome {
+    /// Every outcome, in declaration order.
+    pub const ALL: [WebhookOutcome; 7] = [
+        WebhookOutcome::Accepted,
+        WebhookOutcome::Duplicate,
+        WebhookOutcome::Rejected,
+        WebhookOutcome::TooLarge,
+        WebhookOutcome::Timeout,
+        WebhookOutcome::Unavailable,
+        WebhookOutcome::Error,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            WebhookOutcome::Accepted => "accepted",
+            WebhookOutcome::Duplicate => "duplicate",
+            WebhookOutcome::Rejected => "rejected",
+            WebhookOutcome::TooLarge => "too_large",
+            WebhookOutcome::Timeout => "timeout",
+            WebhookOutcome::Unavailable => "unavailable",
+            WebhookOutcome::Error => "error",
+        }
+    }
+}
 
 const MINUTE_MS: u64 = 60_000;
 

@@ -51,48 +51,7 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 pub use crate::store::CallOutcome;
 use crate::store::DeliveryStatus;
 
-/// How a `POST /hooks/{connector}` to an enabled connector was answered, as
-/// `switchyard_webhooks_total` counts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WebhookOutcome {
-    Accepted,
-    Duplicate,
-    /// 401: the signature did not verify.
-    Rejected,
-    /// 413.
-    TooLarge,
-    /// 408: the body did not arrive in time.
-    Timeout,
-    /// 503: it could not be stored.
-    Unavailable,
-    /// Any other error answer.
-    Error,
-}
-
-impl WebhookOutcome {
-    /// Every outcome, in declaration order.
-    pub const ALL: [WebhookOutcome; 7] = [
-        WebhookOutcome::Accepted,
-        WebhookOutcome::Duplicate,
-        WebhookOutcome::Rejected,
-        WebhookOutcome::TooLarge,
-        WebhookOutcome::Timeout,
-        WebhookOutcome::Unavailable,
-        WebhookOutcome::Error,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            WebhookOutcome::Accepted => "accepted",
-            WebhookOutcome::Duplicate => "duplicate",
-            WebhookOutcome::Rejected => "rejected",
-            WebhookOutcome::TooLarge => "too_large",
-            WebhookOutcome::Timeout => "timeout",
-            WebhookOutcome::Unavailable => "unavailable",
-            WebhookOutcome::Error => "error",
-        }
-    }
-}
+pub use crate::activity::WebhookOutcome;
 
 /// A closed set of outcomes a [`Family`] counts: each has its series registered up front,
 /// and a count is an index, not a lookup by name.

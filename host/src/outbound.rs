@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::store::Body;
+use switchyard_core::record::Body;
 
 /// Origins a connector may reach, from `allowed_hosts` (`"http://127.0.0.1:9000"`,
 /// `"https://api.stripe.com"`; `"*"` allows any public host).

@@ -12,7 +12,7 @@ use super::{
     DeliveryRecord, DeliveryStatus, EventQuery, EventRecord, Inserted, NewEvent, ReplayError,
     Status, Storage, StoredRequest,
 };
-use crate::outbound::OutboundRequest;
+use crate::store::OutboundRequest;
 
 /// A fresh, empty store, and whatever must live as long as it (a temp dir, a server).
 pub struct Fresh {

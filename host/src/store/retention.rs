@@ -147,7 +147,7 @@ mod tests {
             event_id: old[0].clone(),
             index: 0,
             idempotency_key: format!("{}-0", old[0]),
-            request: crate::outbound::OutboundRequest {
+            request: crate::store::OutboundRequest {
                 method: "POST".into(),
                 url: "http://127.0.0.1:1/".into(),
                 headers: vec![],

@@ -1,7 +1,7 @@
 //! The sled engine's own tests: storage, crash recovery and rebuilds.
 
 use super::*;
-use crate::outbound::OutboundRequest;
+use crate::store::OutboundRequest;
 use crate::store::DeliveryStatus;
 use crate::store::InsertNow as _;
 use crate::store::Status;
