@@ -1,9 +1,9 @@
 //! The sled engine's own tests: storage, crash recovery and rebuilds.
 
 use super::*;
-use crate::store::OutboundRequest;
 use crate::store::DeliveryStatus;
 use crate::store::InsertNow as _;
+use crate::store::OutboundRequest;
 use crate::store::Status;
 
 /// An hour ago, in unix ms: the tests' events are received `at` ms after it (within
