@@ -13,10 +13,10 @@ use clap::{Parser, Subcommand};
 
 use switchyard::Config;
 use switchyard::config::ConfigError;
-use switchyard::config::HmacEncoding;
+use switchyard::config::{HmacEncoding, MissingParams, SchemeName};
 use switchyard::scaffold::{self, SdkSource};
 use switchyard::secret::Secret;
-use switchyard::verify::{self, HmacParams, Scheme, SchemeNameError};
+use switchyard::verify::{self, HmacParams};
 
 #[derive(Parser)]
 #[command(name = "switchyard", version, about = "Webhook connector runtime")]
@@ -43,7 +43,7 @@ enum Command {
         /// stripe, standard-webhooks, github, hmac-sha256, mandrill or token: a connector's
         /// `scheme` (any but `none`).
         #[arg(long, value_parser = signing_scheme)]
-        scheme: String,
+        scheme: SchemeName,
         /// The signing secret, or `env:VAR` / `file:PATH`.
         #[arg(long)]
         secret: String,
@@ -170,16 +170,14 @@ impl Cli {
                     encoding: encoding.into(),
                     prefix,
                 };
-                // clap took only the names of `signing_schemes`.
-                let scheme = match Scheme::from_name(&scheme, Some(hmac), url) {
-                    Ok(Scheme::None) | Err(SchemeNameError::Unknown(_)) => {
-                        bail!("`{scheme}` cannot sign")
-                    }
+                // clap took only the names `signing_scheme` lets through, never `none`.
+                if scheme == SchemeName::None {
+                    bail!("`{scheme}` cannot sign");
+                }
+                let scheme = match scheme.scheme(Some(hmac), url) {
                     Ok(scheme) => scheme,
-                    Err(SchemeNameError::NeedsPublicUrl) => {
-                        bail!("--url is required for mandrill")
-                    }
-                    Err(SchemeNameError::NeedsHmac) => unreachable!("hmac parameters are given"),
+                    Err(MissingParams::PublicUrl) => bail!("--url is required for mandrill"),
+                    Err(MissingParams::Hmac) => unreachable!("hmac parameters are given"),
                 };
                 let secret = Secret::new(
                     switchyard::config::resolve_reference("--secret", &secret)
@@ -391,17 +389,16 @@ async fn shutdown_signal() {
 }
 
 /// `--scheme`: one `switchyard sign` can sign with, every scheme a connector may name
-/// ([`switchyard::config::SCHEMES`]) but `none`.
-fn signing_scheme(name: &str) -> Result<String, String> {
-    let mut known = switchyard::config::SCHEMES
-        .iter()
-        .copied()
-        .filter(|scheme| *scheme != "none");
-    if known.clone().any(|scheme| scheme == name) {
-        return Ok(name.to_string());
+/// ([`SchemeName::ALL`]) but `none`.
+fn signing_scheme(name: &str) -> Result<SchemeName, String> {
+    let known = SchemeName::ALL
+        .into_iter()
+        .filter(|scheme| *scheme != SchemeName::None);
+    if let Some(scheme) = known.clone().find(|scheme| scheme.as_str() == name) {
+        return Ok(scheme);
     }
     Err(format!(
         "unknown scheme `{name}`; known: {}",
-        known.by_ref().collect::<Vec<_>>().join(", ")
+        known.map(SchemeName::as_str).collect::<Vec<_>>().join(", ")
     ))
 }

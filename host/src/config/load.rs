@@ -14,7 +14,8 @@ use serde::de::{self, Deserializer, Visitor};
 
 use super::{
     Backend, Config, ConfigError, ConnectorConfig, DEFAULT_CONFIG_TOML, HmacConfig, LogFormat,
-    NatsAuth, PluginsConfig, RetryConfig, ServerConfig, StorageConfig, TelemetryConfig, validate,
+    NatsAuth, PluginsConfig, RetryConfig, SchemeName, ServerConfig, StorageConfig, TelemetryConfig,
+    validate,
 };
 use crate::secret::Secret;
 
@@ -787,7 +788,7 @@ struct RawConnector {
     #[serde(default)]
     secret: Option<Value>,
     #[serde(default)]
-    scheme: Option<String>,
+    scheme: Option<SchemeName>,
     #[serde(default)]
     hmac: Option<HmacConfig>,
     #[serde(default)]

@@ -36,16 +36,128 @@ use crate::secret::Secret;
 /// The built-in defaults, loaded before the operator's file. Every key, commented.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config.default.toml");
 
-/// Signature schemes the host implements; `scheme` must name one of them.
-pub const SCHEMES: &[&str] = &[
-    "stripe",
-    "standard-webhooks",
-    "github",
-    "hmac-sha256",
-    "mandrill",
-    "token",
-    "none",
-];
+/// A signature scheme as a connector's `scheme` (and `switchyard sign --scheme`) names it:
+/// parsed once, when the config loads, so the rest of the host matches on the name instead
+/// of comparing strings. [`SchemeName::scheme`] gives the [`Scheme`] with its parameters.
+///
+/// [`Scheme`]: crate::verify::Scheme
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SchemeName {
+    Stripe,
+    StandardWebhooks,
+    Github,
+    HmacSha256,
+    Mandrill,
+    Token,
+    None,
+}
+
+/// A name that is none of [`SchemeName::ALL`]; its text lists the known ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown scheme `{0}`; known: {known}", known = SchemeName::known())]
+pub struct UnknownScheme(pub String);
+
+/// What a parameterised scheme lacks to give a [`Scheme`](crate::verify::Scheme).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingParams {
+    /// `hmac-sha256` without its header/encoding/prefix.
+    Hmac,
+    /// `mandrill` without the public URL it signs.
+    PublicUrl,
+}
+
+impl SchemeName {
+    /// Every scheme the host implements, in the order error messages list them.
+    pub const ALL: [SchemeName; 7] = [
+        SchemeName::Stripe,
+        SchemeName::StandardWebhooks,
+        SchemeName::Github,
+        SchemeName::HmacSha256,
+        SchemeName::Mandrill,
+        SchemeName::Token,
+        SchemeName::None,
+    ];
+
+    /// The name as written in the config, e.g. `"standard-webhooks"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchemeName::Stripe => "stripe",
+            SchemeName::StandardWebhooks => "standard-webhooks",
+            SchemeName::Github => "github",
+            SchemeName::HmacSha256 => "hmac-sha256",
+            SchemeName::Mandrill => "mandrill",
+            SchemeName::Token => "token",
+            SchemeName::None => "none",
+        }
+    }
+
+    /// The scheme this names, with the parameters the parameterised ones need (the others
+    /// ignore them).
+    pub fn scheme(
+        self,
+        hmac: Option<crate::verify::HmacParams>,
+        public_url: Option<String>,
+    ) -> Result<crate::verify::Scheme, MissingParams> {
+        use crate::verify::Scheme;
+        Ok(match self {
+            SchemeName::Stripe => Scheme::Stripe,
+            SchemeName::StandardWebhooks => Scheme::StandardWebhooks,
+            SchemeName::Github => Scheme::Github,
+            SchemeName::HmacSha256 => {
+                let crate::verify::HmacParams {
+                    header,
+                    encoding,
+                    prefix,
+                } = hmac.ok_or(MissingParams::Hmac)?;
+                Scheme::HmacSha256 {
+                    header,
+                    encoding,
+                    prefix,
+                }
+            }
+            SchemeName::Mandrill => Scheme::Mandrill {
+                public_url: public_url.ok_or(MissingParams::PublicUrl)?,
+            },
+            SchemeName::Token => Scheme::Token,
+            SchemeName::None => Scheme::None,
+        })
+    }
+
+    /// `` `stripe`, `standard-webhooks`, … ``: the list an unknown name's error gives.
+    fn known() -> String {
+        SchemeName::ALL
+            .iter()
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl std::str::FromStr for SchemeName {
+    type Err = UnknownScheme;
+
+    fn from_str(name: &str) -> Result<Self, UnknownScheme> {
+        SchemeName::ALL
+            .into_iter()
+            .find(|scheme| scheme.as_str() == name)
+            .ok_or_else(|| UnknownScheme(name.to_owned()))
+    }
+}
+
+impl fmt::Display for SchemeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// From the name as a string; an unknown one fails with [`UnknownScheme`]'s text, which
+/// the config's error names the key in front of.
+impl<'de> Deserialize<'de> for SchemeName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 /// Resolve a secret reference given outside a config file (e.g. `switchyard sign
 /// --secret env:VAR`) exactly as the config does: `"env:VAR"`, `"file:PATH"` (relative to
@@ -292,8 +404,8 @@ pub struct ConnectorConfig {
     pub paused: bool,
     /// Signing secrets; any of them may match (rotation). Empty when not configured.
     pub secret: Vec<Secret>,
-    /// Overrides the scheme the plugin declares; one of [`SCHEMES`].
-    pub scheme: Option<String>,
+    /// Overrides the scheme the plugin declares.
+    pub scheme: Option<SchemeName>,
     /// Required when `scheme` is `hmac-sha256`.
     pub hmac: Option<HmacConfig>,
     /// The URL the vendor posts to, as it signs it; required when `scheme` is `mandrill`.
@@ -468,7 +580,7 @@ impl Config {
                 (true, true) => "paused",
                 (true, false) => "enabled",
             };
-            let scheme = c.scheme.as_deref().unwrap_or("(plugin default)");
+            let scheme = c.scheme.map_or("(plugin default)", SchemeName::as_str);
             let _ = write!(
                 out,
                 "  {}  {}  {state}  scheme {scheme}  secrets {}",

@@ -983,6 +983,50 @@ fn validate_schemes() {
         e.starts_with("connector[0] (stripe).scheme: unknown scheme `md5`; known: `stripe`"),
         "{e}"
     );
+    assert_eq!(
+        e,
+        "connector[0] (stripe).scheme: unknown scheme `md5`; known: `stripe`, \
+         `standard-webhooks`, `github`, `hmac-sha256`, `mandrill`, `token`, `none`"
+    );
+    assert_eq!(
+        error(&connector("scheme = 1\n")),
+        "connector[0] (stripe).scheme: expected a string, found an integer"
+    );
+    for name in SchemeName::ALL {
+        assert_eq!(name.as_str().parse::<SchemeName>(), Ok(name));
+        let c = parse(&connector(&format!(
+            "scheme = \"{name}\"\nsecret = \"k\"\n{}",
+            match name {
+                SchemeName::HmacSha256 => "[connector.hmac]\nheader = \"X\"\n",
+                SchemeName::Mandrill => "public_url = \"https://x.example/\"\n",
+                _ => "",
+            }
+        )));
+        assert_eq!(c.connector("stripe").unwrap().scheme, Some(name));
+        // The same scheme as the verifier's own table gives for the name.
+        let hmac = || {
+            Some(crate::verify::HmacParams {
+                header: "X".into(),
+                encoding: crate::verify::Encoding::Hex,
+                prefix: String::new(),
+            })
+        };
+        let url = || Some("https://x.example/".to_owned());
+        let scheme = name.scheme(hmac(), url()).unwrap();
+        assert_eq!(
+            Ok(&scheme),
+            crate::verify::Scheme::from_name(name.as_str(), hmac(), url()).as_ref()
+        );
+        assert_eq!(scheme.name(), name.as_str());
+    }
+    assert_eq!(
+        SchemeName::HmacSha256.scheme(None, None),
+        Err(MissingParams::Hmac)
+    );
+    assert_eq!(
+        SchemeName::Mandrill.scheme(None, None),
+        Err(MissingParams::PublicUrl)
+    );
     for scheme in ["stripe", "standard-webhooks", "github", "token"] {
         parse(&connector(&format!(
             "scheme = \"{scheme}\"\nsecret = \"k\"\n"

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::load::connector_label;
-use super::{Backend, Config, ConfigError, ConnectorConfig, RetryConfig, SCHEMES};
+use super::{Backend, Config, ConfigError, ConnectorConfig, RetryConfig, SchemeName};
 
 /// Smallest memory cap worth having: one Wasm page.
 const MIN_MEMORY_BYTES: u64 = 64 * 1024;
@@ -214,36 +214,30 @@ fn connector(label: &str, c: &ConnectorConfig) -> Checked {
         return fail(key("outbound_secret"), "must not be empty");
     }
 
-    if let Some(scheme) = c.scheme.as_deref() {
-        if !SCHEMES.contains(&scheme) {
-            let known = SCHEMES.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>();
-            return fail(
-                key("scheme"),
-                format!("unknown scheme `{scheme}`; known: {}", known.join(", ")),
-            );
-        }
-        if scheme != "none" && c.secret.is_empty() {
+    // An unknown name never gets here: the config refuses it as it loads ([`SchemeName`]).
+    if let Some(scheme) = c.scheme {
+        if scheme != SchemeName::None && c.secret.is_empty() {
             return fail(key("secret"), format!("scheme `{scheme}` needs a secret"));
         }
-        if scheme == "hmac-sha256" && c.hmac.is_none() {
+        if scheme == SchemeName::HmacSha256 && c.hmac.is_none() {
             return fail(
                 key("hmac"),
                 r#"is required for scheme "hmac-sha256": add [connector.hmac] with header = "…""#,
             );
         }
-        if scheme != "hmac-sha256" && c.hmac.is_some() {
+        if scheme != SchemeName::HmacSha256 && c.hmac.is_some() {
             return fail(
                 key("hmac"),
                 format!(r#"is only used by scheme "hmac-sha256", not `{scheme}`"#),
             );
         }
-        if scheme == "mandrill" && c.public_url.is_none() {
+        if scheme == SchemeName::Mandrill && c.public_url.is_none() {
             return fail(
                 key("public_url"),
                 r#"is required for scheme "mandrill": the webhook URL exactly as Mandrill has it"#,
             );
         }
-        if scheme != "mandrill" && c.public_url.is_some() {
+        if scheme != SchemeName::Mandrill && c.public_url.is_some() {
             return fail(
                 key("public_url"),
                 format!(r#"is only used by scheme "mandrill", not `{scheme}`"#),

@@ -12,9 +12,9 @@ use arc_swap::ArcSwap;
 
 use super::engine::{Plugin, Runtime};
 use super::imports::{AllowedHosts, Grants};
-use crate::config::{ConnectorConfig, RetryConfig};
+use crate::config::{ConnectorConfig, MissingParams, RetryConfig, SchemeName};
 use crate::store::Storage;
-use crate::verify::{HmacParams, Scheme, SchemeNameError, Verifier};
+use crate::verify::{HmacParams, Verifier};
 
 /// One connector as configured and loaded.
 pub struct Connector {
@@ -157,7 +157,7 @@ pub fn build_verifier(
     config: &ConnectorConfig,
     declared: Option<&str>,
 ) -> Result<Verifier, String> {
-    let name = match (config.scheme.as_deref(), declared) {
+    let name = match (config.scheme, declared) {
         (Some(name), _) => name,
         // Unsigned webhooks only when the operator says so, never by a plugin's default.
         (None, Some("none")) => {
@@ -167,7 +167,14 @@ pub fn build_verifier(
                 config.id
             ));
         }
-        (None, Some(name)) if !name.is_empty() => name,
+        (None, Some(declared)) if !declared.is_empty() => {
+            declared.parse::<SchemeName>().map_err(|_| {
+                format!(
+                    "connector `{}`: unknown signature scheme `{declared}`",
+                    config.id
+                )
+            })?
+        }
         (None, _) => {
             return Err(format!(
                 "connector `{}`: no signature scheme (set `scheme` in its config)",
@@ -180,21 +187,20 @@ pub fn build_verifier(
         encoding: h.encoding.into(),
         prefix: h.prefix.clone(),
     });
-    let scheme = Scheme::from_name(name, hmac, config.public_url.clone()).map_err(|err| {
-        let id = &config.id;
-        match err {
-            SchemeNameError::NeedsHmac => {
-                format!("connector `{id}`: scheme hmac-sha256 needs [connector.hmac] header")
+    let scheme = name
+        .scheme(hmac, config.public_url.clone())
+        .map_err(|missing| {
+            let id = &config.id;
+            match missing {
+                MissingParams::Hmac => {
+                    format!("connector `{id}`: scheme hmac-sha256 needs [connector.hmac] header")
+                }
+                MissingParams::PublicUrl => {
+                    format!("connector `{id}`: scheme mandrill needs `public_url`")
+                }
             }
-            SchemeNameError::NeedsPublicUrl => {
-                format!("connector `{id}`: scheme mandrill needs `public_url`")
-            }
-            SchemeNameError::Unknown(other) => {
-                format!("connector `{id}`: unknown signature scheme `{other}`")
-            }
-        }
-    })?;
-    if !matches!(scheme, Scheme::None) && config.secret.is_empty() {
+        })?;
+    if name != SchemeName::None && config.secret.is_empty() {
         return Err(format!(
             "connector `{}`: scheme {name} needs a `secret`",
             config.id
