@@ -51,7 +51,7 @@ use tower_http::trace::TraceLayer;
 pub use app::App;
 pub use config::Config;
 
-/// Every route of the host, over shared state (tests can drive it without a socket).
+/// Every route of the host, over shared state (`switchyard_tests::Api` drives it without a socket).
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(ingress::routes())

@@ -1,6 +1,7 @@
 //! Helpers for the integration tests: a running host on `127.0.0.1:0` over a temp data
-//! dir, a [`Receiver`] that records what was delivered and answers with a programmable
-//! status, signing helpers, and bounded polling instead of sleeps.
+//! dir, the host's router driven without a socket ([`Api`]), a [`Receiver`] that records
+//! what was delivered and answers with a programmable status, signing helpers, and bounded
+//! polling instead of sleeps.
 
 pub mod nats;
 
@@ -272,6 +273,197 @@ impl Drop for Host {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+/// The host's router driven in this process without a socket (`tower`'s `oneshot`), for
+/// tests of the API's own answers: auth, errors, validation, ETags, rate limits, reading
+/// and pausing connectors, listing events taken through it. Only [`switchyard::App::start`]
+/// runs (storage, engine, connectors): no dispatcher, deliverer or watcher, so an event
+/// taken stays `pending`. Tests of the listener, or of events flowing through a connector
+/// to a receiver, use [`Host`].
+pub struct Api {
+    pub app: Arc<switchyard::App>,
+    router: axum::Router,
+}
+
+/// What every request through [`Api`] comes from, as the listener's `ConnectInfo` would
+/// say (the admin rate limit counts per client address).
+pub const API_PEER: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1);
+
+impl Api {
+    /// Start the app with this config (TOML text).
+    pub async fn start(config_toml: &str) -> Api {
+        let config = Config::from_toml_str(config_toml, &std::collections::HashMap::new())
+            .unwrap_or_else(|err| panic!("test config is invalid: {err}"));
+        Api::start_with(config).await
+    }
+
+    pub async fn start_with(config: Config) -> Api {
+        let app = switchyard::App::start(config)
+            .await
+            .unwrap_or_else(|err| panic!("the app did not start: {err:#}"));
+        let router = switchyard::router(app.clone());
+        Api { app, router }
+    }
+
+    /// Send `request` through the router, from [`API_PEER`].
+    pub async fn request(&self, mut request: axum::http::Request<axum::body::Body>) -> Answer {
+        use tower::ServiceExt as _;
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(API_PEER));
+        let Ok(response) = self.router.clone().oneshot(request).await;
+        let (parts, body) = response.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .expect("reading the answer's body");
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// A request to build (headers, token, body) and [`Call::send`].
+    pub fn call(&self, method: Method, path: &str) -> Call<'_> {
+        Call {
+            api: self,
+            request: axum::http::Request::builder().method(method).uri(path),
+            body: axum::body::Body::empty(),
+        }
+    }
+
+    /// `GET path` without a token.
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(Method::GET, path).send().await
+    }
+
+    /// `GET path` with the admin token.
+    pub async fn admin_get(&self, path: &str) -> Answer {
+        self.call(Method::GET, path)
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+    }
+
+    /// `POST path` with the admin token and no body.
+    pub async fn admin_post(&self, path: &str) -> Answer {
+        self.call(Method::POST, path)
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+    }
+
+    /// `POST path` with the admin token and a JSON body.
+    pub async fn admin_post_json(&self, path: &str, body: &serde_json::Value) -> Answer {
+        self.call(Method::POST, path)
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+    }
+
+    /// `GET /v1/connectors/{id}`.
+    pub async fn connector(&self, id: &str) -> serde_json::Value {
+        self.admin_get(&format!("/v1/connectors/{id}")).await.json()
+    }
+
+    /// POST a body with extra headers to `/hooks/{connector}` (stored, never dispatched).
+    pub async fn post_hook(
+        &self,
+        connector: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Answer {
+        let mut call = self
+            .call(Method::POST, &format!("/hooks/{connector}"))
+            .body(body.to_vec());
+        for (name, value) in headers {
+            call = call.header(name, value);
+        }
+        call.send().await
+    }
+
+    /// Stop the app's background work and wait until it has released its store (so the
+    /// next start on the same data dir opens it).
+    pub async fn stop(mut self) {
+        // The router holds the app too.
+        self.router = axum::Router::new();
+        self.app.shutdown.cancel();
+        self.app.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(30), self.app.tasks.wait())
+            .await
+            .is_err()
+        {
+            panic!("the app's background work did not stop within 30 s");
+        }
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.app.shutdown.cancel();
+    }
+}
+
+/// A request being built for [`Api`], in the manner of `reqwest::RequestBuilder`.
+pub struct Call<'a> {
+    api: &'a Api,
+    request: axum::http::request::Builder,
+    body: axum::body::Body,
+}
+
+impl Call<'_> {
+    pub fn header(mut self, name: &str, value: impl AsRef<str>) -> Self {
+        self.request = self.request.header(name, value.as_ref());
+        self
+    }
+
+    pub fn bearer_auth(self, token: &str) -> Self {
+        self.header("authorization", format!("Bearer {token}"))
+    }
+
+    pub fn body(mut self, body: impl Into<axum::body::Body>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    pub async fn send(self) -> Answer {
+        let request = self.request.body(self.body).expect("a valid request");
+        self.api.request(request).await
+    }
+}
+
+/// The router's answer to one [`Api`] request, its body read.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The body as JSON; panics with the body when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|err| {
+            panic!(
+                "{}: not JSON ({err}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// A header's value as text; panics when it is missing.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
+            .to_str()
+            .unwrap()
     }
 }
 
