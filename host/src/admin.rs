@@ -212,22 +212,20 @@ fn connector_view(
 ) -> ConnectorView {
     let connector = app.connectors.get(&config.id);
     let connector = connector.as_deref();
-    let plugin = connector.and_then(|c| c.plugin.as_ref());
+    let plugin = connector.and_then(|c| c.state.plugin());
     ConnectorView {
         id: config.id.clone(),
         enabled: config.enabled,
-        paused: connector.map_or(config.paused, |c| c.config.paused),
+        paused: connector.map_or(config.paused, |c| c.paused),
         plugin: config.plugin.clone(),
         name: plugin.map(|p| p.manifest.name.clone()),
         version: plugin.map(|p| p.manifest.version.clone()),
         digest: plugin.map(|p| p.digest.clone()),
-        scheme: connector
-            .and_then(|c| c.verifier.as_ref().ok())
-            .map(|v| v.scheme.name().to_string()),
+        scheme: connector.and_then(|c| c.state.scheme()).map(str::to_owned),
         loaded_at: plugin.map(|p| p.loaded_at),
         size: plugin.map(|p| p.size as u64),
         last_error: connector
-            .and_then(|c| c.last_error.as_deref().or(c.unavailable()))
+            .and_then(|c| c.state.load_error().or(c.unavailable()))
             .map(str::to_owned),
         counts: counts
             .as_mut()

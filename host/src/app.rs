@@ -256,8 +256,7 @@ impl App {
         let mut next = HashMap::new();
         for config in configs.iter().filter(|c| c.enabled) {
             let previous = self.connectors.get(&config.id);
-            let mut effective = config.clone();
-            effective.paused = self.effective_paused(config).await;
+            let paused = self.effective_paused(config).await;
             if let (Some(only), Some(previous)) = (only, &previous)
                 && only != config.id
             {
@@ -267,24 +266,17 @@ impl App {
             let connector = load_connector(
                 &self.runtime,
                 &self.config.plugins.dir,
-                &effective,
+                config,
+                paused,
                 self.storage.clone(),
                 self.http.clone(),
                 previous.as_deref(),
             )
             .await;
-            let same_plugin = match (&previous, &connector.plugin) {
-                (Some(p), Some(new)) => p.plugin.as_ref().is_some_and(|old| Arc::ptr_eq(old, new)),
-                _ => false,
-            };
-            if same_plugin
-                && previous
-                    .as_ref()
-                    .is_some_and(|p| p.config == connector.config)
-            {
+            if previous.as_ref().is_some_and(|p| connector.same_as(p)) {
                 report.unchanged.push(config.id.clone());
-            } else if let Some(err) = &connector.last_error {
-                report.failed.insert(config.id.clone(), err.clone());
+            } else if let Some(err) = connector.state.load_error() {
+                report.failed.insert(config.id.clone(), err.to_owned());
             } else {
                 report.loaded.push(config.id.clone());
             }
@@ -354,15 +346,7 @@ impl App {
                 &serde_json::to_vec(&record).unwrap_or_default(),
             )
             .await?;
-        let mut config = current.config.clone();
-        config.paused = paused;
-        let updated = Arc::new(Connector {
-            config,
-            grants: current.grants.clone(),
-            plugin: current.plugin.clone(),
-            last_error: current.last_error.clone(),
-            verifier: current.verifier.clone(),
-        });
+        let updated = Arc::new(current.with_paused(paused));
         self.connectors.insert(updated.clone());
         self.connectors_changed.notify_one();
         Ok(updated)
@@ -436,18 +420,11 @@ impl App {
                     continue;
                 };
                 let paused = self.effective_paused(&config).await;
-                if paused != connector.config.paused {
+                if paused != connector.paused {
                     tracing::info!(connector = %config.id, paused, "another host paused or resumed it");
                     let _one_at_a_time = self.reload_lock.lock().await;
-                    let mut config = connector.config.clone();
-                    config.paused = paused;
-                    self.connectors.insert(Arc::new(Connector {
-                        config,
-                        grants: connector.grants.clone(),
-                        plugin: connector.plugin.clone(),
-                        last_error: connector.last_error.clone(),
-                        verifier: connector.verifier.clone(),
-                    }));
+                    self.connectors
+                        .insert(Arc::new(connector.with_paused(paused)));
                     self.connectors_changed.notify_one();
                 }
             }

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 use switchyard::Config;
 use switchyard::config::ConfigError;
 use switchyard::config::{HmacEncoding, MissingParams, SchemeName};
+use switchyard::plugin::ConnectorState;
 use switchyard::scaffold::{self, SdkSource};
 use switchyard::secret::Secret;
 use switchyard::verify::{self, HmacParams};
@@ -291,11 +292,8 @@ fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
         config.storage.durable = false;
         let app = switchyard::App::start(config).await?;
         for connector in app.connectors.all() {
-            match connector.unavailable() {
-                None => {
-                    let Some(plugin) = connector.plugin.as_ref() else {
-                        continue;
-                    };
+            match &connector.state {
+                ConnectorState::Ready { plugin, .. } => {
                     println!(
                         "ok    {}: {} {} ({})",
                         connector.config.id,
@@ -304,7 +302,8 @@ fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
                         plugin.digest
                     );
                 }
-                Some(err) => {
+                ConnectorState::Unverifiable { reason: err, .. }
+                | ConnectorState::NotLoaded { reason: err, .. } => {
                     problems += 1;
                     println!("error {}: {err}", connector.config.id);
                 }

@@ -30,9 +30,9 @@ use crate::app::App;
 use crate::deliver::policy::backoff;
 use crate::outbound::OutboundRequest;
 use crate::plugin::bindings::{Failure, Webhook};
-use crate::plugin::{CallError, Connector};
+use crate::plugin::{CallError, Connector, ConnectorState};
 use crate::store::{
-    Attempt, CallOutcome, DeliveryRecord, DeliveryStatus, EventRecord, Lease, Status, StoreError,
+    Attempt, CallOutcome, DeliveryRecord, DeliveryStatus, EventRecord, Lease, StoreError,
     StoredRequest, lifecycle,
 };
 
@@ -60,7 +60,7 @@ fn follow(app: &Arc<App>, running: &mut HashMap<String, CancellationToken>) {
         .connectors
         .all()
         .into_iter()
-        .filter(|c| !c.config.paused)
+        .filter(|c| !c.paused)
         .map(|c| c.config.id.clone())
         .collect();
     running.retain(|id, stop| {
@@ -185,7 +185,7 @@ async fn try_process(app: &Arc<App>, lease: Lease, slots: CallSlots) -> Result<(
         tracing::warn!(event_id = %id, connector = %record.connector, "connector not configured; event kept pending");
         return app.storage.release_dispatch(lease, NO_CONNECTOR).await;
     };
-    if connector.config.paused {
+    if connector.paused {
         // Paused since its dispatcher took it: it waits for the resume.
         return app.storage.release_dispatch(lease, Duration::ZERO).await;
     }
@@ -197,19 +197,16 @@ async fn try_process(app: &Arc<App>, lease: Lease, slots: CallSlots) -> Result<(
                        acknowledged, or removed by retention)";
         tracing::error!(event_id = %id, "{message}");
         let attempt = no_call(app, &record, number, now, CallOutcome::Lost, message.into());
-        record.attempts.push(attempt);
-        record.status = Status::Dead;
-        record.next_attempt_at = None;
-        record.error = Some(message.into());
+        lifecycle::dead(&mut record, attempt, message.into());
         return app.storage.finish_dispatch(lease, &record, &[], None).await;
     };
-    let plugin = match &connector.plugin {
-        Some(plugin) => plugin.clone(),
-        None => {
-            let err = connector
-                .unavailable()
-                .unwrap_or("no plugin loaded")
-                .to_string();
+    // Accepted events go to the loaded version even when new requests cannot be verified.
+    let plugin = match &connector.state {
+        ConnectorState::Ready { plugin, .. } | ConnectorState::Unverifiable { plugin, .. } => {
+            plugin.clone()
+        }
+        ConnectorState::NotLoaded { reason, .. } => {
+            let err = reason.clone();
             let attempt = no_call(app, &record, number, now, CallOutcome::Unavailable, err);
             return schedule_retry(app, lease, &connector, record, attempt).await;
         }
@@ -274,17 +271,12 @@ async fn try_process(app: &Arc<App>, lease: Lease, slots: CallSlots) -> Result<(
                     attempts: Vec::new(),
                 })
                 .collect();
-            record.attempts.push(attempt);
-            record.next_attempt_at = None;
-            record.status = Status::Succeeded;
+            lifecycle::handled(&mut record, attempt);
             let trace = record.trace.clone();
             if let Some((status, error)) =
                 crate::deliver::first_tries(app, &connector, trace.as_deref(), &mut rows).await
             {
-                record.status = status;
-                if record.error.is_none() {
-                    record.error = error;
-                }
+                lifecycle::after_first_tries(&mut record, status, error);
             }
             // The store queues the deliveries that need another try for the outbox.
             app.storage
@@ -293,10 +285,8 @@ async fn try_process(app: &Arc<App>, lease: Lease, slots: CallSlots) -> Result<(
         }
         Ok(Err(Failure::Reject(message))) => {
             attempt.message = Some(message.clone());
-            record.attempts.push(attempt);
-            record.status = Status::Dead;
-            record.next_attempt_at = None;
-            record.error = Some(format!("rejected by the connector: {message}"));
+            let error = format!("rejected by the connector: {message}");
+            lifecycle::dead(&mut record, attempt, error);
             app.storage.finish_dispatch(lease, &record, &[], None).await
         }
         Ok(Err(Failure::Retry(message))) => {
@@ -307,10 +297,7 @@ async fn try_process(app: &Arc<App>, lease: Lease, slots: CallSlots) -> Result<(
         Err(err @ CallError::Oversized(_)) => {
             let message = err.to_string();
             attempt.message = Some(message.clone());
-            record.attempts.push(attempt);
-            record.status = Status::Dead;
-            record.next_attempt_at = None;
-            record.error = Some(message);
+            lifecycle::dead(&mut record, attempt, message);
             app.storage.finish_dispatch(lease, &record, &[], None).await
         }
         Err(err) => {
@@ -356,18 +343,15 @@ async fn schedule_retry(
     let number = attempt.number;
     let message = attempt.message.clone().unwrap_or_default();
     tracing::warn!(event_id = %record.id, attempt = number, outcome = %attempt.outcome, "connector call failed: {message}");
-    record.attempts.push(attempt);
     let policy = connector.retry();
     if number >= policy.max_attempts {
-        record.status = Status::Dead;
-        record.next_attempt_at = None;
-        record.error = Some(format!("gave up after {number} attempts: {message}"));
+        let error = format!("gave up after {number} attempts: {message}");
+        lifecycle::dead(&mut record, attempt, error);
         return app.storage.finish_dispatch(lease, &record, &[], None).await;
     }
     let delay = backoff(policy, number, None, rand::rng().random());
     let again_at = crate::time::now_ms() + delay.as_millis() as u64;
-    record.status = Status::Retrying;
-    record.next_attempt_at = Some(again_at);
+    lifecycle::retry_at(&mut record, attempt, again_at);
     app.storage
         .finish_dispatch(lease, &record, &[], Some(again_at))
         .await

@@ -19,7 +19,7 @@ use tracing::Instrument as _;
 use crate::app::App;
 use crate::error::ApiError;
 use crate::metrics::WebhookOutcome;
-use crate::plugin::Connector;
+use crate::plugin::{Connector, ConnectorState};
 use crate::store::{EventRecord, Inserted, NewEvent, Status, StoredRequest, mask_secret_headers};
 use crate::verify;
 
@@ -142,15 +142,17 @@ async fn store_webhook(
             )
         })?
         .map_err(|_| too_large())?;
-    if let Some(reason) = connector.unavailable() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "connector_unavailable",
-            format!("connector `{id}` is not loaded: {reason}"),
-        ));
-    }
-    let Ok(verifier) = &connector.verifier else {
-        unreachable!("unavailable() covers a missing verifier")
+    let (plugin, verifier) = match &connector.state {
+        ConnectorState::Ready {
+            plugin, verifier, ..
+        } => (plugin, verifier),
+        ConnectorState::Unverifiable { reason, .. } | ConnectorState::NotLoaded { reason, .. } => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "connector_unavailable",
+                format!("connector `{id}` is not loaded: {reason}"),
+            ));
+        }
     };
 
     let now = crate::time::now_ms();
@@ -207,22 +209,17 @@ async fn store_webhook(
 
     // The connector names the dedupe key. A broken dedupe-key export must not lose the
     // event: it is stored without dedupe and the failure logged.
-    let dedupe = match &connector.plugin {
-        Some(plugin) => {
-            let hook = crate::dispatch::webhook(&record, &request, 0);
-            match app
-                .runtime
-                .dedupe_key(plugin, connector.grants.clone(), &hook)
-                .await
-            {
-                Ok(key) => key,
-                Err(err) => {
-                    tracing::warn!(connector = %id, "dedupe-key failed, storing without dedupe: {err}");
-                    None
-                }
-            }
+    let hook = crate::dispatch::webhook(&record, &request, 0);
+    let dedupe = match app
+        .runtime
+        .dedupe_key(plugin, connector.grants.clone(), &hook)
+        .await
+    {
+        Ok(key) => key,
+        Err(err) => {
+            tracing::warn!(connector = %id, "dedupe-key failed, storing without dedupe: {err}");
+            None
         }
-        None => None,
     };
     record.dedupe_key = dedupe.clone();
     if matches!(verifier.scheme, verify::Scheme::Token) {

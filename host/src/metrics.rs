@@ -329,7 +329,7 @@ impl Metrics {
                 gauge!("switchyard_connector_up", "connector" => id.clone())
                     .set(f64::from(u8::from(up)));
                 gauge!("switchyard_connector_paused", "connector" => id)
-                    .set(f64::from(u8::from(connector.config.paused)));
+                    .set(f64::from(u8::from(connector.paused)));
             }
             counter!("switchyard_reloads_total")
                 .absolute(app.reloads.load(std::sync::atomic::Ordering::Relaxed));

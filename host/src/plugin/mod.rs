@@ -8,4 +8,4 @@ pub mod registry;
 
 pub use engine::{CallError, HandleOutcome, Limits, LoadError, Plugin, Runtime};
 pub use imports::{AllowedHosts, FetchRecord, Grants, LogLine, redact_request};
-pub use registry::{Connector, Registry};
+pub use registry::{Connector, ConnectorState, Registry};

@@ -1,4 +1,5 @@
-//! The live set of connectors: each one's config, verifier, grants and loaded plugin.
+//! The live set of connectors: each one's config, grants, pause and state (its loaded
+//! plugin and verifier, or why it has none).
 //!
 //! The map is swapped atomically ([`ArcSwap`]), so a request sees one consistent version
 //! of a connector for its whole life while a reload builds the next one off the request
@@ -17,17 +18,47 @@ use crate::store::Storage;
 use crate::verify::{HmacParams, Verifier};
 
 /// One connector as configured and loaded.
+#[derive(Clone)]
 pub struct Connector {
-    /// The effective config (an API pause or resume is applied to `paused`).
+    /// The `[[connector]]` as the config file gives it (an API pause is in `paused`).
     pub config: ConnectorConfig,
+    /// Whether its events wait instead of being dispatched: the file's `paused`, or the
+    /// operator's pause or resume from the API while that holds (`App::set_paused`).
+    pub paused: bool,
     pub grants: Arc<Grants>,
-    /// The version serving events. `None` when no version could ever be loaded: its route
-    /// answers 503 so a sender retries instead of losing events.
-    pub plugin: Option<Arc<Plugin>>,
-    /// Why the newest load failed, even while an older version keeps serving.
-    pub last_error: Option<String>,
-    /// Built from the config and the plugin's declared scheme.
-    pub verifier: Result<Verifier, String>,
+    /// What it can do: take events, or why not.
+    pub state: ConnectorState,
+}
+
+/// What a connector can be once loaded.
+#[derive(Clone)]
+pub enum ConnectorState {
+    /// A version serves and requests can be verified.
+    Ready {
+        plugin: Arc<Plugin>,
+        /// Built from the config and the plugin's declared scheme.
+        verifier: Verifier,
+        /// Why the newest version was refused while this one keeps serving.
+        refused: Option<String>,
+    },
+    /// A version is loaded but no verifier can be built (the config and the plugin's
+    /// declared scheme do not give one): its route answers 503; events accepted before
+    /// still go to the plugin.
+    Unverifiable {
+        plugin: Arc<Plugin>,
+        reason: String,
+        /// Why the newest version was refused while this one stays loaded.
+        refused: Option<String>,
+    },
+    /// No version could ever be loaded: its route answers 503 so a sender retries instead
+    /// of losing events, and its events wait.
+    NotLoaded {
+        /// Why the newest load failed.
+        reason: String,
+        /// The config's own scheme, when a verifier builds from the config alone (the
+        /// admin API shows it).
+        scheme: Option<SchemeName>,
+    },
 }
 
 impl Connector {
@@ -37,10 +68,70 @@ impl Connector {
 
     /// Why this connector cannot take events right now, if it cannot.
     pub fn unavailable(&self) -> Option<&str> {
-        if self.plugin.is_none() {
-            return Some(self.last_error.as_deref().unwrap_or("no plugin loaded"));
+        self.state.unavailable()
+    }
+
+    /// This connector paused (`true`) or resumed, the rest as it is.
+    pub fn with_paused(&self, paused: bool) -> Connector {
+        Connector {
+            paused,
+            ..self.clone()
         }
-        self.verifier.as_ref().err().map(String::as_str)
+    }
+
+    /// Whether this is `previous` again: the same loaded plugin, the same config (the
+    /// file's `paused` aside) and the same effective pause. A reload reports it unchanged.
+    pub fn same_as(&self, previous: &Connector) -> bool {
+        let same_plugin = match (self.state.plugin(), previous.state.plugin()) {
+            (Some(new), Some(old)) => Arc::ptr_eq(old, new),
+            _ => false,
+        };
+        same_plugin
+            && self.paused == previous.paused
+            && self.config
+                == ConnectorConfig {
+                    paused: self.config.paused,
+                    ..previous.config.clone()
+                }
+    }
+}
+
+impl ConnectorState {
+    /// The loaded version, if any (it may be serving or only finishing accepted events).
+    pub fn plugin(&self) -> Option<&Arc<Plugin>> {
+        match self {
+            ConnectorState::Ready { plugin, .. } | ConnectorState::Unverifiable { plugin, .. } => {
+                Some(plugin)
+            }
+            ConnectorState::NotLoaded { .. } => None,
+        }
+    }
+
+    /// Why the connector cannot take events right now, if it cannot.
+    pub fn unavailable(&self) -> Option<&str> {
+        match self {
+            ConnectorState::Ready { .. } => None,
+            ConnectorState::Unverifiable { reason, .. }
+            | ConnectorState::NotLoaded { reason, .. } => Some(reason),
+        }
+    }
+
+    /// Why the newest version did not load, if it did not (an older one may serve).
+    pub fn load_error(&self) -> Option<&str> {
+        match self {
+            ConnectorState::Ready { refused, .. }
+            | ConnectorState::Unverifiable { refused, .. } => refused.as_deref(),
+            ConnectorState::NotLoaded { reason, .. } => Some(reason),
+        }
+    }
+
+    /// The name of the signature scheme in force, when there is one.
+    pub fn scheme(&self) -> Option<&'static str> {
+        match self {
+            ConnectorState::Ready { verifier, .. } => Some(verifier.scheme.name()),
+            ConnectorState::Unverifiable { .. } => None,
+            ConnectorState::NotLoaded { scheme, .. } => scheme.map(SchemeName::as_str),
+        }
     }
 }
 
@@ -84,6 +175,7 @@ pub async fn load_connector(
     runtime: &Runtime,
     plugins_dir: &Path,
     config: &ConnectorConfig,
+    paused: bool,
     storage: Arc<dyn Storage>,
     http: reqwest::Client,
     previous: Option<&Connector>,
@@ -97,17 +189,18 @@ pub async fn load_connector(
         http,
         fetch_timeout: config.retry.timeout,
     });
-    let old_plugin = previous.and_then(|p| p.plugin.clone());
+    let old_plugin = previous.and_then(|p| p.state.plugin().cloned());
     let path = plugins_dir.join(&config.plugin);
-    let (plugin, last_error) = match tokio::fs::read(&path).await {
+    // `Ok`: the version to run and why newer bytes were refused; `Err`: why none loads.
+    let loaded: Result<(Arc<Plugin>, Option<String>), String> = match tokio::fs::read(&path).await {
         Err(err) => {
             // A removed file unloads the connector: 503 until it is back.
-            (None, Some(format!("cannot read {}: {err}", path.display())))
+            Err(format!("cannot read {}: {err}", path.display()))
         }
         Ok(bytes) => {
             let digest = super::engine::digest(&bytes);
             match old_plugin {
-                Some(old) if old.digest == digest => (Some(old), None),
+                Some(old) if old.digest == digest => Ok((old, None)),
                 old => match runtime.load(&bytes, grants.clone()).await {
                     Ok(plugin) => {
                         tracing::info!(
@@ -117,38 +210,60 @@ pub async fn load_connector(
                             digest = %plugin.digest,
                             "connector loaded"
                         );
-                        (Some(Arc::new(plugin)), None)
+                        Ok((Arc::new(plugin), None))
                     }
                     Err(err) => {
                         let err = format!("{}: {err}", path.display());
-                        match &old {
-                            Some(old) => tracing::error!(
-                                connector = %config.id,
-                                serving = %old.digest,
-                                "new version refused, the previous one keeps serving: {err}"
-                            ),
+                        match old {
+                            Some(old) => {
+                                tracing::error!(
+                                    connector = %config.id,
+                                    serving = %old.digest,
+                                    "new version refused, the previous one keeps serving: {err}"
+                                );
+                                Ok((old, Some(err)))
+                            }
                             None => {
-                                tracing::error!(connector = %config.id, "connector not loaded: {err}")
+                                tracing::error!(connector = %config.id, "connector not loaded: {err}");
+                                Err(err)
                             }
                         }
-                        (old, Some(err))
                     }
                 },
             }
         }
     };
-    let declared = plugin.as_ref().map(|p| p.manifest.default_scheme.clone());
-    let verifier = build_verifier(config, declared.as_deref());
-    if let (Err(err), Some(_)) = (&verifier, &plugin) {
-        // Without a plugin the load error above is the news; the scheme follows from it.
-        tracing::error!(connector = %config.id, "{err}");
-    }
+    let state = match loaded {
+        Ok((plugin, refused)) => {
+            match build_verifier(config, Some(&plugin.manifest.default_scheme)) {
+                Ok(verifier) => ConnectorState::Ready {
+                    plugin,
+                    verifier,
+                    refused,
+                },
+                Err(reason) => {
+                    tracing::error!(connector = %config.id, "{reason}");
+                    ConnectorState::Unverifiable {
+                        plugin,
+                        reason,
+                        refused,
+                    }
+                }
+            }
+        }
+        // The load error is the news; the scheme follows from it.
+        Err(reason) => ConnectorState::NotLoaded {
+            reason,
+            scheme: config
+                .scheme
+                .filter(|_| build_verifier(config, None).is_ok()),
+        },
+    };
     Connector {
         config: config.clone(),
+        paused,
         grants,
-        plugin,
-        last_error,
-        verifier,
+        state,
     }
 }
 

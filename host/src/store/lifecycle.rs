@@ -1,8 +1,10 @@
 //! The rules of an event's life, written once for every engine: what may be replayed and
-//! what a replay resets, how an event's status follows its deliveries, and how a record's
-//! `updated_at` grows. Engines store what these decide; they decide nothing of it.
+//! what a replay resets, what a connector run makes of an event ([`handled`],
+//! [`after_first_tries`], [`retry_at`], [`dead`]), how an event's status follows its
+//! deliveries, and how a record's `updated_at` grows. Engines and the dispatcher store what
+//! these decide; they decide nothing of it.
 
-use super::{DeliveryStatus, EventRecord, ReplayError, Status};
+use super::{Attempt, DeliveryStatus, EventRecord, ReplayError, Status};
 
 /// Whether an event at `status` may be replayed; `Err` says why not.
 pub fn replayable(status: Status) -> Result<(), ReplayError> {
@@ -32,6 +34,39 @@ pub fn reset_for_replay(
     record.new_keys = new_keys;
     record.updated_at = next_update(record.updated_at);
     Ok(())
+}
+
+/// The connector handled the event in `attempt`: succeeded, until the first tries of the
+/// deliveries it made say otherwise ([`after_first_tries`]).
+pub fn handled(record: &mut EventRecord, attempt: Attempt) {
+    record.attempts.push(attempt);
+    record.next_attempt_at = None;
+    record.status = Status::Succeeded;
+}
+
+/// The first tries of the deliveries of a [`handled`] run settled the event at `status`
+/// ([`settled`]); `error` (why a delivery is dead) is kept unless the record has one.
+pub fn after_first_tries(record: &mut EventRecord, status: Status, error: Option<String>) {
+    record.status = status;
+    if record.error.is_none() {
+        record.error = error;
+    }
+}
+
+/// `attempt` failed, and another is due at `at` (unix ms).
+pub fn retry_at(record: &mut EventRecord, attempt: Attempt, at: u64) {
+    record.attempts.push(attempt);
+    record.status = Status::Retrying;
+    record.next_attempt_at = Some(at);
+}
+
+/// The event ends with `attempt`, never to succeed: the connector rejected it, its result
+/// cannot be taken, its request is gone or its tries ran out. `error` says which.
+pub fn dead(record: &mut EventRecord, attempt: Attempt, error: String) {
+    record.attempts.push(attempt);
+    record.status = Status::Dead;
+    record.next_attempt_at = None;
+    record.error = Some(error);
 }
 
 /// The `Idempotency-Key` of the delivery at `index` (in the event's log) of `record`'s
@@ -106,6 +141,51 @@ mod tests {
         assert_eq!((record.error, record.next_attempt_at), (None, None));
         assert_eq!(record.deliveries_from, 2);
         assert!(record.updated_at > before);
+    }
+
+    fn attempt(number: u32) -> Attempt {
+        Attempt {
+            number,
+            at: 1,
+            duration_ms: 0,
+            plugin_digest: String::new(),
+            plugin_version: String::new(),
+            outcome: "retry".into(),
+            message: None,
+            deliveries: 0,
+            logs: Vec::new(),
+            fetches: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_run_moves_the_event_on() {
+        let mut record = EventRecord::received("01R".into(), "c".into(), 1, "none");
+        retry_at(&mut record, attempt(1), 500);
+        assert_eq!(record.status, Status::Retrying);
+        assert_eq!(record.next_attempt_at, Some(500));
+        assert_eq!(record.error, None);
+
+        handled(&mut record, attempt(2));
+        assert_eq!(record.status, Status::Succeeded);
+        assert_eq!(record.next_attempt_at, None);
+        after_first_tries(&mut record, Status::Dead, Some("delivery 0 dead".into()));
+        assert_eq!(record.status, Status::Dead);
+        assert_eq!(record.error.as_deref(), Some("delivery 0 dead"));
+        after_first_tries(&mut record, Status::Dead, Some("another".into()));
+        assert_eq!(
+            record.error.as_deref(),
+            Some("delivery 0 dead"),
+            "the first error stays"
+        );
+
+        let mut record = EventRecord::received("01D".into(), "c".into(), 1, "none");
+        record.next_attempt_at = Some(9);
+        dead(&mut record, attempt(1), "rejected".into());
+        assert_eq!(record.status, Status::Dead);
+        assert_eq!(record.next_attempt_at, None);
+        assert_eq!(record.error.as_deref(), Some("rejected"));
+        assert_eq!(record.attempts.len(), 1);
     }
 
     #[test]
