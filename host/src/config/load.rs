@@ -31,8 +31,16 @@ const ENV_SECTIONS: &[&str] = &["server", "storage", "plugins", "retry", "teleme
 
 /// Keys whose value is text: an environment value for them is kept as it is, so that
 /// `SWITCHYARD_SERVER_ADMIN_TOKEN=123456` stays a string. Other keys' values are parsed as
-/// TOML scalars (`8080`, `true`, `0.5`).
-const ENV_TEXT_KEYS: &[&str] = &[
+/// TOML scalars (`8080`, `true`, `0.5`). A test holds this list to the types
+/// (`the_env_text_keys_are_exactly_the_keys_that_take_text`), so it cannot drift.
+///
+/// Why not figment's `Env` provider: it parses every value as a scalar too, so it would
+/// need this same list (or every text field made to accept numbers, which would change
+/// what a file's `listen = 8080` is told); it reads only the process environment, where
+/// our [`Env::Map`] lets the tests give a fixed set; and it would leave us the same work to
+/// name the variable in an error and to refuse a value that is not UTF-8. The layering
+/// itself is figment's (`from_text`).
+pub(super) const ENV_TEXT_KEYS: &[&str] = &[
     "server.listen",
     "server.admin_token",
     "server.admin_read_token",

@@ -1338,3 +1338,55 @@ fn the_configuration_reference_names_every_default_key() {
         "docs/configuration.md lacks {missing:?}"
     );
 }
+
+/// The keys of `[server]`, `[storage]`, `[plugins]`, `[retry]` and `[telemetry]` as the
+/// configuration reference lists them (its tables' first column).
+fn documented_section_keys() -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let reference = std::fs::read_to_string(root.join("../docs/configuration.md")).unwrap();
+    let mut keys = Vec::new();
+    let mut section = None;
+    for line in reference.lines() {
+        if let Some(heading) = line.strip_prefix("## `[") {
+            section = heading
+                .strip_suffix("]`")
+                .filter(|s| ["server", "storage", "plugins", "retry", "telemetry"].contains(s))
+                .map(str::to_owned);
+        } else if line.starts_with("## ") || line.starts_with("### ") {
+            section = None;
+        } else if let (Some(section), Some(row)) = (&section, line.strip_prefix("| `")) {
+            if let Some((key, _)) = row.split_once('`') {
+                keys.push((section.clone(), key.to_owned()));
+            }
+        }
+    }
+    keys
+}
+
+/// [`load::ENV_TEXT_KEYS`] is the list of keys whose environment value stays text: it
+/// must hold exactly the keys whose type takes text, or `SWITCHYARD_SERVER_ADMIN_TOKEN=123456`
+/// stops working (a key missing) or `SWITCHYARD_SERVER_MAX_BODY_BYTES=4096` does (a key too
+/// many). A key takes text when `key = "12345"` in a file is not refused for its type.
+#[test]
+fn the_env_text_keys_are_exactly_the_keys_that_take_text() {
+    let keys = documented_section_keys();
+    assert!(keys.len() > 35, "read the reference's keys: {keys:?}");
+    let mut wrong = Vec::new();
+    for (section, key) in &keys {
+        let toml = format!("[{section}]\n{key} = \"12345\"\n");
+        let takes_text = Config::from_toml_str(&toml, &HashMap::new())
+            .err()
+            .is_none_or(|e| !e.to_string().contains("found a string"));
+        let path = format!("{section}.{key}");
+        if takes_text != load::ENV_TEXT_KEYS.contains(&path.as_str()) {
+            wrong.push(path);
+        }
+    }
+    assert!(wrong.is_empty(), "ENV_TEXT_KEYS is wrong about {wrong:?}");
+    for listed in load::ENV_TEXT_KEYS {
+        assert!(
+            keys.iter().any(|(s, k)| format!("{s}.{k}") == *listed),
+            "ENV_TEXT_KEYS names {listed}, which the reference does not document"
+        );
+    }
+}
