@@ -34,15 +34,19 @@ use crate::error::ApiError;
 use crate::store::{EventQuery, EventRecord, ReplayError, Status};
 
 pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
+    // The admin API's own: requests per client address (`server.admin_rate_limit`).
+    let limiter = Arc::new(http::RateLimiter::per_minute(
+        app.config.server.admin_rate_limit,
+    ));
     let (authed, _) = documented()
-        .route_layer(middleware::from_fn_with_state(app.clone(), require_token))
+        .route_layer(middleware::from_fn_with_state(app, require_token))
         .split_for_parts();
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/openapi.json", get(openapi_json))
         .merge(authed)
         .layer(middleware::from_fn(http::etag))
-        .layer(middleware::from_fn_with_state(app, http::rate_limit))
+        .layer(middleware::from_fn_with_state(limiter, http::rate_limit))
 }
 
 /// The routes that need a token, each registered with its documentation.

@@ -77,8 +77,6 @@ pub struct App {
     pub last_delivery_errors: std::sync::Mutex<std::collections::HashMap<String, DeliveryError>>,
     /// What `GET /metrics` shows.
     pub metrics: crate::metrics::Metrics,
-    /// Admin requests per client address in the current minute.
-    pub admin_limiter: crate::admin::http::RateLimiter,
 }
 
 /// How long a node holds an event or a delivery before another may take it over (NATS):
@@ -199,9 +197,6 @@ impl App {
             reload_generation: Default::default(),
             last_delivery_errors: Default::default(),
             metrics: crate::metrics::Metrics::new(),
-            admin_limiter: crate::admin::http::RateLimiter::per_minute(
-                config.server.admin_rate_limit,
-            ),
             config,
         });
         let configs = app.connector_configs.load_full();

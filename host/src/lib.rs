@@ -57,12 +57,27 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(ingress::routes())
         .merge(admin::routes(app.clone()))
         .merge(console::routes())
-        .route("/metrics", axum::routing::get(metrics::scrape))
+        .route("/metrics", axum::routing::get(scrape))
         // Unknown routes and methods answer in the API's error shape too.
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
         .layer(TraceLayer::new_for_http())
         .with_state(app)
+}
+
+/// `GET /metrics`: the Prometheus text, gauges read now.
+async fn scrape(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+) -> impl axum::response::IntoResponse {
+    let text = app.metrics.render(metrics::Gauges {
+        storage: app.storage.as_ref(),
+        connectors: &app.connectors,
+        reloads: app.reloads.load(std::sync::atomic::Ordering::Relaxed),
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        text,
+    )
 }
 
 /// Run a host on `listener` until `shutdown` resolves: start the engine and connectors,
@@ -83,7 +98,10 @@ pub async fn run(
     app.spawn(app.clone().follow_cluster());
     #[cfg(unix)]
     watch::reload_on_sighup(&app)?;
-    app.spawn(metrics::upkeep(app.clone()));
+    app.spawn({
+        let app = app.clone();
+        async move { app.metrics.upkeep().await }
+    });
     app.spawn(store::retention::run(
         app.storage.clone(),
         Duration::from_secs(u64::from(app.config.storage.retention_days) * 86_400),

@@ -1,6 +1,6 @@
 //! `GET /metrics`: what the host did, in the Prometheus text format.
 //!
-//! Each [`App`] owns its recorder (several hosts run in one test process, and a library
+//! Each host (`App`) owns its recorder (several hosts run in one test process, and a library
 //! should not take the process-wide one); the stages report through [`Metrics`] and the
 //! gauges are read when scraped. The route needs no token: it is outside `/v1`, as
 //! scrapers expect, and carries counts and connector ids only, never payloads or secrets.
@@ -27,16 +27,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
 use metrics::{
     Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
     histogram,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
-use crate::app::App;
+use crate::plugin::Registry;
+use crate::store::Storage;
 
 /// Histogram buckets, in seconds: from well under a millisecond (an ingress answer) to the
 /// longest outbound timeout worth telling apart.
@@ -305,17 +303,17 @@ impl Metrics {
             .delivery_attempt(outcome, took.as_millis() as u64);
     }
 
-    /// The text a scrape gets, gauges read now.
-    pub fn render(&self, app: &App) -> String {
+    /// The text a scrape gets, gauges read now from what they measure.
+    pub fn render(&self, gauges: Gauges<'_>) -> String {
         self.with(|| {
-            let backlog = app.storage.dispatch_backlog();
+            let backlog = gauges.storage.dispatch_backlog();
             gauge!("switchyard_dispatch_queue_depth")
                 .set(backlog.iter().map(|(_, n)| *n).sum::<usize>() as f64);
             for (connector, waiting) in backlog {
                 gauge!("switchyard_connector_backlog", "connector" => connector)
                     .set(waiting as f64);
             }
-            if let Some(stats) = app.storage.commit_stats() {
+            if let Some(stats) = gauges.storage.commit_stats() {
                 use std::sync::atomic::Ordering::Relaxed;
                 counter!("switchyard_store_commits_total").absolute(stats.commits.load(Relaxed));
                 counter!("switchyard_store_committed_events_total")
@@ -323,7 +321,7 @@ impl Metrics {
                 counter!("switchyard_store_sync_microseconds_total")
                     .absolute(stats.sync_micros.load(Relaxed));
             }
-            for connector in app.connectors.all() {
+            for connector in gauges.connectors.all() {
                 let id = connector.config.id.clone();
                 let up = connector.unavailable().is_none();
                 gauge!("switchyard_connector_up", "connector" => id.clone())
@@ -331,8 +329,7 @@ impl Metrics {
                 gauge!("switchyard_connector_paused", "connector" => id)
                     .set(f64::from(u8::from(connector.paused)));
             }
-            counter!("switchyard_reloads_total")
-                .absolute(app.reloads.load(std::sync::atomic::Ordering::Relaxed));
+            counter!("switchyard_reloads_total").absolute(gauges.reloads);
             gauge!("switchyard_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         });
         self.handle.run_upkeep();
@@ -340,25 +337,27 @@ impl Metrics {
     }
 }
 
-/// Fold histogram samples into their buckets every [`UPKEEP_EVERY`], or the samples of an
-/// unscraped host pile up (a background task for [`App::spawn`]).
-pub async fn upkeep(app: Arc<App>) {
-    let mut every = tokio::time::interval(UPKEEP_EVERY);
-    loop {
-        every.tick().await;
-        app.metrics.handle.run_upkeep();
-    }
+/// What a scrape reads at the time of the scrape.
+pub struct Gauges<'a> {
+    pub storage: &'a dyn Storage,
+    pub connectors: &'a Registry,
+    /// Reloads done since start.
+    pub reloads: u64,
 }
 
-/// `GET /metrics`.
-pub async fn scrape(State(app): State<Arc<App>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        app.metrics.render(&app),
-    )
+/// The content type of the Prometheus text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+impl Metrics {
+    /// Fold histogram samples into their buckets every [`UPKEEP_EVERY`], or the samples of
+    /// an unscraped host pile up (run it as a background task).
+    pub async fn upkeep(&self) {
+        let mut every = tokio::time::interval(UPKEEP_EVERY);
+        loop {
+            every.tick().await;
+            self.handle.run_upkeep();
+        }
+    }
 }
 
 #[cfg(test)]

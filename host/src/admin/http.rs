@@ -24,7 +24,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use crate::app::App;
 use crate::error::ApiError;
 
 /// Addresses tracked before the ones whose allowance is whole again are forgotten.
@@ -128,13 +127,17 @@ impl<C: governor::clock::Clock + Clone> RateLimiter<C> {
 }
 
 /// The rate-limit middleware: headers on every answer, 429 past the limit.
-pub async fn rate_limit(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+pub async fn rate_limit(
+    State(limiter): State<Arc<RateLimiter>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let client = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
     let now = crate::time::now_s().max(0) as u64;
-    let verdict = app.admin_limiter.check(client);
+    let verdict = limiter.check(client);
     let mut response = if verdict.allowed {
         next.run(request).await
     } else {

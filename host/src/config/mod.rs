@@ -36,6 +36,10 @@ use crate::secret::Secret;
 /// The built-in defaults, loaded before the operator's file. Every key, commented.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config.default.toml");
 
+/// The shortest dedupe window a config may set (`storage.dedupe_window`); the sled engine's
+/// recovery relies on it too (`store/sled/ingest.rs`).
+pub const MIN_DEDUPE_WINDOW: Duration = Duration::from_secs(60);
+
 /// A signature scheme as a connector's `scheme` (and `switchyard sign --scheme`) names it:
 /// parsed once, when the config loads, so the rest of the host matches on the name instead
 /// of comparing strings. [`SchemeName::scheme`] gives the [`Scheme`] with its parameters.

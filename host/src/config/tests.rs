@@ -1354,10 +1354,10 @@ fn documented_section_keys() -> Vec<(String, String)> {
                 .map(str::to_owned);
         } else if line.starts_with("## ") || line.starts_with("### ") {
             section = None;
-        } else if let (Some(section), Some(row)) = (&section, line.strip_prefix("| `")) {
-            if let Some((key, _)) = row.split_once('`') {
-                keys.push((section.clone(), key.to_owned()));
-            }
+        } else if let (Some(section), Some(row)) = (&section, line.strip_prefix("| `"))
+            && let Some((key, _)) = row.split_once('`')
+        {
+            keys.push((section.clone(), key.to_owned()));
         }
     }
     keys

@@ -66,7 +66,7 @@ pub(super) fn config(c: &Config) -> Checked {
     }
     // Senders retry over minutes to days; the store's crash recovery relies on a window
     // longer than the stretch of the inbox it replays (`store/ingest.rs`).
-    if st.dedupe_window < crate::store::MIN_DEDUPE_WINDOW {
+    if st.dedupe_window < crate::config::MIN_DEDUPE_WINDOW {
         return fail("storage.dedupe_window", "must be at least 1 minute");
     }
     match st.backend {

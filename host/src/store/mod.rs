@@ -82,9 +82,6 @@ pub struct CommitStats {
     pub sync_micros: std::sync::atomic::AtomicU64,
 }
 
-/// The shortest dedupe window a config may set (`storage.dedupe_window`).
-pub const MIN_DEDUPE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// A page of the event log: filters, newest first, cursor-paginated.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {

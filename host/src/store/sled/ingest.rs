@@ -661,7 +661,7 @@ pub(super) fn replay_from(
 /// the retry was accepted, which could only happen while this one did not hold the key.
 /// So when an accepted entry finds its key claimed by another event that sled has:
 /// - one later in the inbox: this entry is the refused one, and is not applied;
-/// - one earlier, received less than [`crate::store::MIN_DEDUPE_WINDOW`] before it (the shortest
+/// - one earlier, received less than [`crate::config::MIN_DEDUPE_WINDOW`] before it (the shortest
 ///   dedupe window, so its claim had not expired): that one was refused, and is taken back.
 ///
 /// A refused entry nothing tells on is applied, and dispatched although its sender got a
@@ -693,7 +693,7 @@ fn replay_event(
                 Some((_, other)) if other > location => return Ok(false),
                 Some((entry, _))
                     if record.received_at.saturating_sub(entry.at)
-                        < crate::store::MIN_DEDUPE_WINDOW.as_millis() as u64 =>
+                        < crate::config::MIN_DEDUPE_WINDOW.as_millis() as u64 =>
                 {
                     tracing::warn!(event_id = %entry.event_id, "taking back an event refused before the crash: its retry was accepted");
                     undo(trees, &entry.event_id, Some(&tree_key), None)?;
