@@ -2,7 +2,7 @@
 CARGO       ?= cargo
 WASM_TARGET := wasm32-wasip2
 # Connector crates under plugins/: each builds to dist/plugins/<name>.wasm.
-PLUGINS     := stripe mailchimp whmcs-xenforo
+PLUGINS     := stripe mailchimp whmcs-xenforo router
 # Test connectors under tests/connectors/ are built into dist/test-plugins/ (test-plugins).
 CONFIG      ?= examples/switchyard.toml
 # nats-server for the NATS backend's tests: a current one (Debian's 2.9 is too old), from
@@ -73,7 +73,7 @@ run: build
 # Then the behaviour suites again with the store on NATS JetStream (one server of each
 # test process's own): the same tests, the other engine. `--workspace`, as above, so the
 # features (and the build) are the same.
-NATS_SUITES := pipeline delivery hotload mailchimp whmcs_xenforo stripe_refetch limits
+NATS_SUITES := pipeline delivery hotload mailchimp whmcs_xenforo router stripe_refetch limits
 
 test: plugins test-plugins nats-server console-deps
 	$(CARGO) build -p switchyard --bin switchyard
