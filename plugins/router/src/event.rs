@@ -103,16 +103,22 @@ fn is_form(webhook: &Webhook) -> bool {
 }
 
 /// The sender's own id for this delivery: the `webhook-id` header (Standard Webhooks),
-/// `svix-id` (the same from Svix), `x-github-delivery` (GitHub), else the JSON body's
-/// top-level `id` when it is a string (Stripe's `evt_…`). `None` (no dedupe) otherwise.
+/// `svix-id` (the same from Svix), `x-github-delivery` (GitHub), else the top-level `id` of
+/// a JSON body that says it is an event (`"object": "event"`, Stripe's envelope: `evt_…`).
+/// `None` (no dedupe) otherwise.
 ///
-/// Settings cannot change this: the host gives `dedupe_key` no imports, so it cannot read
-/// them.
+/// Not any string `id`: a sender whose body is the object itself (`{"id": "ord_1",
+/// "status": "paid"}`, then `"shipped"`) would have its second update taken for a repeat
+/// of the first and lost; without a key it is at worst routed twice, which the
+/// `Idempotency-Key`s downstream already allow for. Settings cannot change this: the host
+/// gives `dedupe_key` no imports, so it cannot read them.
 pub(crate) fn dedupe_key(webhook: &Webhook) -> Option<String> {
-    /// Only `id` is kept; the rest of the body is checked to be JSON and skipped.
+    /// Only `id` and `object` are kept; the rest of the body is checked to be JSON and
+    /// skipped.
     #[derive(Deserialize)]
-    struct Id {
+    struct Envelope {
         id: Option<Value>,
+        object: Option<Value>,
     }
 
     let from_header = DEDUPE_HEADERS
@@ -123,7 +129,10 @@ pub(crate) fn dedupe_key(webhook: &Webhook) -> Option<String> {
     if let Some(id) = from_header {
         return Some(id.to_owned());
     }
-    let body = serde_json::from_slice::<Id>(&webhook.body).ok()?;
+    let body = serde_json::from_slice::<Envelope>(&webhook.body).ok()?;
+    if body.object.as_ref().and_then(Value::as_str) != Some("event") {
+        return None;
+    }
     match body.id? {
         Value::String(id) if !id.trim().is_empty() => Some(id.trim().to_owned()),
         _ => None,

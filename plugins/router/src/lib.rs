@@ -53,8 +53,8 @@
 //! wrong, not the event, so events wait until the operator fixes it.
 //!
 //! The dedupe key is the `webhook-id` header (Standard Webhooks), else `svix-id`, else
-//! `x-github-delivery`, else the JSON body's top-level `id` when it is a string (Stripe's
-//! `evt_…`); settings cannot change it, as `dedupe_key` has no access to them.
+//! `x-github-delivery`, else the top-level `id` of a JSON body with `"object": "event"`
+//! (Stripe's `evt_…`); settings cannot change it, as `dedupe_key` has no access to them.
 //!
 //! # Layout
 //! - `settings`: the settings parsed into typed routes, and each route's deliveries.
@@ -99,7 +99,7 @@ impl Connector for Router {
             )
     }
 
-    /// `webhook-id`, `svix-id` or `x-github-delivery`, else a string JSON `/id`.
+    /// `webhook-id`, `svix-id` or `x-github-delivery`, else a Stripe-style event's `/id`.
     fn dedupe_key(webhook: &Webhook) -> Option<String> {
         event::dedupe_key(webhook)
     }

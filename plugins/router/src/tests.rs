@@ -1076,7 +1076,8 @@ to = []
 #[test]
 fn dedupe_keys() {
     let key = |webhook: Webhook| TestHost::new().dedupe_key::<Router>(&webhook);
-    let builder = || Webhook::builder().json(&json!({"id": "evt_1", "type": "x"}));
+    let builder =
+        || Webhook::builder().json(&json!({"id": "evt_1", "object": "event", "type": "x"}));
     assert_eq!(
         key(builder().header("webhook-id", " msg_1 ").build()).as_deref(),
         Some("msg_1")
@@ -1115,6 +1116,9 @@ fn dedupe_keys() {
         json!({"type": "x"}),
         json!([{"id": "evt_1"}]),
         json!({"data": {"id": "evt_1"}}),
+        json!({"id": "evt_1", "type": "x"}),
+        json!({"id": "ord_1", "status": "paid"}),
+        json!({"id": "evt_1", "object": "invoice"}),
     ] {
         assert_eq!(key(Webhook::builder().json(&body).build()), None, "{body}");
     }
