@@ -11,21 +11,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConnectorConfig};
+use crate::deliver::{Deliverer, LastErrors};
+use crate::dispatch::Dispatcher;
+use crate::metrics::Metrics;
 use crate::plugin::registry::load_connector;
 use crate::plugin::{Connector, Limits, Registry, Runtime};
 use crate::store::Storage;
 use crate::store::sled::{SledStore, StoreOptions};
-
-/// Everything the stages share. One per running host.
-/// A delivery try that failed, as `GET /v1/connectors` shows it.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct DeliveryError {
-    pub at: u64,
-    pub event_id: String,
-    pub delivery: u32,
-    /// The downstream's status, or why there was none.
-    pub error: String,
-}
+use crate::tasks::Background;
 
 /// Why an operator's command on the running host ([`App::reload`], [`App::set_paused`])
 /// was refused or failed; the HTTP edge answers each with its own status.
@@ -42,13 +35,17 @@ pub enum ControlError {
     Store(#[from] crate::store::StoreError),
 }
 
+/// The running host: its config, the handles its stages share, and the operator's
+/// commands (reloads, pauses). The stages themselves are handed only what they use
+/// ([`Dispatcher`], [`Deliverer`]); `App` is what the admin API, the watchers and start-up
+/// work with.
 pub struct App {
     /// The config as started. `[server]`, `[storage]` and `[plugins]` need a restart to
     /// change; connectors are reloaded (see [`App::reload`]).
     pub config: Config,
     pub storage: Arc<dyn Storage>,
-    pub runtime: Runtime,
-    pub connectors: Registry,
+    pub runtime: Arc<Runtime>,
+    pub connectors: Arc<Registry>,
     /// The newest `[[connector]]` list (disabled ones included), in file order.
     connector_configs: ArcSwap<Vec<ConnectorConfig>>,
     /// One reload at a time; later requests wait and then see the newest files.
@@ -61,22 +58,21 @@ pub struct App {
     pub http: reqwest::Client,
     /// Told when the connectors changed (a reload, a pause or resume): the dispatchers
     /// follow (`dispatch.rs`).
-    pub(crate) connectors_changed: tokio::sync::Notify,
+    pub(crate) connectors_changed: Arc<tokio::sync::Notify>,
     /// Cancelled on shutdown: every background task watches it.
     pub shutdown: CancellationToken,
     /// Every background task, so shutdown can wait for them.
     pub tasks: TaskTracker,
-    /// Bounds concurrent outbound deliveries.
-    pub delivery_slots: Arc<tokio::sync::Semaphore>,
-    /// Bounds concurrent connector calls (`server.workers`).
-    pub call_slots: Arc<tokio::sync::Semaphore>,
+    /// The dispatch stage's handles (`dispatch::start`); its deliverer is the delivery
+    /// stage's (`deliver::start`).
+    pub dispatcher: Dispatcher,
     /// The last cluster-wide reload this host announced or followed (NATS).
     reload_generation: std::sync::Mutex<Option<Vec<u8>>>,
     /// Each connector's latest failed delivery try on this host (since it started), for
     /// `GET /v1/connectors`.
-    pub last_delivery_errors: std::sync::Mutex<std::collections::HashMap<String, DeliveryError>>,
+    pub last_delivery_errors: Arc<LastErrors>,
     /// What `GET /metrics` shows.
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: Arc<Metrics>,
 }
 
 /// How long a node holds an event or a delivery before another may take it over (NATS):
@@ -180,23 +176,50 @@ impl App {
             Some(&cache_dir),
         )?;
         let http = crate::outbound::client().context("building the HTTP client")?;
+        let runtime = Arc::new(runtime);
+        let connectors = Arc::new(Registry::default());
+        let metrics = Arc::new(Metrics::new());
+        let last_delivery_errors = Arc::new(LastErrors::default());
+        let connectors_changed = Arc::new(tokio::sync::Notify::new());
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let background = Background::new(tasks.clone(), shutdown.clone());
+        let deliverer = Deliverer {
+            storage: storage.clone(),
+            connectors: connectors.clone(),
+            http: http.clone(),
+            slots: Arc::new(tokio::sync::Semaphore::new(DELIVERY_CONCURRENCY)),
+            metrics: metrics.clone(),
+            last_errors: last_delivery_errors.clone(),
+            background: background.clone(),
+        };
+        let dispatcher = Dispatcher {
+            storage: storage.clone(),
+            connectors: connectors.clone(),
+            runtime: runtime.clone(),
+            metrics: metrics.clone(),
+            call_slots: Arc::new(tokio::sync::Semaphore::new(config.server.worker_count())),
+            workers: config.server.worker_count(),
+            changed: connectors_changed.clone(),
+            deliverer,
+            background,
+        };
         let app = Arc::new(App {
             storage,
             runtime,
-            connectors: Registry::default(),
+            connectors,
             connector_configs: ArcSwap::from_pointee(config.connectors.clone()),
             reload_lock: tokio::sync::Mutex::new(()),
             last_config_error: ArcSwap::from_pointee(None),
             reloads: Default::default(),
             http,
-            connectors_changed: tokio::sync::Notify::new(),
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-            delivery_slots: Arc::new(tokio::sync::Semaphore::new(DELIVERY_CONCURRENCY)),
-            call_slots: Arc::new(tokio::sync::Semaphore::new(config.server.worker_count())),
+            connectors_changed,
+            shutdown,
+            tasks,
+            dispatcher,
             reload_generation: Default::default(),
-            last_delivery_errors: Default::default(),
-            metrics: crate::metrics::Metrics::new(),
+            last_delivery_errors,
+            metrics,
             config,
         });
         let configs = app.connector_configs.load_full();
@@ -426,17 +449,24 @@ impl App {
         }
     }
 
+    /// The ingress stage's handles (`ingress::routes`).
+    pub fn ingress(&self) -> crate::ingress::Ingress {
+        crate::ingress::Ingress {
+            storage: self.storage.clone(),
+            connectors: self.connectors.clone(),
+            runtime: self.runtime.clone(),
+            metrics: self.metrics.clone(),
+            max_body_bytes: self.config.server.max_body_bytes,
+            body_timeout: self.config.server.body_timeout,
+            dedupe_window: self.config.storage.dedupe_window,
+        }
+    }
+
     /// Run `work` as a background task that stops at shutdown.
     pub fn spawn<F>(&self, work: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        let shutdown = self.shutdown.clone();
-        self.tasks.spawn(async move {
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = work => {}
-            }
-        });
+        self.dispatcher.background.spawn(work);
     }
 }

@@ -26,15 +26,17 @@ use tokio_util::sync::CancellationToken;
 
 use tracing::Instrument as _;
 
-use crate::app::App;
+use crate::deliver::Deliverer;
 use crate::deliver::policy::backoff;
+use crate::metrics::Metrics;
 use crate::outbound::OutboundRequest;
 use crate::plugin::bindings::{Failure, Webhook};
-use crate::plugin::{CallError, Connector, ConnectorState};
+use crate::plugin::{CallError, Connector, ConnectorState, Registry, Runtime};
 use crate::store::{
-    Attempt, CallOutcome, DeliveryRecord, DeliveryStatus, EventRecord, Lease, StoreError,
+    Attempt, CallOutcome, DeliveryRecord, DeliveryStatus, EventRecord, Lease, Storage, StoreError,
     StoredRequest, lifecycle,
 };
+use crate::tasks::Background;
 
 /// How long a dispatcher waits on its queue before it looks again (and sees a stop).
 const POLL: Duration = Duration::from_secs(1);
@@ -42,21 +44,39 @@ const POLL: Duration = Duration::from_secs(1);
 /// was accepted) waits before it is looked at again; it is kept until the connector is back.
 const NO_CONNECTOR: Duration = Duration::from_secs(30);
 
+/// What the dispatch stage works with: the queues and records, the connectors and the
+/// engine that runs them, the bound on calls, and the delivery stage for first tries.
+#[derive(Clone)]
+pub struct Dispatcher {
+    pub storage: Arc<dyn Storage>,
+    pub connectors: Arc<Registry>,
+    pub runtime: Arc<Runtime>,
+    pub metrics: Arc<Metrics>,
+    /// Bounds concurrent connector calls across connectors (`server.workers`).
+    pub call_slots: Arc<Semaphore>,
+    /// `server.workers` as resolved: a connector's default share derives from it.
+    pub workers: usize,
+    /// Told when the connectors changed (a reload, a pause or resume).
+    pub changed: Arc<tokio::sync::Notify>,
+    pub deliverer: Deliverer,
+    pub background: Background,
+}
+
 /// Start the dispatchers, and keep them following the connectors (reloads, pauses).
-pub fn start(app: &Arc<App>) {
-    let app2 = app.clone();
-    app.spawn(async move {
+pub fn start(dispatch: Dispatcher) {
+    let background = dispatch.background.clone();
+    background.spawn(async move {
         let mut running: HashMap<String, CancellationToken> = HashMap::new();
         loop {
-            follow(&app2, &mut running);
-            app2.connectors_changed.notified().await;
+            follow(&dispatch, &mut running);
+            dispatch.changed.notified().await;
         }
     });
 }
 
 /// One dispatcher for each connector that is enabled and not paused, no other.
-fn follow(app: &Arc<App>, running: &mut HashMap<String, CancellationToken>) {
-    let wanted: Vec<String> = app
+fn follow(dispatch: &Dispatcher, running: &mut HashMap<String, CancellationToken>) {
+    let wanted: Vec<String> = dispatch
         .connectors
         .all()
         .into_iter()
@@ -74,23 +94,25 @@ fn follow(app: &Arc<App>, running: &mut HashMap<String, CancellationToken>) {
         if running.contains_key(&id) {
             continue;
         }
-        let stop = app.shutdown.child_token();
+        let stop = dispatch.background.child_token();
         running.insert(id.clone(), stop.clone());
-        let app2 = app.clone();
-        app.spawn(async move { dispatcher(app2, id, stop).await });
+        let one = dispatch.clone();
+        dispatch
+            .background
+            .spawn(async move { dispatcher(one, id, stop).await });
     }
 }
 
 /// Take the events of `connector` one at a time and hand each to a call, until `stop`.
-async fn dispatcher(app: Arc<App>, connector: String, stop: CancellationToken) {
+async fn dispatcher(dispatch: Dispatcher, connector: String, stop: CancellationToken) {
     // The connector's own share of the workers, remade when a reload changes its size
     // (calls still running give their slot back to the old one).
     let mut own: Option<(usize, Arc<Semaphore>)> = None;
     loop {
-        let share = app
+        let share = dispatch
             .connectors
             .get(&connector)
-            .map_or(1, |c| c.config.concurrency(&app.config.server));
+            .map_or(1, |c| c.config.concurrency(dispatch.workers));
         let own_slots = match &own {
             Some((size, slots)) if *size == share => slots.clone(),
             _ => own
@@ -106,7 +128,7 @@ async fn dispatcher(app: Arc<App>, connector: String, stop: CancellationToken) {
         let Ok(own_slot) = own_slot else { return };
         let next = tokio::select! {
             _ = stop.cancelled() => return,
-            next = app.storage.next_dispatch(&connector, POLL) => next,
+            next = dispatch.storage.next_dispatch(&connector, POLL) => next,
         };
         let lease = match next {
             Ok(Some(lease)) => lease,
@@ -120,15 +142,17 @@ async fn dispatcher(app: Arc<App>, connector: String, stop: CancellationToken) {
         let slot = tokio::select! {
             // The lease, dropped unfinished, is handed out again.
             _ = stop.cancelled() => return,
-            slot = app.call_slots.clone().acquire_owned() => slot,
+            slot = dispatch.call_slots.clone().acquire_owned() => slot,
         };
         let Ok(slot) = slot else { return };
         let slots = CallSlots {
             _worker: slot,
             _own: own_slot,
         };
-        let app2 = app.clone();
-        app.spawn(async move { process(&app2, lease, slots).await });
+        let one = dispatch.clone();
+        dispatch
+            .background
+            .spawn(async move { process(&one, lease, slots).await });
     }
 }
 
@@ -156,49 +180,61 @@ struct CallSlots {
 
 /// One dispatch of one event.
 #[tracing::instrument(level = "debug", skip_all, fields(event_id = %lease.id))]
-async fn process(app: &Arc<App>, lease: Lease, slots: CallSlots) {
+async fn process(dispatch: &Dispatcher, lease: Lease, slots: CallSlots) {
     let id = lease.id.clone();
-    if let Err(err) = try_process(app, lease, slots).await {
+    if let Err(err) = try_process(dispatch, lease, slots).await {
         // Still queued in the store, which hands it out again in a while.
         tracing::error!(event_id = %id, "dispatch failed: {err}");
     }
 }
 
-async fn try_process(app: &Arc<App>, lease: Lease, slots: CallSlots) -> Result<(), StoreError> {
+async fn try_process(
+    dispatch: &Dispatcher,
+    lease: Lease,
+    slots: CallSlots,
+) -> Result<(), StoreError> {
+    let storage = dispatch.storage.as_ref();
     let id = lease.id.clone();
-    let Some(mut record) = app.storage.event(&id).await? else {
+    let Some(mut record) = storage.event(&id).await? else {
         // Gone (retention, or taken back because its sync failed): nothing to do.
-        return app.storage.forget_dispatch(lease).await;
+        return storage.forget_dispatch(lease).await;
     };
     if record.status.is_final() {
-        return app.storage.finish_dispatch(lease, &record, &[], None).await;
+        return storage.finish_dispatch(lease, &record, &[], None).await;
     }
     let now = crate::time::now_ms();
     if let Some(next) = record.next_attempt_at
         && next > now
     {
         let wait = Duration::from_millis(next - now);
-        return app.storage.release_dispatch(lease, wait).await;
+        return storage.release_dispatch(lease, wait).await;
     }
-    let Some(connector) = app.connectors.get(&record.connector) else {
+    let Some(connector) = dispatch.connectors.get(&record.connector) else {
         // Removed or disabled since it was accepted: keep it until it comes back.
         tracing::warn!(event_id = %id, connector = %record.connector, "connector not configured; event kept pending");
-        return app.storage.release_dispatch(lease, NO_CONNECTOR).await;
+        return storage.release_dispatch(lease, NO_CONNECTOR).await;
     };
     if connector.paused {
         // Paused since its dispatcher took it: it waits for the resume.
-        return app.storage.release_dispatch(lease, Duration::ZERO).await;
+        return storage.release_dispatch(lease, Duration::ZERO).await;
     }
     let number = record.attempts.len() as u32 + 1;
-    let Some(request) = app.storage.request(&id).await? else {
+    let Some(request) = storage.request(&id).await? else {
         // Not there intact: a crash tore it before it was acknowledged, or retention
         // removed it. Trying again would never find it.
         let message = "its stored request is gone (torn by a crash before it was \
                        acknowledged, or removed by retention)";
         tracing::error!(event_id = %id, "{message}");
-        let attempt = no_call(app, &record, number, now, CallOutcome::Lost, message.into());
+        let attempt = no_call(
+            &dispatch.metrics,
+            &record,
+            number,
+            now,
+            CallOutcome::Lost,
+            message.into(),
+        );
         lifecycle::dead(&mut record, attempt, message.into());
-        return app.storage.finish_dispatch(lease, &record, &[], None).await;
+        return storage.finish_dispatch(lease, &record, &[], None).await;
     };
     // Accepted events go to the loaded version even when new requests cannot be verified.
     let plugin = match &connector.state {
@@ -207,8 +243,15 @@ async fn try_process(app: &Arc<App>, lease: Lease, slots: CallSlots) -> Result<(
         }
         ConnectorState::NotLoaded { reason, .. } => {
             let err = reason.clone();
-            let attempt = no_call(app, &record, number, now, CallOutcome::Unavailable, err);
-            return schedule_retry(app, lease, &connector, record, attempt).await;
+            let attempt = no_call(
+                &dispatch.metrics,
+                &record,
+                number,
+                now,
+                CallOutcome::Unavailable,
+                err,
+            );
+            return schedule_retry(storage, lease, &connector, record, attempt).await;
         }
     };
 
@@ -216,7 +259,7 @@ async fn try_process(app: &Arc<App>, lease: Lease, slots: CallSlots) -> Result<(
     let span =
         tracing::debug_span!("connector_call", connector = %record.connector, attempt = number);
     crate::telemetry::set_parent(&span, record.trace.as_deref());
-    let outcome = app
+    let outcome = dispatch
         .runtime
         .handle(&plugin, connector.grants.clone(), &hook)
         .instrument(span)
@@ -231,7 +274,8 @@ async fn try_process(app: &Arc<App>, lease: Lease, slots: CallSlots) -> Result<(
         Err(CallError::Instantiate(_)) => CallOutcome::Unavailable,
         Err(CallError::Oversized(_)) => CallOutcome::Oversized,
     };
-    app.metrics
+    dispatch
+        .metrics
         .connector_call(&record.connector, label, outcome.duration);
     let mut attempt = Attempt {
         number,
@@ -273,51 +317,53 @@ async fn try_process(app: &Arc<App>, lease: Lease, slots: CallSlots) -> Result<(
                 .collect();
             lifecycle::handled(&mut record, attempt);
             let trace = record.trace.clone();
-            if let Some((status, error)) =
-                crate::deliver::first_tries(app, &connector, trace.as_deref(), &mut rows).await
+            if let Some((status, error)) = crate::deliver::first_tries(
+                &dispatch.deliverer,
+                &connector,
+                trace.as_deref(),
+                &mut rows,
+            )
+            .await
             {
                 lifecycle::after_first_tries(&mut record, status, error);
             }
             // The store queues the deliveries that need another try for the outbox.
-            app.storage
-                .finish_dispatch(lease, &record, &rows, None)
-                .await
+            storage.finish_dispatch(lease, &record, &rows, None).await
         }
         Ok(Err(Failure::Reject(message))) => {
             attempt.message = Some(message.clone());
             let error = format!("rejected by the connector: {message}");
             lifecycle::dead(&mut record, attempt, error);
-            app.storage.finish_dispatch(lease, &record, &[], None).await
+            storage.finish_dispatch(lease, &record, &[], None).await
         }
         Ok(Err(Failure::Retry(message))) => {
             attempt.message = Some(message);
-            schedule_retry(app, lease, &connector, record, attempt).await
+            schedule_retry(storage, lease, &connector, record, attempt).await
         }
         // The same event would make the same result: dead at once, like a reject.
         Err(err @ CallError::Oversized(_)) => {
             let message = err.to_string();
             attempt.message = Some(message.clone());
             lifecycle::dead(&mut record, attempt, message);
-            app.storage.finish_dispatch(lease, &record, &[], None).await
+            storage.finish_dispatch(lease, &record, &[], None).await
         }
         Err(err) => {
             attempt.message = Some(err.to_string());
-            schedule_retry(app, lease, &connector, record, attempt).await
+            schedule_retry(storage, lease, &connector, record, attempt).await
         }
     }
 }
 
 /// An attempt that never reached the connector (`outcome` says why), counted as a call.
 fn no_call(
-    app: &App,
+    metrics: &Metrics,
     record: &EventRecord,
     number: u32,
     at: u64,
     outcome: CallOutcome,
     message: String,
 ) -> Attempt {
-    app.metrics
-        .connector_call(&record.connector, outcome, Duration::ZERO);
+    metrics.connector_call(&record.connector, outcome, Duration::ZERO);
     Attempt {
         number,
         at,
@@ -334,7 +380,7 @@ fn no_call(
 
 /// The connector call failed transiently: schedule another, or give up.
 async fn schedule_retry(
-    app: &Arc<App>,
+    storage: &dyn Storage,
     lease: Lease,
     connector: &Connector,
     mut record: EventRecord,
@@ -347,12 +393,12 @@ async fn schedule_retry(
     if number >= policy.max_attempts {
         let error = format!("gave up after {number} attempts: {message}");
         lifecycle::dead(&mut record, attempt, error);
-        return app.storage.finish_dispatch(lease, &record, &[], None).await;
+        return storage.finish_dispatch(lease, &record, &[], None).await;
     }
     let delay = backoff(policy, number, None, rand::rng().random());
     let again_at = crate::time::now_ms() + delay.as_millis() as u64;
     lifecycle::retry_at(&mut record, attempt, again_at);
-    app.storage
+    storage
         .finish_dispatch(lease, &record, &[], Some(again_at))
         .await
 }

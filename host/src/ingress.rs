@@ -16,15 +16,35 @@ use ulid::Ulid;
 
 use tracing::Instrument as _;
 
-use crate::app::App;
 use crate::error::ApiError;
-use crate::metrics::WebhookOutcome;
-use crate::plugin::{Connector, ConnectorState};
-use crate::store::{EventRecord, Inserted, NewEvent, Status, StoredRequest, mask_secret_headers};
+use crate::metrics::{Metrics, WebhookOutcome};
+use crate::plugin::{Connector, ConnectorState, Registry, Runtime};
+use crate::store::{
+    EventRecord, Inserted, NewEvent, Status, Storage, StoredRequest, mask_secret_headers,
+};
 use crate::verify;
 
-pub fn routes() -> Router<Arc<App>> {
-    Router::new().route("/hooks/{connector}", get(ping).head(ping).post(receive))
+/// What ingress works with: the connectors (their verifiers and `dedupe-key`), the store,
+/// the metrics, and the limits a request is held to.
+#[derive(Clone)]
+pub struct Ingress {
+    pub storage: Arc<dyn Storage>,
+    pub connectors: Arc<Registry>,
+    pub runtime: Arc<Runtime>,
+    pub metrics: Arc<Metrics>,
+    /// `server.max_body_bytes`.
+    pub max_body_bytes: usize,
+    /// `server.body_timeout`.
+    pub body_timeout: std::time::Duration,
+    /// `storage.dedupe_window`.
+    pub dedupe_window: std::time::Duration,
+}
+
+/// The ingress routes, over their own state (merged into any router).
+pub fn routes<S>(ingress: Ingress) -> Router<S> {
+    Router::new()
+        .route("/hooks/{connector}", get(ping).head(ping).post(receive))
+        .with_state(Arc::new(ingress))
 }
 
 /// A request whose signature has been checked. Only [`Verified::check`] builds one, so
@@ -54,20 +74,24 @@ impl Verified {
     }
 }
 
-fn connector_for(app: &App, id: &str) -> Result<Arc<Connector>, ApiError> {
-    app.connectors
+fn connector_for(ingress: &Ingress, id: &str) -> Result<Arc<Connector>, ApiError> {
+    ingress
+        .connectors
         .get(id)
         .ok_or_else(|| ApiError::not_found(format!("no enabled connector `{id}`")))
 }
 
-async fn ping(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    connector_for(&app, &id)?;
+async fn ping(
+    State(ingress): State<Arc<Ingress>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    connector_for(&ingress, &id)?;
     Ok(StatusCode::OK.into_response())
 }
 
 /// `POST /hooks/{connector}`, counted in the metrics by its answer.
 async fn receive(
-    State(app): State<Arc<App>>,
+    State(ingress): State<Arc<Ingress>>,
     Path(id): Path<String>,
     method: Method,
     uri: Uri,
@@ -83,7 +107,7 @@ async fn receive(
         &span,
         headers.get("traceparent").and_then(|v| v.to_str().ok()),
     );
-    let answer = store_webhook(&app, &id, method, uri, headers, body)
+    let answer = store_webhook(&ingress, &id, method, uri, headers, body)
         .instrument(span)
         .await;
     let outcome = match &answer {
@@ -98,22 +122,22 @@ async fn receive(
         },
     };
     match outcome {
-        Some(outcome) => app.metrics.webhook(&id, outcome, started.elapsed()),
-        None => app.metrics.unknown_webhook(),
+        Some(outcome) => ingress.metrics.webhook(&id, outcome, started.elapsed()),
+        None => ingress.metrics.unknown_webhook(),
     }
     answer.map(|(_, response)| response)
 }
 
 async fn store_webhook(
-    app: &Arc<App>,
+    ingress: &Ingress,
     id: &str,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(WebhookOutcome, Response), ApiError> {
-    let connector = connector_for(app, id)?;
-    let limit = app.config.server.max_body_bytes;
+    let connector = connector_for(ingress, id)?;
+    let limit = ingress.max_body_bytes;
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -131,7 +155,7 @@ async fn store_webhook(
     }
     // A body trickled in slowly would hold the connection (and its slot) for as long as
     // the sender likes: it has `server.body_timeout` to arrive whole.
-    let timeout = app.config.server.body_timeout;
+    let timeout = ingress.body_timeout;
     let body: Bytes = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
         .await
         .map_err(|_| {
@@ -191,7 +215,7 @@ async fn store_webhook(
             record.verification.error = Some(err.to_string());
             // Recorded before the answer, but a failure only logged: a rejection promises
             // the sender nothing.
-            let recorded = app
+            let recorded = ingress
                 .storage
                 .insert_event(NewEvent {
                     record,
@@ -210,7 +234,7 @@ async fn store_webhook(
     // The connector names the dedupe key. A broken dedupe-key export must not lose the
     // event: it is stored without dedupe and the failure logged.
     let hook = crate::dispatch::webhook(&record, &request, 0);
-    let dedupe = match app
+    let dedupe = match ingress
         .runtime
         .dedupe_key(plugin, connector.grants.clone(), &hook)
         .await
@@ -225,8 +249,8 @@ async fn store_webhook(
     if matches!(verifier.scheme, verify::Scheme::Token) {
         request.query = redact_token(&request.query);
     }
-    let window = app.config.storage.dedupe_window.as_millis() as u64;
-    let inserted = app
+    let window = ingress.dedupe_window.as_millis() as u64;
+    let inserted = ingress
         .storage
         .insert_event(NewEvent {
             record,

@@ -16,8 +16,10 @@
 //! [`metrics`] (`GET /metrics`, and [`activity`], the last day by the minute),
 //! [`console`] (the web console at `/console/`, assets built into the binary), [`server`] (the listener: request-head limits, timeouts,
 //! the connection cap),
-//! [`outbound`] (allow-listed HTTP), [`watch`] (hot-loading on file changes) and [`app`]
-//! (the state they share, reloads included).
+//! [`outbound`] (allow-listed HTTP), [`watch`] (hot-loading on file changes), [`tasks`]
+//! (background work that stops at shutdown) and [`app`] (start-up, the operator's
+//! commands, and the composition of the stages: each stage is handed only the handles it
+//! uses, [`dispatch::Dispatcher`] and [`deliver::Deliverer`]).
 
 pub mod activity;
 pub mod admin;
@@ -34,6 +36,7 @@ pub mod plugin;
 pub mod scaffold;
 pub mod server;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod time;
 pub mod watch;
@@ -54,7 +57,7 @@ pub use config::Config;
 /// Every route of the host, over shared state (`switchyard_tests::Api` drives it without a socket).
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
-        .merge(ingress::routes())
+        .merge(ingress::routes(app.ingress()))
         .merge(admin::routes(app.clone()))
         .merge(console::routes())
         .route("/metrics", axum::routing::get(scrape))
@@ -91,8 +94,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let grace = config.server.shutdown_timeout;
     let app = App::start(config).await?;
-    dispatch::start(&app);
-    deliver::start(&app);
+    dispatch::start(app.dispatcher.clone());
+    deliver::start(app.dispatcher.deliverer.clone());
     watch::start(&app)?;
     watch::follow_cluster(&app);
     app.spawn(app.clone().follow_cluster());

@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::app::DeliveryError;
+use crate::deliver::DeliveryError;
 use crate::store::tally::Counts;
 use crate::store::{DeliveryRecord, EventRecord, Status, StoredRequest};
 

@@ -703,8 +703,8 @@ impl ConnectorConfig {
             .collect()
     }
 
-    pub fn concurrency(&self, server: &ServerConfig) -> usize {
-        self.max_concurrency
-            .unwrap_or_else(|| (server.worker_count() / 2).max(1))
+    /// The connector's share of the host's `workers` (`server.worker_count()`).
+    pub fn concurrency(&self, workers: usize) -> usize {
+        self.max_concurrency.unwrap_or_else(|| (workers / 2).max(1))
     }
 }

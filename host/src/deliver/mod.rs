@@ -9,19 +9,21 @@
 
 pub mod policy;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use rand::Rng as _;
 
 use tracing::Instrument as _;
 
-use crate::app::App;
+use crate::metrics::Metrics;
 use crate::outbound::{self, OutboundError, OutboundResponse};
-use crate::plugin::Connector;
+use crate::plugin::{Connector, Registry};
 use crate::store::{
-    DeliveryAttempt, DeliveryRecord, DeliveryStatus, Lease, Status, StoreError, lifecycle,
+    DeliveryAttempt, DeliveryRecord, DeliveryStatus, Lease, Status, Storage, StoreError, lifecycle,
 };
+use crate::tasks::Background;
 use crate::verify::{self, Scheme};
 use policy::{Verdict, backoff, classify_status};
 
@@ -32,15 +34,44 @@ const POLL: Duration = Duration::from_secs(1);
 /// How long a delivery whose connector is gone waits before it is looked at again.
 const NO_CONNECTOR: Duration = Duration::from_secs(30);
 
-/// Start taking due deliveries from the outbox, at most `DELIVERY_CONCURRENCY` in flight.
-pub fn start(app: &Arc<App>) {
-    let app2 = app.clone();
-    app.spawn(async move {
+/// What the delivery stage works with: where the rows are, the connectors (their grants,
+/// retry policy and signing secret), the outbound client, and where it reports.
+#[derive(Clone)]
+pub struct Deliverer {
+    pub storage: Arc<dyn Storage>,
+    pub connectors: Arc<Registry>,
+    /// Outbound HTTP, one connection pool with the connectors' `http.fetch`.
+    pub http: reqwest::Client,
+    /// Bounds the tries in flight: first tries and the outbox's alike.
+    pub slots: Arc<tokio::sync::Semaphore>,
+    pub metrics: Arc<Metrics>,
+    /// Each connector's latest failed try on this host, for `GET /v1/connectors`.
+    pub last_errors: Arc<LastErrors>,
+    pub background: Background,
+}
+
+/// Each connector's latest failed delivery try, by connector id.
+pub type LastErrors = Mutex<HashMap<String, DeliveryError>>;
+
+/// A delivery try that failed, as `GET /v1/connectors` shows it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct DeliveryError {
+    pub at: u64,
+    pub event_id: String,
+    pub delivery: u32,
+    /// The downstream's status, or why there was none.
+    pub error: String,
+}
+
+/// Start taking due deliveries from the outbox, as many in flight as `slots` allows.
+pub fn start(deliverer: Deliverer) {
+    let background = deliverer.background.clone();
+    background.spawn(async move {
         loop {
-            let Ok(slot) = app2.delivery_slots.clone().acquire_owned().await else {
+            let Ok(slot) = deliverer.slots.clone().acquire_owned().await else {
                 return;
             };
-            let (lease, row) = match app2.storage.next_delivery(POLL).await {
+            let (lease, row) = match deliverer.storage.next_delivery(POLL).await {
                 Ok(Some(next)) => next,
                 Ok(None) => continue,
                 Err(err) => {
@@ -49,9 +80,9 @@ pub fn start(app: &Arc<App>) {
                     continue;
                 }
             };
-            let app3 = app2.clone();
-            app2.spawn(async move {
-                if let Err(err) = try_once(&app3, lease, row).await {
+            let one = deliverer.clone();
+            deliverer.background.spawn(async move {
+                if let Err(err) = try_once(&one, lease, row).await {
                     tracing::error!("delivering failed: {err}");
                 }
                 drop(slot);
@@ -63,10 +94,15 @@ pub fn start(app: &Arc<App>) {
 /// One try of one delivery: send it, store the outcome (and when it is due again), and let
 /// its event's status follow.
 #[tracing::instrument(level = "debug", skip_all, fields(event_id = %row.event_id, delivery = row.index))]
-async fn try_once(app: &Arc<App>, lease: Lease, mut row: DeliveryRecord) -> Result<(), StoreError> {
-    let event = app.storage.event(&row.event_id).await?;
+async fn try_once(
+    deliverer: &Deliverer,
+    lease: Lease,
+    mut row: DeliveryRecord,
+) -> Result<(), StoreError> {
+    let storage = deliverer.storage.as_ref();
+    let event = storage.event(&row.event_id).await?;
     let connector = match &event {
-        Some(event) => app.connectors.get(&event.connector),
+        Some(event) => deliverer.connectors.get(&event.connector),
         // Its event is gone (retention): the delivery goes with it.
         None => None,
     };
@@ -74,11 +110,11 @@ async fn try_once(app: &Arc<App>, lease: Lease, mut row: DeliveryRecord) -> Resu
     let Some(connector) = connector else {
         tracing::warn!(event_id = %row.event_id, "delivery kept: its connector is not configured");
         row.next_attempt_at = Some(crate::time::now_ms() + NO_CONNECTOR.as_millis() as u64);
-        return app.storage.finish_delivery(lease, &row).await;
+        return storage.finish_delivery(lease, &row).await;
     };
-    attempt(app, &connector, &mut row, trace.as_deref()).await;
-    app.storage.finish_delivery(lease, &row).await?;
-    settle_event(app, &row).await
+    attempt(deliverer, &connector, &mut row, trace.as_deref()).await;
+    storage.finish_delivery(lease, &row).await?;
+    settle_event(storage, &row).await
 }
 
 /// The first try of each delivery a connector run returned, made at once by the task that
@@ -98,18 +134,18 @@ async fn try_once(app: &Arc<App>, lease: Lease, mut row: DeliveryRecord) -> Resu
 ///
 /// [`DispatchQueue::finish_dispatch`]: crate::store::DispatchQueue::finish_dispatch
 pub async fn first_tries(
-    app: &Arc<App>,
+    deliverer: &Deliverer,
     connector: &Connector,
     trace: Option<&str>,
     rows: &mut [DeliveryRecord],
 ) -> Option<(Status, Option<String>)> {
     let tries = rows.iter_mut().filter_map(|row| {
-        let slot = app.delivery_slots.clone().try_acquire_owned().ok()?;
+        let slot = deliverer.slots.clone().try_acquire_owned().ok()?;
         let span =
             tracing::debug_span!("first_try", event_id = %row.event_id, delivery = row.index);
         Some(
             async move {
-                attempt(app, connector, row, trace).await;
+                attempt(deliverer, connector, row, trace).await;
                 drop(slot);
             }
             .instrument(span),
@@ -127,7 +163,12 @@ pub async fn first_tries(
 
 /// Send `row` once, and record the try in it: its outcome, its new status and when it is
 /// due again.
-async fn attempt(app: &App, connector: &Connector, row: &mut DeliveryRecord, trace: Option<&str>) {
+async fn attempt(
+    deliverer: &Deliverer,
+    connector: &Connector,
+    row: &mut DeliveryRecord,
+    trace: Option<&str>,
+) {
     let policy = connector.retry().clone();
     let number = row.attempts.len() as u32 + 1;
     let mut extra = extra_headers(connector, row);
@@ -139,7 +180,7 @@ async fn attempt(app: &App, connector: &Connector, row: &mut DeliveryRecord, tra
     }
     let at = crate::time::now_ms();
     let (result, took) = outbound::send(
-        &app.http,
+        &deliverer.http,
         &connector.grants.allowed_hosts,
         &row.request,
         &extra,
@@ -172,7 +213,8 @@ async fn attempt(app: &App, connector: &Connector, row: &mut DeliveryRecord, tra
         Verdict::Retry { .. } if number >= policy.max_attempts => DeliveryStatus::Dead,
         Verdict::Retry { .. } => DeliveryStatus::Retrying,
     };
-    app.metrics
+    deliverer
+        .metrics
         .delivery_attempt(&connector.config.id, row.status, took);
     if row.status != DeliveryStatus::Succeeded {
         let error = match &result {
@@ -181,12 +223,13 @@ async fn attempt(app: &App, connector: &Connector, row: &mut DeliveryRecord, tra
                 crate::secret::redact(&err.to_string(), &connector.grants.secrets).into_owned()
             }
         };
-        app.last_delivery_errors
+        deliverer
+            .last_errors
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(
                 connector.config.id.clone(),
-                crate::app::DeliveryError {
+                DeliveryError {
                     at,
                     event_id: row.event_id.clone(),
                     delivery: row.index,
@@ -260,8 +303,8 @@ fn trimmed(response: &OutboundResponse) -> OutboundResponse {
 /// Two deliveries of one event can finish at once, each computing the status from what it
 /// read: after its write, each reads again and writes again if the status it wrote is no
 /// longer what the deliveries say, so the last one to finish always leaves it right.
-async fn settle_event(app: &App, row: &DeliveryRecord) -> Result<(), StoreError> {
-    let Some(record) = app.storage.event(&row.event_id).await? else {
+async fn settle_event(storage: &dyn Storage, row: &DeliveryRecord) -> Result<(), StoreError> {
+    let Some(record) = storage.event(&row.event_id).await? else {
         return Ok(());
     };
     let run_from = record.deliveries_from;
@@ -279,13 +322,13 @@ async fn settle_event(app: &App, row: &DeliveryRecord) -> Result<(), StoreError>
     let mut current = if only_this {
         vec![row.status]
     } else {
-        statuses(app.storage.deliveries(&row.event_id).await?)
+        statuses(storage.deliveries(&row.event_id).await?)
     };
     loop {
         let Some(status) = lifecycle::settled(&current) else {
             return Ok(());
         };
-        app.storage
+        storage
             .update_event(&row.event_id, &mut |record| {
                 record.status = status;
                 if status == Status::Dead && record.error.is_none() {
@@ -296,7 +339,7 @@ async fn settle_event(app: &App, row: &DeliveryRecord) -> Result<(), StoreError>
         if only_this {
             return Ok(());
         }
-        let again = statuses(app.storage.deliveries(&row.event_id).await?);
+        let again = statuses(storage.deliveries(&row.event_id).await?);
         if lifecycle::settled(&again) == Some(status) {
             return Ok(());
         }
