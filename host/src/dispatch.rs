@@ -325,7 +325,7 @@ async fn try_process(
             )
             .await
             {
-                lifecycle::after_first_tries(&mut record, status, error);
+                lifecycle::deliveries_settled(&mut record, status, error);
             }
             // The store queues the deliveries that need another try for the outbox.
             storage.finish_dispatch(lease, &record, &rows, None).await

@@ -330,10 +330,8 @@ async fn settle_event(storage: &dyn Storage, row: &DeliveryRecord) -> Result<(),
         };
         storage
             .update_event(&row.event_id, &mut |record| {
-                record.status = status;
-                if status == Status::Dead && record.error.is_none() {
-                    record.error = Some(dead_error(row));
-                }
+                let error = (status == Status::Dead).then(|| dead_error(row));
+                lifecycle::deliveries_settled(record, status, error);
             })
             .await?;
         if only_this {

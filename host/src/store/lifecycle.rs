@@ -1,6 +1,6 @@
 //! The rules of an event's life, written once for every engine: what may be replayed and
 //! what a replay resets, what a connector run makes of an event ([`handled`],
-//! [`after_first_tries`], [`retry_at`], [`dead`]), how an event's status follows its
+//! [`deliveries_settled`], [`duplicate`], [`retry_at`], [`dead`]), how an event's status follows its
 //! deliveries, and how a record's `updated_at` grows. Engines and the dispatcher store what
 //! these decide; they decide nothing of it.
 
@@ -36,17 +36,25 @@ pub fn reset_for_replay(
     Ok(())
 }
 
+/// The event repeats `first_id` (the same dedupe key within the window): kept as a record,
+/// never dispatched. Every engine marks a duplicate so.
+pub fn duplicate(record: &mut EventRecord, first_id: String) {
+    record.status = Status::Duplicate;
+    record.duplicate_of = Some(first_id);
+}
+
 /// The connector handled the event in `attempt`: succeeded, until the first tries of the
-/// deliveries it made say otherwise ([`after_first_tries`]).
+/// deliveries it made say otherwise ([`deliveries_settled`], [`duplicate`]).
 pub fn handled(record: &mut EventRecord, attempt: Attempt) {
     record.attempts.push(attempt);
     record.next_attempt_at = None;
     record.status = Status::Succeeded;
 }
 
-/// The first tries of the deliveries of a [`handled`] run settled the event at `status`
-/// ([`settled`]); `error` (why a delivery is dead) is kept unless the record has one.
-pub fn after_first_tries(record: &mut EventRecord, status: Status, error: Option<String>) {
+/// The deliveries of a [`handled`] run settled the event at `status` ([`settled`]), after
+/// their first tries or a later one; `error` (why a delivery is dead) is kept unless the
+/// record has one.
+pub fn deliveries_settled(record: &mut EventRecord, status: Status, error: Option<String>) {
     record.status = status;
     if record.error.is_none() {
         record.error = error;
@@ -169,10 +177,10 @@ mod tests {
         handled(&mut record, attempt(2));
         assert_eq!(record.status, Status::Succeeded);
         assert_eq!(record.next_attempt_at, None);
-        after_first_tries(&mut record, Status::Dead, Some("delivery 0 dead".into()));
+        deliveries_settled(&mut record, Status::Dead, Some("delivery 0 dead".into()));
         assert_eq!(record.status, Status::Dead);
         assert_eq!(record.error.as_deref(), Some("delivery 0 dead"));
-        after_first_tries(&mut record, Status::Dead, Some("another".into()));
+        deliveries_settled(&mut record, Status::Dead, Some("another".into()));
         assert_eq!(
             record.error.as_deref(),
             Some("delivery 0 dead"),

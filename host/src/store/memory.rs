@@ -81,8 +81,7 @@ impl EventLog for MemoryStore {
                     .map(|(id, _)| id.clone());
                 match first {
                     Some(first_id) => {
-                        record.status = Status::Duplicate;
-                        record.duplicate_of = Some(first_id);
+                        crate::store::lifecycle::duplicate(&mut record, first_id);
                     }
                     None => {
                         state

@@ -550,8 +550,7 @@ impl EventLog for NatsStore {
                 .await?
             {
                 Some(first) => {
-                    record.status = Status::Duplicate;
-                    record.duplicate_of = Some(first);
+                    crate::store::lifecycle::duplicate(&mut record, first);
                 }
                 None => claim = Some(hashed),
             }

@@ -343,8 +343,7 @@ fn decide(
         };
         match first {
             Some(first_id) => {
-                record.status = Status::Duplicate;
-                record.duplicate_of = Some(first_id);
+                crate::store::lifecycle::duplicate(&mut record, first_id);
             }
             None => {
                 claims.insert(tree_key.clone(), record.id.clone());
