@@ -558,6 +558,11 @@ fn unwrap_datetimes(value: serde_json::Value) -> serde_json::Value {
 }
 
 /// A humantime duration: `"500ms"`, `"10s"`, `"1h 30m"`, `"7days"`.
+///
+/// Parsed by the `humantime` crate; only this serde wrapper is ours. `humantime-serde` was
+/// weighed: it answers `timeout = 10` with serde's "invalid type: integer, expected a
+/// duration", where an operator is better told what to write (`"10s"`, with quotes and a
+/// unit), and `the_env_text_keys_…`/`durations_are_humantime` pin these messages.
 #[derive(Clone, Copy)]
 struct HumanDuration(Duration);
 
