@@ -263,7 +263,7 @@ public_url = "https://example.com/hooks/mandrill"
         &[
             ("OLD", "whsec_old"),
             ("NEW", "whsec_new"),
-            ("OUT", "whsec_out"),
+            ("OUT", "whsec_b3V0"),
         ],
     );
     assert_eq!(c.server.listen, "0.0.0.0:9090".parse().unwrap());
@@ -287,7 +287,7 @@ public_url = "https://example.com/hooks/mandrill"
         s.allowed_hosts,
         ["http://127.0.0.1:9000", "https://api.stripe.com"]
     );
-    assert_eq!(s.outbound_secret, Some(Secret::new("whsec_out")));
+    assert_eq!(s.outbound_secret, Some(Secret::new("whsec_b3V0")));
     assert_eq!(s.retry.max_attempts, 2);
     assert_eq!(s.retry.initial_backoff, Duration::from_secs(1));
     assert_eq!(s.settings["refetch"], "true");
@@ -358,10 +358,13 @@ forward_url = "http://127.0.0.1:9000/billing"
         &[
             ("SWITCHYARD_ADMIN_TOKEN", "a"),
             ("STRIPE_WEBHOOK_SECRET", "b"),
-            ("BACKEND_WEBHOOK_SECRET", "c"),
+            ("BACKEND_WEBHOOK_SECRET", "whsec_Yw=="),
         ],
     );
-    assert_eq!(c.connectors[0].outbound_secret, Some(Secret::new("c")));
+    assert_eq!(
+        c.connectors[0].outbound_secret,
+        Some(Secret::new("whsec_Yw=="))
+    );
 }
 
 // ---- unknown keys ---------------------------------------------------------------------------
@@ -592,11 +595,11 @@ fn env_references() {
     );
     let c = parse_env(
         &connector("outbound_secret = \"env:OUT\"\n"),
-        &[("OUT", "whsec_out")],
+        &[("OUT", "whsec_b3V0")],
     );
     assert_eq!(
         c.connectors[0].outbound_secret,
-        Some(Secret::new("whsec_out"))
+        Some(Secret::new("whsec_b3V0"))
     );
     assert_eq!(
         error(&connector("outbound_secret = \"env:OUT\"\n")),
@@ -1091,6 +1094,15 @@ fn validate_schemes() {
         error(&connector("outbound_secret = \"\"\n")),
         "connector[0] (stripe).outbound_secret: must not be empty"
     );
+    // It signs every delivery: one that cannot sign is refused at load, not found out by
+    // deliveries sent unsigned; the message never holds the secret.
+    let e = error(&connector("outbound_secret = \"whsec_not base64!\"\n"));
+    assert_eq!(
+        e,
+        "connector[0] (stripe).outbound_secret: secret is unusable: standard-webhooks \
+         secret is not `whsec_` followed by base64"
+    );
+    assert!(!e.contains("not base64!"), "{e}");
 }
 
 #[test]
@@ -1182,7 +1194,7 @@ fn debug_and_summary_never_show_secrets() {
         ),
         &[
             ("A", "secret-a"),
-            ("B", "secret-b"),
+            ("B", "whsec_c2VjcmV0LWI="),
             ("C", "secret-c"),
             ("SWITCHYARD_SERVER_ADMIN_TOKEN", "secret-admin"),
         ],
@@ -1191,7 +1203,8 @@ fn debug_and_summary_never_show_secrets() {
         for s in [
             "secret-a",
             "lit-secret-2",
-            "secret-b",
+            "whsec_c2VjcmV0LWI=",
+            "c2VjcmV0LWI=",
             "secret-c",
             "secret-admin",
         ] {

@@ -207,11 +207,22 @@ fn connector(label: &str, c: &ConnectorConfig) -> Checked {
             return fail(format!("{label}.secret[{i}]"), "must not be empty");
         }
     }
-    if c.outbound_secret
-        .as_ref()
-        .is_some_and(|s| s.expose().is_empty())
-    {
-        return fail(key("outbound_secret"), "must not be empty");
+    if let Some(secret) = &c.outbound_secret {
+        if secret.expose().is_empty() {
+            return fail(key("outbound_secret"), "must not be empty");
+        }
+        // Deliveries are signed with it on every try: a secret that cannot sign is refused
+        // now, not found out by sending deliveries unsigned. The reasons are fixed texts,
+        // never the secret.
+        if let Err(err) = crate::verify::sign(
+            &crate::verify::Scheme::StandardWebhooks,
+            secret,
+            b"",
+            0,
+            "check",
+        ) {
+            return fail(key("outbound_secret"), err.to_string());
+        }
     }
 
     // An unknown name never gets here: the config refuses it as it loads ([`SchemeName`]).
