@@ -755,6 +755,20 @@ pub fn stripe_headers(secret: &str, body: &[u8], timestamp: i64) -> Vec<(String,
     headers
 }
 
+/// Standard Webhooks headers (`webhook-id` = `msg_id`, signed now) and a JSON content type.
+pub fn standard_webhooks_headers(secret: &str, body: &[u8], msg_id: &str) -> Vec<(String, String)> {
+    let mut headers = verify::sign(
+        &Scheme::StandardWebhooks,
+        &Secret::new(secret),
+        body,
+        now(),
+        msg_id,
+    )
+    .expect("sign");
+    headers.push(("content-type".into(), "application/json".into()));
+    headers
+}
+
 /// Now, unix seconds.
 pub fn now() -> i64 {
     switchyard::time::now_s()

@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchyard::Config;
-use switchyard::secret::Secret;
-use switchyard::verify::{self, Scheme};
 use switchyard_tests::*;
 
 /// The sender's Standard Webhooks secret (`whsec_` + base64 of 24 bytes).
@@ -70,15 +68,7 @@ max_attempts = 50
 
 /// Signs `body` as message `msg_id` now, and POSTs it to `/hooks/router`.
 async fn send(host: &Host, body: &[u8], msg_id: &str) -> reqwest::Response {
-    let mut headers = verify::sign(
-        &Scheme::StandardWebhooks,
-        &Secret::new(SECRET),
-        body,
-        now(),
-        msg_id,
-    )
-    .expect("sign");
-    headers.push(("content-type".into(), "application/json".into()));
+    let mut headers = standard_webhooks_headers(SECRET, body, msg_id);
     headers.push(("x-shop".into(), "shop-7".into()));
     host.post_hook("router", &headers, body).await
 }

@@ -15,8 +15,6 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use serde_json::{Value, json};
-use switchyard::secret::Secret;
-use switchyard::verify::{self, Scheme};
 use switchyard_tests::*;
 use tokio::net::TcpListener;
 
@@ -454,15 +452,7 @@ fn whmcs_event_at(hook: &str, product_id: u64, email: &str, occurred_at: &str) -
 
 /// Signs and sends `body` with `msg_id`; returns the host's JSON answer.
 async fn send_signed(host: &Host, body: &[u8], msg_id: &str) -> Value {
-    let mut headers = verify::sign(
-        &Scheme::StandardWebhooks,
-        &Secret::new(SECRET),
-        body,
-        now(),
-        msg_id,
-    )
-    .expect("sign");
-    headers.push(("content-type".into(), "application/json".into()));
+    let headers = standard_webhooks_headers(SECRET, body, msg_id);
     let response = host.post_hook("whmcs", &headers, body).await;
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
