@@ -26,10 +26,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use self::api::{
-    ConnectorCounts, ConnectorList, ConnectorView, ErrorBody, EventDetail, EventPage, Health,
-    Pushed, Replayed, Replaying, Session,
+    ConnectorCounts, ConnectorList, ConnectorView, DestinationList, ErrorBody, EventDetail,
+    EventPage, Health, Pushed, Replayed, Replaying, Session,
 };
 use crate::app::{App, ControlError, ReloadReport};
+use crate::destination::DestinationState;
 use crate::error::ApiError;
 use crate::store::{EventQuery, EventRecord, ReplayError, Status};
 
@@ -61,6 +62,10 @@ fn documented() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(pause_connector))
         .routes(routes!(resume_connector))
         .routes(routes!(reload_all))
+        .routes(routes!(list_destinations))
+        .routes(routes!(show_destination))
+        .routes(routes!(enable_destination))
+        .routes(routes!(disable_destination))
         .routes(routes!(list_events))
         .routes(routes!(activity))
         .routes(routes!(session))
@@ -900,4 +905,101 @@ async fn resume_connector(
     Path(id): Path<String>,
 ) -> Result<Json<ConnectorView>, ApiError> {
     set_paused(&app, &id, false).await
+}
+
+/// Every `[[destination]]`: its breaker, limits, tries and last error on this host.
+#[utoipa::path(
+    get,
+    path = "/v1/destinations",
+    tag = "destinations",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, body = DestinationList),
+        (status = 401, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    )
+)]
+async fn list_destinations(State(app): State<Arc<App>>) -> Json<DestinationList> {
+    Json(DestinationList {
+        data: app.destinations.all().iter().map(|d| d.state()).collect(),
+    })
+}
+
+/// One destination.
+#[utoipa::path(
+    get,
+    path = "/v1/destinations/{id}",
+    tag = "destinations",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The destination id")),
+    responses(
+        (status = 200, body = DestinationState),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    )
+)]
+async fn show_destination(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<DestinationState>, ApiError> {
+    app.destinations
+        .get(&id)
+        .map(|d| Json(d.state()))
+        .ok_or_else(|| ControlError::NoDestination(id).into())
+}
+
+async fn set_destination_enabled(
+    app: &App,
+    id: &str,
+    enabled: bool,
+) -> Result<Json<DestinationState>, ApiError> {
+    let state = app.set_destination_enabled(id, enabled).await?;
+    // Other hosts on NATS read the stored override when they reload.
+    app.announce_reload().await;
+    Ok(Json(state))
+}
+
+/// `POST /v1/destinations/{id}/enable`: its breaker closes and its kept deliveries flow.
+#[utoipa::path(
+    post,
+    path = "/v1/destinations/{id}/enable",
+    tag = "destinations",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The destination id")),
+    responses(
+        (status = 200, body = DestinationState),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    )
+)]
+async fn enable_destination(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<DestinationState>, ApiError> {
+    set_destination_enabled(&app, &id, true).await
+}
+
+/// `POST /v1/destinations/{id}/disable`: its deliveries wait (kept) until it is enabled.
+#[utoipa::path(
+    post,
+    path = "/v1/destinations/{id}/disable",
+    tag = "destinations",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The destination id")),
+    responses(
+        (status = 200, body = DestinationState),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    )
+)]
+async fn disable_destination(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<DestinationState>, ApiError> {
+    set_destination_enabled(&app, &id, false).await
 }

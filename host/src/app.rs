@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConnectorConfig};
 use crate::deliver::{Deliverer, LastErrors};
+use crate::destination::Destinations;
 use crate::dispatch::Dispatcher;
 use crate::metrics::Metrics;
 use crate::plugin::registry::load_connector;
@@ -27,6 +28,9 @@ pub enum ControlError {
     /// No enabled connector has this id.
     #[error("no enabled connector `{0}`")]
     NoConnector(String),
+    /// No `[[destination]]` has this id.
+    #[error("no destination `{0}`")]
+    NoDestination(String),
     /// The config file does not load (its path and why); the running config stays.
     #[error("{0}")]
     InvalidConfig(String),
@@ -73,15 +77,25 @@ pub struct App {
     pub last_delivery_errors: Arc<LastErrors>,
     /// What `GET /metrics` shows.
     pub metrics: Arc<Metrics>,
+    /// The `[[destination]]`s and their state (the deliverer's own).
+    pub destinations: Arc<Destinations>,
 }
 
 /// How long a node holds an event or a delivery before another may take it over (NATS):
-/// three times the longest a connector call or a delivery try may take, and 5 s at least.
+/// three times the longest a connector call or a delivery try may take (with a
+/// destination's wait for its limits), and 5 s at least.
 fn lease_time(config: &Config) -> Duration {
     let longest = config
         .connectors
         .iter()
         .map(|c| c.retry.timeout)
+        .chain(
+            config
+                .destinations
+                .iter()
+                .filter_map(|d| d.retry.timeout)
+                .map(|t| t + crate::destination::MAX_WAIT),
+        )
         .chain([config.plugins.deadline, config.retry.timeout])
         .max()
         .unwrap_or_default();
@@ -95,7 +109,7 @@ const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 const DELIVERY_CONCURRENCY: usize = 256;
 
 /// Where operator overrides live in the store's kv (a namespace no connector id can have).
-const OVERRIDES: &str = "\0switchyard";
+const OVERRIDES: &str = crate::store::HOST_KV;
 
 /// A pause or resume from the API. It holds until the config file's own `paused` value for
 /// that connector changes (the newest instruction wins), and survives restarts.
@@ -184,9 +198,16 @@ impl App {
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let background = Background::new(tasks.clone(), shutdown.clone());
+        let destinations = Arc::new(Destinations::new(
+            &config.destinations,
+            &config.alerts,
+            crate::outbound::operator_client().context("building the HTTP client")?,
+        ));
+        crate::destination::restore(storage.as_ref(), &destinations).await;
         let deliverer = Deliverer {
             storage: storage.clone(),
             connectors: connectors.clone(),
+            destinations: destinations.clone(),
             http: http.clone(),
             slots: Arc::new(tokio::sync::Semaphore::new(DELIVERY_CONCURRENCY)),
             metrics: metrics.clone(),
@@ -220,6 +241,7 @@ impl App {
             reload_generation: Default::default(),
             last_delivery_errors,
             metrics,
+            destinations,
             config,
         });
         let configs = app.connector_configs.load_full();
@@ -247,6 +269,9 @@ impl App {
                         );
                     }
                     self.last_config_error.store(Arc::new(None));
+                    self.destinations
+                        .apply(&config.destinations, &config.alerts);
+                    crate::destination::restore(self.storage.as_ref(), &self.destinations).await;
                     Arc::new(config.connectors)
                 }
                 Err(err) => {
@@ -368,6 +393,48 @@ impl App {
         self.connectors.insert(updated.clone());
         self.connectors_changed.notify_one();
         Ok(updated)
+    }
+
+    /// `POST /v1/destinations/{id}/enable|disable`: at once, stored so it holds across
+    /// restarts (until the file's own `enabled` changes). Enabling sends the
+    /// `destination.enabled` alert when the destination was disabled.
+    pub async fn set_destination_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+    ) -> Result<crate::destination::DestinationState, ControlError> {
+        let destination = self
+            .destinations
+            .get(id)
+            .ok_or_else(|| ControlError::NoDestination(id.to_string()))?;
+        let was = destination.state().disabled;
+        if enabled {
+            destination.enable();
+        } else {
+            destination.disable(crate::destination::Disabled::Operator);
+        }
+        crate::destination::remember(self.storage.as_ref(), &destination).await;
+        let kind = match (was, enabled) {
+            (crate::destination::Disabled::No, true) => None,
+            (_, true) => Some("destination.enabled"),
+            (crate::destination::Disabled::No, false) => Some("destination.disabled"),
+            (_, false) => None,
+        };
+        tracing::info!(destination = %id, enabled, "destination set by the operator");
+        if let Some(kind) = kind {
+            let destinations = self.destinations.clone();
+            let destination = destination.clone();
+            self.spawn(async move {
+                crate::destination::alert(
+                    &destinations.http,
+                    &destinations.alerts(),
+                    &destination,
+                    kind,
+                )
+                .await;
+            });
+        }
+        Ok(destination.state())
     }
 
     /// On NATS, make a reload of this host a reload of every host: the others see the new

@@ -1,5 +1,6 @@
 //! Command-line interface: `serve`, `check`, `sign`, `new connector`, `plugin
-//! inspect|push`, `events list|show|find|replay`, `connectors list|show|pause|resume|reload`.
+//! inspect|push`, `events list|show|find|replay`, `connectors list|show|pause|resume|reload`,
+//! `destinations list|show|enable|disable`.
 
 mod inspect;
 mod remote;
@@ -95,6 +96,13 @@ enum Command {
         target: remote::Target,
         #[command(subcommand)]
         what: remote::Connectors,
+    },
+    /// The destinations of a running host (its admin API).
+    Destinations {
+        #[command(flatten)]
+        target: remote::Target,
+        #[command(subcommand)]
+        what: remote::Destinations,
     },
 }
 
@@ -225,6 +233,7 @@ impl Cli {
             } => inspect::push(&file, &config, name.as_deref()),
             Command::Events { target, what } => remote::events(target, what),
             Command::Connectors { target, what } => remote::connectors(target, what),
+            Command::Destinations { target, what } => remote::destinations(target, what),
         }
     }
 }

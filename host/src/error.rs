@@ -70,7 +70,9 @@ impl From<crate::app::ControlError> for ApiError {
     fn from(err: crate::app::ControlError) -> Self {
         use crate::app::ControlError;
         match err {
-            ControlError::NoConnector(_) => Self::not_found(err.to_string()),
+            ControlError::NoConnector(_) | ControlError::NoDestination(_) => {
+                Self::not_found(err.to_string())
+            }
             ControlError::InvalidConfig(message) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", message)
             }

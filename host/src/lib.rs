@@ -27,6 +27,7 @@ pub mod app;
 pub mod config;
 pub mod console;
 pub mod deliver;
+pub mod destination;
 pub mod dispatch;
 pub mod error;
 pub mod ingress;
@@ -75,6 +76,7 @@ async fn scrape(
     let text = app.metrics.render(metrics::Gauges {
         storage: app.storage.as_ref(),
         connectors: &app.connectors,
+        destinations: &app.destinations,
         reloads: app.reloads.load(std::sync::atomic::Ordering::Relaxed),
     });
     (

@@ -33,6 +33,7 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
+use crate::destination::{BreakerState, Destinations};
 use crate::plugin::Registry;
 use crate::store::Storage;
 
@@ -303,6 +304,14 @@ impl Metrics {
             .delivery_attempt(outcome, took.as_millis() as u64);
     }
 
+    /// The breaker disabled a destination.
+    pub fn destination_disabled(&self, destination: &str) {
+        self.with(|| {
+            counter!("switchyard_destination_disabled_total", "destination" => destination.to_owned())
+                .increment(1)
+        });
+    }
+
     /// The text a scrape gets, gauges read now from what they measure.
     pub fn render(&self, gauges: Gauges<'_>) -> String {
         self.with(|| {
@@ -329,6 +338,27 @@ impl Metrics {
                 gauge!("switchyard_connector_paused", "connector" => id)
                     .set(f64::from(u8::from(connector.paused)));
             }
+            for destination in gauges.destinations.all() {
+                let state = destination.state();
+                let id = state.id.clone();
+                let position = match state.state {
+                    BreakerState::Closed => 0.0,
+                    BreakerState::HalfOpen => 1.0,
+                    BreakerState::Open => 2.0,
+                    BreakerState::Disabled => 3.0,
+                };
+                gauge!("switchyard_destination_state", "destination" => id.clone()).set(position);
+                gauge!("switchyard_destination_in_flight", "destination" => id.clone())
+                    .set(state.in_flight as f64);
+                for (outcome, n) in [
+                    ("succeeded", state.counts.succeeded),
+                    ("failed", state.counts.failed),
+                    ("deferred", state.counts.deferred),
+                ] {
+                    counter!("switchyard_destination_tries_total", "destination" => id.clone(), "outcome" => outcome)
+                        .absolute(n);
+                }
+            }
             counter!("switchyard_reloads_total").absolute(gauges.reloads);
             gauge!("switchyard_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         });
@@ -341,6 +371,7 @@ impl Metrics {
 pub struct Gauges<'a> {
     pub storage: &'a dyn Storage,
     pub connectors: &'a Registry,
+    pub destinations: &'a Destinations,
     /// Reloads done since start.
     pub reloads: u64,
 }

@@ -25,6 +25,8 @@ use switchyard_core::record::Body;
 pub struct AllowedHosts {
     any: bool,
     origins: Vec<Origin>,
+    /// `destination:ID` entries: the `[[destination]]`s granted by name.
+    destinations: Vec<String>,
 }
 
 /// (scheme, host, port with the scheme's default filled in).
@@ -38,6 +40,8 @@ impl AllowedHosts {
             let entry = entry.as_ref().trim();
             if entry == "*" {
                 hosts.any = true;
+            } else if let Some(id) = entry.strip_prefix(crate::config::DESTINATION_PREFIX) {
+                hosts.destinations.push(id.to_owned());
             } else if let Some(origin) = origin_of(entry) {
                 hosts.origins.push(origin);
             }
@@ -58,6 +62,12 @@ impl AllowedHosts {
         } else {
             format!("{url} is not in this connector's allowed_hosts")
         }))
+    }
+
+    /// Whether a connector may deliver to the `[[destination]]` `id` at `url`: an entry
+    /// names it (`destination:ID`), or `url`'s origin passes [`AllowedHosts::allows`].
+    pub fn grants_destination(&self, id: &str, url: &str) -> bool {
+        self.destinations.iter().any(|d| d == id) || self.allows(url)
     }
 
     /// Whether `url` may be requested. Only `http`/`https` URLs ever pass; an internal
@@ -186,6 +196,17 @@ pub fn client() -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
+/// The client for URLs the operator wrote (`[[destination]]`, `[alerts] url`): like
+/// [`client`], but a name may resolve to an internal address (`http://billing.internal`),
+/// since no connector chose it.
+pub fn operator_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+}
+
 pub use switchyard_core::record::{OutboundRequest, OutboundResponse};
 
 /// Why a request got no response.
@@ -212,23 +233,51 @@ pub async fn send(
     extra_headers: &[(String, String)],
     timeout: Duration,
 ) -> (Result<OutboundResponse, OutboundError>, Duration) {
+    send_to(
+        client,
+        allowed,
+        &request.url,
+        request,
+        extra_headers,
+        timeout,
+    )
+    .await
+}
+
+/// [`send`] `request` to `url` instead of its own (a `[[destination]]`'s). A header in
+/// `extra_headers` replaces the request's header of the same name.
+pub async fn send_to(
+    client: &reqwest::Client,
+    allowed: &AllowedHosts,
+    url: &str,
+    request: &OutboundRequest,
+    extra_headers: &[(String, String)],
+    timeout: Duration,
+) -> (Result<OutboundResponse, OutboundError>, Duration) {
     let started = Instant::now();
-    let result = send_inner(client, allowed, request, extra_headers, timeout).await;
+    let result = send_inner(client, allowed, url, request, extra_headers, timeout).await;
     (result, started.elapsed())
 }
 
 async fn send_inner(
     client: &reqwest::Client,
     allowed: &AllowedHosts,
+    url: &str,
     request: &OutboundRequest,
     extra_headers: &[(String, String)],
     timeout: Duration,
 ) -> Result<OutboundResponse, OutboundError> {
-    allowed.check(&request.url)?;
+    allowed.check(url)?;
     let method = reqwest::Method::from_bytes(request.method.as_bytes())
         .map_err(|_| OutboundError::Transport(format!("invalid method {:?}", request.method)))?;
-    let mut builder = client.request(method, &request.url).timeout(timeout);
-    for (name, value) in request.headers.iter().chain(extra_headers) {
+    let mut builder = client.request(method, url).timeout(timeout);
+    let replaced = |name: &str| {
+        extra_headers
+            .iter()
+            .any(|(extra, _)| extra.eq_ignore_ascii_case(name))
+    };
+    let own = request.headers.iter().filter(|(name, _)| !replaced(name));
+    for (name, value) in own.chain(extra_headers) {
         // Hop-by-hop and framing headers are the client's business, not the connector's.
         let lower = name.to_ascii_lowercase();
         if matches!(

@@ -24,6 +24,13 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+/// `GET /v1/destinations`: every `[[destination]]`, by id, as this host sees it (its
+/// breaker and limits are per host).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DestinationList {
+    pub data: Vec<crate::destination::DestinationState>,
+}
+
 /// `GET /v1/health`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {

@@ -224,6 +224,96 @@ fn connector_table(connectors: &[Value]) -> String {
     out
 }
 
+#[derive(Subcommand)]
+pub enum Destinations {
+    /// Every `[[destination]]`, its circuit and limits on that host: `GET /v1/destinations`.
+    List {
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One destination: `GET /v1/destinations/{id}`.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let its kept deliveries flow again (closes its circuit).
+    Enable { id: String },
+    /// Hold its deliveries (kept, not dropped) until it is enabled.
+    Disable { id: String },
+}
+
+/// Run one `destinations` command.
+pub fn destinations(target: Target, command: Destinations) -> anyhow::Result<ExitCode> {
+    with_client(&target, async move |client| {
+        match command {
+            Destinations::List { json } => {
+                let list = client
+                    .send(client.http.get(client.url("/v1/destinations")))
+                    .await?;
+                show(&list, json, |list| {
+                    destination_table(list["data"].as_array().map_or(&[][..], Vec::as_slice))
+                })?;
+            }
+            Destinations::Show { id, json } => {
+                let path = format!("/v1/destinations/{}", encode(&id));
+                let destination = client.send(client.http.get(client.url(&path))).await?;
+                show(&destination, json, |d| {
+                    destination_table(std::slice::from_ref(d))
+                })?;
+            }
+            Destinations::Enable { ref id } | Destinations::Disable { ref id } => {
+                let action = if matches!(command, Destinations::Enable { .. }) {
+                    "enable"
+                } else {
+                    "disable"
+                };
+                let path = format!("/v1/destinations/{}/{action}", encode(id));
+                let answer = client.send(client.http.post(client.url(&path))).await?;
+                print!("{}", destination_table(std::slice::from_ref(&answer)));
+            }
+        }
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Destinations as a table: one line each, the last error under its line.
+fn destination_table(destinations: &[Value]) -> String {
+    let mut out = format!(
+        "{:<16}  {:<9}  {:>9}  {:>9}  {:>9}  {}\n",
+        "ID", "CIRCUIT", "SUCCEEDED", "FAILED", "DEFERRED", "URL"
+    );
+    for d in destinations {
+        let state = match (d["state"].as_str(), d["disabled"].as_str()) {
+            (Some("disabled"), Some(by)) => format!("disabled ({by})"),
+            (Some(state), _) => state.to_string(),
+            _ => "?".into(),
+        };
+        let count = |key: &str| d["counts"][key].as_u64().unwrap_or(0);
+        out.push_str(&format!(
+            "{:<16}  {:<9}  {:>9}  {:>9}  {:>9}  {}\n",
+            d["id"].as_str().unwrap_or("?"),
+            state,
+            count("succeeded"),
+            count("failed"),
+            count("deferred"),
+            d["url"].as_str().unwrap_or("-"),
+        ));
+        if let Some(since) = d["open_since"].as_u64() {
+            out.push_str(&format!("    open since {}\n", time(&since.into())));
+        }
+        if let Some(error) = d["last_error"].as_object() {
+            out.push_str(&format!(
+                "    last error: {} ({})\n",
+                error.get("error").and_then(Value::as_str).unwrap_or("?"),
+                time(error.get("at").unwrap_or(&Value::Null)),
+            ));
+        }
+    }
+    out
+}
+
 /// Events a bulk replay reads per call.
 const REPLAY_PAGE: usize = 500;
 

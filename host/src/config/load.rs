@@ -13,9 +13,9 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use super::{
-    Backend, Config, ConfigError, ConnectorConfig, DEFAULT_CONFIG_TOML, HmacConfig, LogFormat,
-    NatsAuth, PluginsConfig, RetryConfig, SchemeName, ServerConfig, StorageConfig, TelemetryConfig,
-    validate,
+    AlertsConfig, Backend, Config, ConfigError, ConnectorConfig, DEFAULT_CONFIG_TOML,
+    DestinationConfig, HmacConfig, LogFormat, NatsAuth, PluginsConfig, RetryConfig, RetryOverride,
+    SchemeName, ServerConfig, StorageConfig, TelemetryConfig, validate,
 };
 use crate::secret::Secret;
 
@@ -235,9 +235,10 @@ struct ErrorContext<'a> {
 }
 
 impl ErrorContext<'_> {
-    fn connector_id(&self, index: usize) -> Option<&str> {
+    /// The `id` of `[[list]]` entry `index` (`connector`, `destination`), if it has one.
+    fn list_id(&self, list: &str, index: usize) -> Option<&str> {
         self.file
-            .get("connector")?
+            .get(list)?
             .as_array()?
             .get(index)?
             .get("id")?
@@ -247,7 +248,7 @@ impl ErrorContext<'_> {
 
     /// `connector[0] (stripe)`: how errors name a connector.
     fn connector(&self, index: usize) -> String {
-        connector_label(index, self.connector_id(index))
+        connector_label(index, self.list_id("connector", index))
     }
 
     /// `["connector", "0", "secret", "1"]` → `connector[0] (stripe).secret[1]`.
@@ -257,10 +258,16 @@ impl ErrorContext<'_> {
         while i < path.len() {
             let segment = &path[i];
             if i == 0
-                && segment == "connector"
                 && let Some(index) = path.get(1).and_then(|s| s.parse::<usize>().ok())
             {
-                out.push_str(&self.connector(index));
+                match segment.as_str() {
+                    "connector" => out.push_str(&self.connector(index)),
+                    "destination" => out.push_str(&destination_label(
+                        index,
+                        self.list_id("destination", index),
+                    )),
+                    _ => out.push_str(&format!("{segment}[{index}]")),
+                }
                 i += 2;
                 continue;
             }
@@ -321,6 +328,12 @@ impl ErrorContext<'_> {
                 ConfigError::invalid(
                     "connector",
                     "write each connector as [[connector]] (double brackets): it is a list",
+                )
+            }
+            Kind::InvalidType(figment::error::Actual::Map, _) if path == ["destination"] => {
+                ConfigError::invalid(
+                    "destination",
+                    "write each destination as [[destination]] (double brackets): it is a list",
                 )
             }
             kind => {
@@ -389,6 +402,14 @@ fn friendly(expected: &str) -> String {
         "enum HmacEncoding" => r#""hex" or "base64""#.to_owned(),
         other if other.starts_with("struct ") => "a table".to_owned(),
         other => other.to_owned(),
+    }
+}
+
+/// `destination[0] (billing)`: how errors name a destination.
+pub(super) fn destination_label(index: usize, id: Option<&str>) -> String {
+    match id {
+        Some(id) if !id.is_empty() => format!("destination[{index}] ({id})"),
+        _ => format!("destination[{index}]"),
     }
 }
 
@@ -610,6 +631,104 @@ struct RawConfig {
     telemetry: RawTelemetry,
     #[serde(default)]
     connector: Vec<RawConnector>,
+    #[serde(default)]
+    destination: Vec<RawDestination>,
+    #[serde(default)]
+    alerts: RawAlerts,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    #[serde(default)]
+    url: Option<String>,
+}
+
+fn default_burst() -> u32 {
+    1
+}
+
+fn default_breaker_failures() -> u32 {
+    5
+}
+
+fn default_breaker_cooldown() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+fn default_disable_after() -> HumanDuration {
+    HumanDuration(Duration::from_secs(24 * 3600))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDestination {
+    id: String,
+    url: String,
+    #[serde(default = "yes")]
+    enabled: bool,
+    /// Values may be secret references, so they are read raw.
+    #[serde(default)]
+    headers: BTreeMap<String, Value>,
+    #[serde(default)]
+    outbound_secret: Option<Value>,
+    #[serde(default)]
+    timeout: Option<HumanDuration>,
+    #[serde(default)]
+    rate_limit: Option<u32>,
+    #[serde(default = "default_burst")]
+    rate_limit_burst: u32,
+    #[serde(default)]
+    max_concurrency: Option<usize>,
+    #[serde(default)]
+    retry: RawRetryOverride,
+    #[serde(default = "default_breaker_failures")]
+    breaker_failures: u32,
+    #[serde(default = "default_breaker_cooldown")]
+    breaker_cooldown: HumanDuration,
+    #[serde(default = "default_disable_after")]
+    disable_after: HumanDuration,
+}
+
+impl RawDestination {
+    fn finish(
+        self,
+        index: usize,
+        resolver: &Resolver<'_>,
+    ) -> Result<DestinationConfig, ConfigError> {
+        let label = destination_label(index, Some(&self.id));
+        let headers = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let key = format!("{label}.headers.{}", toml_key(name));
+                Ok((name.clone(), resolver.secret(&key, value)?))
+            })
+            .collect::<Result<_, ConfigError>>()?;
+        let outbound_secret = self
+            .outbound_secret
+            .as_ref()
+            .map(|v| resolver.secret(&format!("{label}.outbound_secret"), v))
+            .transpose()?;
+        let mut retry = self.retry.into_override();
+        if let Some(timeout) = self.timeout {
+            retry.timeout = Some(timeout.0);
+        }
+        Ok(DestinationConfig {
+            id: self.id,
+            url: self.url.trim().to_owned(),
+            enabled: self.enabled,
+            headers,
+            outbound_secret,
+            rate_limit: self.rate_limit,
+            rate_limit_burst: self.rate_limit_burst,
+            max_concurrency: self.max_concurrency,
+            retry,
+            breaker_failures: self.breaker_failures,
+            breaker_cooldown: self.breaker_cooldown.0,
+            disable_after: self.disable_after.0,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -834,6 +953,16 @@ impl RawRetry {
 }
 
 impl RawRetryOverride {
+    fn into_override(self) -> RetryOverride {
+        RetryOverride {
+            max_attempts: self.max_attempts,
+            initial_backoff: self.initial_backoff.map(|d| d.0),
+            max_backoff: self.max_backoff.map(|d| d.0),
+            jitter: self.jitter,
+            timeout: self.timeout.map(|d| d.0),
+        }
+    }
+
     fn over(self, base: &RetryConfig) -> RetryConfig {
         RetryConfig {
             max_attempts: self.max_attempts.unwrap_or(base.max_attempts),
@@ -928,6 +1057,19 @@ impl RawConfig {
             .enumerate()
             .map(|(index, c)| c.finish(index, &retry, resolver))
             .collect::<Result<_, _>>()?;
+        let destinations = self
+            .destination
+            .into_iter()
+            .enumerate()
+            .map(|(index, d)| d.finish(index, resolver))
+            .collect::<Result<_, _>>()?;
+        let alerts = AlertsConfig {
+            url: self
+                .alerts
+                .url
+                .map(|u| u.trim().to_owned())
+                .filter(|u| !u.is_empty()),
+        };
 
         Ok(Config {
             server,
@@ -936,6 +1078,8 @@ impl RawConfig {
             retry,
             telemetry,
             connectors,
+            destinations,
+            alerts,
             source: None,
         })
     }

@@ -19,6 +19,7 @@
 
 mod load;
 mod validate;
+pub use validate::{DESTINATION_PREFIX, destination_url};
 
 #[cfg(test)]
 mod tests;
@@ -181,6 +182,10 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// The `[[connector]]` tables, in file order.
     pub connectors: Vec<ConnectorConfig>,
+    /// The `[[destination]]` tables, in file order: where deliveries to `destination:ID` go.
+    pub destinations: Vec<DestinationConfig>,
+    /// `[alerts]`: where the host reports a destination it disabled.
+    pub alerts: AlertsConfig,
     /// The file this was loaded from (`None` for a config built from text): reloads and the
     /// config watcher read it again.
     pub source: Option<PathBuf>,
@@ -433,6 +438,89 @@ pub struct ConnectorConfig {
     /// `****` wherever the host shows what the connector did (its log lines, fetches and
     /// deliveries in the event log).
     pub secret_settings: BTreeSet<String>,
+}
+
+/// One `[[destination]]`: a downstream that connectors deliver to by name
+/// (`destination:ID`), with its own limits and circuit breaker (`crate::destination`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestinationConfig {
+    pub id: String,
+    /// `http(s)://…`, or a broker: `nats://…/subject`, `amqp://…`, `redis://…/stream`.
+    pub url: String,
+    /// `false`: deliveries to it wait (kept, never dropped) until it is enabled.
+    pub enabled: bool,
+    /// Headers added to every delivery (values may be `env:`/`file:` references); they
+    /// replace a connector's header of the same name.
+    pub headers: Vec<(String, Secret)>,
+    /// Signs deliveries with Standard Webhooks; replaces the connector's `outbound_secret`.
+    pub outbound_secret: Option<Secret>,
+    /// Deliveries per second (a token bucket of `rate_limit_burst`); `None`: unlimited.
+    pub rate_limit: Option<u32>,
+    /// Deliveries the bucket lets through at once after a quiet spell (default 1: evenly
+    /// spaced).
+    pub rate_limit_burst: u32,
+    /// Deliveries in flight at once; `None`: unlimited (the host's delivery slots).
+    pub max_concurrency: Option<usize>,
+    /// `[destination.retry]` (and `timeout`) over the connector's policy.
+    pub retry: RetryOverride,
+    /// Consecutive failed tries (5xx, 408, 429, no answer) that open the breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker waits before one probe; doubled after each failed probe,
+    /// up to ten times this.
+    pub breaker_cooldown: Duration,
+    /// Open this long without a successful probe: the destination is disabled, an alert
+    /// goes out, and its deliveries wait for an operator's `enable`.
+    pub disable_after: Duration,
+}
+
+/// Retry keys a destination may set over the connector's policy; `None` keeps it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RetryOverride {
+    pub max_attempts: Option<u32>,
+    pub initial_backoff: Option<Duration>,
+    pub max_backoff: Option<Duration>,
+    pub jitter: Option<f64>,
+    pub timeout: Option<Duration>,
+}
+
+impl RetryOverride {
+    /// `base` with this override's keys in place.
+    pub fn over(&self, base: &RetryConfig) -> RetryConfig {
+        RetryConfig {
+            max_attempts: self.max_attempts.unwrap_or(base.max_attempts),
+            initial_backoff: self.initial_backoff.unwrap_or(base.initial_backoff),
+            max_backoff: self.max_backoff.unwrap_or(base.max_backoff),
+            jitter: self.jitter.unwrap_or(base.jitter),
+            timeout: self.timeout.unwrap_or(base.timeout),
+        }
+    }
+}
+
+/// `[alerts]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertsConfig {
+    /// Receives a JSON POST when a destination is disabled (and when it is enabled again).
+    pub url: Option<String>,
+}
+
+impl DestinationConfig {
+    /// A destination with the defaults of the config file (for tests and builders).
+    pub fn new(id: &str, url: &str) -> DestinationConfig {
+        DestinationConfig {
+            id: id.into(),
+            url: url.into(),
+            enabled: true,
+            headers: Vec::new(),
+            outbound_secret: None,
+            rate_limit: None,
+            rate_limit_burst: 1,
+            max_concurrency: None,
+            retry: RetryOverride::default(),
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(30),
+            disable_after: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// Settings values are left out: an `env:`/`file:` reference (an API key) is resolved in place.

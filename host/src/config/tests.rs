@@ -1403,3 +1403,160 @@ fn the_env_text_keys_are_exactly_the_keys_that_take_text() {
         );
     }
 }
+
+// ---- destinations ---------------------------------------------------------------------------
+
+const BILLING: &str = r#"
+[[destination]]
+id = "billing"
+url = "http://127.0.0.1:9000/billing"
+"#;
+
+#[test]
+fn a_destination_takes_its_defaults_and_its_own_keys() {
+    let c = parse_env(
+        &format!(
+            r#"{BILLING}
+[[destination]]
+id = "orders"
+url = "nats://127.0.0.1:4222/orders.created"
+enabled = false
+headers = {{ Authorization = "env:ORDERS_TOKEN", X-Team = "billing" }}
+outbound_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+timeout = "3s"
+rate_limit = 50
+rate_limit_burst = 10
+max_concurrency = 8
+breaker_failures = 10
+breaker_cooldown = "5s"
+disable_after = "1h"
+[destination.retry]
+max_attempts = 20
+
+[alerts]
+url = "http://127.0.0.1:9100/alerts"
+"#
+        ),
+        &[("ORDERS_TOKEN", "Bearer t0ken")],
+    );
+    let [billing, orders] = &c.destinations[..] else {
+        panic!("two destinations: {:?}", c.destinations);
+    };
+    assert_eq!(
+        *billing,
+        DestinationConfig::new("billing", "http://127.0.0.1:9000/billing")
+    );
+    assert!(!orders.enabled);
+    let headers: Vec<(&str, &str)> = orders
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.expose()))
+        .collect();
+    assert_eq!(
+        headers,
+        [("Authorization", "Bearer t0ken"), ("X-Team", "billing")]
+    );
+    assert_eq!(
+        (
+            orders.rate_limit,
+            orders.rate_limit_burst,
+            orders.max_concurrency
+        ),
+        (Some(50), 10, Some(8))
+    );
+    assert_eq!(orders.breaker_failures, 10);
+    assert_eq!(orders.breaker_cooldown, Duration::from_secs(5));
+    assert_eq!(orders.disable_after, Duration::from_secs(3600));
+    // `[destination.retry]` and `timeout` over the connector's policy; the rest is its.
+    let effective = orders.retry.over(&c.retry);
+    assert_eq!(effective.max_attempts, 20);
+    assert_eq!(effective.timeout, Duration::from_secs(3));
+    assert_eq!(effective.initial_backoff, c.retry.initial_backoff);
+    assert_eq!(
+        c.alerts.url.as_deref(),
+        Some("http://127.0.0.1:9100/alerts")
+    );
+}
+
+#[test]
+fn a_connector_may_name_a_destination_in_allowed_hosts() {
+    let c = parse(&format!(
+        "{BILLING}{}",
+        connector(r#"allowed_hosts = ["destination:billing"]"#)
+    ));
+    assert_eq!(c.connectors[0].allowed_hosts, ["destination:billing"]);
+    let allowed = crate::outbound::AllowedHosts::new(&c.connectors[0].allowed_hosts);
+    assert!(allowed.grants_destination("billing", "http://127.0.0.1:9000/billing"));
+    assert!(!allowed.grants_destination("audit", "http://127.0.0.1:9000/audit"));
+    // The entry grants the destination, not its address.
+    assert!(!allowed.allows("http://127.0.0.1:9000/billing"));
+}
+
+#[test]
+fn destination_errors_name_the_destination_and_the_key() {
+    let cases = [
+        (
+            format!(
+                "{BILLING}{}",
+                connector(r#"allowed_hosts = ["destination:audit"]"#)
+            ),
+            "connector[0] (stripe).allowed_hosts[0]: there is no [[destination]] with id `audit` (known: billing)",
+        ),
+        (
+            format!("{BILLING}{BILLING}"),
+            "destination[1] (billing).id: duplicate id `billing` (also used by destination[0])",
+        ),
+        (
+            "[[destination]]\nid = \"x\"\nurl = \"ftp://127.0.0.1/x\"\n".into(),
+            "destination[0] (x).url: the scheme `ftp` is not one a destination can use",
+        ),
+        (
+            "[[destination]]\nid = \"x\"\nurl = \"127.0.0.1:9000\"\n".into(),
+            "destination[0] (x).url: `127.0.0.1:9000` is not a URL",
+        ),
+        (
+            format!("{BILLING}rate_limit = 0\n"),
+            "destination[0] (billing).rate_limit: must be at least 1",
+        ),
+        (
+            format!("{BILLING}max_concurrency = 0\n"),
+            "destination[0] (billing).max_concurrency: must be at least 1",
+        ),
+        (
+            format!("{BILLING}headers = {{ Idempotency-Key = \"x\" }}\n"),
+            "destination[0] (billing).headers: `Idempotency-Key` is set by the host",
+        ),
+        (
+            format!("{BILLING}breaker_cooldown = \"0s\"\n"),
+            "destination[0] (billing).breaker_cooldown: must be greater than 0",
+        ),
+        (format!("{BILLING}rate = 5\n"), "destination[0] (billing)"),
+        (
+            format!("{BILLING}[destination.retry]\nmax_attempts = 0\n"),
+            "destination[0] (billing).retry.max_attempts: must be at least 1",
+        ),
+        (
+            format!("{BILLING}outbound_secret = \"whsec_not base64!\"\n"),
+            "destination[0] (billing).outbound_secret",
+        ),
+        (
+            "[destination]\nid = \"x\"\nurl = \"http://127.0.0.1/x\"\n".into(),
+            "destination: write each destination as [[destination]] (double brackets)",
+        ),
+        (
+            format!("{BILLING}\n[alerts]\nurl = \"not a url\"\n"),
+            "alerts.url: must be an http:// or https:// URL",
+        ),
+        (
+            connector(r#"allowed_hosts = ["destination:Not Valid"]"#),
+            "connector[0] (stripe).allowed_hosts[0]: `destination:Not Valid`: a destination is named `destination:ID`",
+        ),
+    ];
+    for (toml, expected) in cases {
+        let message = error(&toml);
+        assert!(
+            message.contains(expected),
+            "for\n{toml}\nexpected an error containing\n  {expected}\ngot\n  {message}"
+        );
+    }
+}

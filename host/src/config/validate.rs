@@ -3,8 +3,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::load::connector_label;
-use super::{Backend, Config, ConfigError, ConnectorConfig, RetryConfig, SchemeName};
+use super::load::{connector_label, destination_label};
+use super::{
+    Backend, Config, ConfigError, ConnectorConfig, DestinationConfig, RetryConfig, SchemeName,
+};
 
 /// Smallest memory cap worth having: one Wasm page.
 const MIN_MEMORY_BYTES: u64 = 64 * 1024;
@@ -144,7 +146,146 @@ pub(super) fn config(c: &Config) -> Checked {
         }
         self::connector(&label, connector)?;
     }
+
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (index, d) in c.destinations.iter().enumerate() {
+        let label = destination_label(index, Some(&d.id));
+        if let Some(first) = seen.insert(&d.id, index) {
+            return fail(
+                format!("{label}.id"),
+                format!(
+                    "duplicate id `{}` (also used by destination[{first}])",
+                    d.id
+                ),
+            );
+        }
+        destination(&label, d, &c.retry)?;
+    }
+    // A connector's grant of a destination must name one that exists.
+    for (index, connector) in c.connectors.iter().enumerate() {
+        for (i, entry) in connector.allowed_hosts.iter().enumerate() {
+            if let Some(id) = entry.strip_prefix(DESTINATION_PREFIX)
+                && !seen.contains_key(id)
+            {
+                let known: Vec<&str> = c.destinations.iter().map(|d| d.id.as_str()).collect();
+                return fail(
+                    format!(
+                        "{}.allowed_hosts[{i}]",
+                        connector_label(index, Some(&connector.id))
+                    ),
+                    format!(
+                        "there is no [[destination]] with id `{id}` (known: {})",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(url) = &c.alerts.url {
+        let ok = url::Url::parse(url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+        if !ok {
+            return fail("alerts.url", "must be an http:// or https:// URL");
+        }
+    }
     Ok(())
+}
+
+/// Deliveries are signed with it on every try: a secret that cannot sign is refused now,
+/// not found out by sending deliveries unsigned. The reasons are fixed texts, never the
+/// secret.
+fn outbound_secret(key: &str, secret: &crate::secret::Secret) -> Checked {
+    if secret.expose().is_empty() {
+        return fail(key, "must not be empty");
+    }
+    if let Err(err) = crate::verify::sign(
+        &crate::verify::Scheme::StandardWebhooks,
+        secret,
+        b"",
+        0,
+        "check",
+    ) {
+        return fail(key, err.to_string());
+    }
+    Ok(())
+}
+
+/// How a delivery URL, and an `allowed_hosts` entry, name a `[[destination]]`.
+pub const DESTINATION_PREFIX: &str = "destination:";
+
+fn destination(label: &str, d: &DestinationConfig, base: &RetryConfig) -> Checked {
+    let key = |name: &str| format!("{label}.{name}");
+    if !valid_id(&d.id) {
+        return fail(
+            key("id"),
+            "must be 1 to 64 of a-z, 0-9, `_` and `-`, starting with a letter or digit \
+             (connectors deliver to it as destination:{id})",
+        );
+    }
+    destination_url(&d.url).map_err(|why| ConfigError::invalid(key("url"), why))?;
+    for (name, _) in &d.headers {
+        if !valid_header_name(name) {
+            return fail(
+                format!("{label}.headers"),
+                format!("`{name}` is not an HTTP header name"),
+            );
+        }
+        let lower = name.to_ascii_lowercase();
+        if matches!(
+            lower.as_str(),
+            "host" | "content-length" | "transfer-encoding" | "connection" | "idempotency-key"
+        ) || lower.starts_with("webhook-")
+        {
+            return fail(
+                format!("{label}.headers"),
+                format!("`{name}` is set by the host, not by the config"),
+            );
+        }
+    }
+    if let Some(secret) = &d.outbound_secret {
+        outbound_secret(&key("outbound_secret"), secret)?;
+    }
+    if d.rate_limit == Some(0) {
+        return fail(
+            key("rate_limit"),
+            "must be at least 1 (leave it out for no limit)",
+        );
+    }
+    if d.rate_limit_burst < 1 {
+        return fail(key("rate_limit_burst"), "must be at least 1");
+    }
+    if d.max_concurrency == Some(0) {
+        return fail(
+            key("max_concurrency"),
+            "must be at least 1 (leave it out for no limit)",
+        );
+    }
+    if d.breaker_failures < 1 {
+        return fail(key("breaker_failures"), "must be at least 1");
+    }
+    positive(&key("breaker_cooldown"), d.breaker_cooldown)?;
+    positive(&key("disable_after"), d.disable_after)?;
+    retry(&key("retry"), &d.retry.over(base))
+}
+
+/// A destination's `url`: `http(s)://host…`, or a broker URL (`crate::broker`).
+pub fn destination_url(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| {
+        format!("`{url}` is not a URL ({e}); expected http(s)://…, nats://…, amqp://… or redis://…")
+    })?;
+    match parsed.scheme() {
+        "http" | "https" if parsed.has_host() => Ok(()),
+        "http" | "https" => Err(format!("`{url}` has no host")),
+        // BROKER-CHECK: the broker module's own check replaces this once it lands.
+        "nats" | "amqp" | "amqps" | "redis" | "rediss" => Ok(()),
+        other => Err(format!(
+            "the scheme `{other}` is not one a destination can use: http, https, nats, amqp, amqps, redis or rediss"
+        )),
+    }
 }
 
 fn positive(key: &str, d: Duration) -> Checked {
@@ -208,21 +349,7 @@ fn connector(label: &str, c: &ConnectorConfig) -> Checked {
         }
     }
     if let Some(secret) = &c.outbound_secret {
-        if secret.expose().is_empty() {
-            return fail(key("outbound_secret"), "must not be empty");
-        }
-        // Deliveries are signed with it on every try: a secret that cannot sign is refused
-        // now, not found out by sending deliveries unsigned. The reasons are fixed texts,
-        // never the secret.
-        if let Err(err) = crate::verify::sign(
-            &crate::verify::Scheme::StandardWebhooks,
-            secret,
-            b"",
-            0,
-            "check",
-        ) {
-            return fail(key("outbound_secret"), err.to_string());
-        }
+        outbound_secret(&key("outbound_secret"), secret)?;
     }
 
     // An unknown name never gets here: the config refuses it as it loads ([`SchemeName`]).
@@ -304,6 +431,14 @@ fn valid_header_name(name: &str) -> bool {
 /// with `Url::origin().ascii_serialization()`.
 pub(super) fn origin(entry: &str) -> Result<String, String> {
     if entry == "*" {
+        return Ok(entry.to_owned());
+    }
+    if let Some(id) = entry.strip_prefix(DESTINATION_PREFIX) {
+        if !valid_id(id) {
+            return Err(format!(
+                "`{entry}`: a destination is named `destination:ID`, with the id of a [[destination]]"
+            ));
+        }
         return Ok(entry.to_owned());
     }
     let example =

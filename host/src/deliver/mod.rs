@@ -17,6 +17,9 @@ use rand::Rng as _;
 
 use tracing::Instrument as _;
 
+use crate::destination::{
+    self, Change, Destination, Destinations, Gate, MAX_WAIT, Outcome, Ticket,
+};
 use crate::metrics::Metrics;
 use crate::outbound::{self, OutboundError, OutboundResponse};
 use crate::plugin::{Connector, Registry};
@@ -47,6 +50,8 @@ pub struct Deliverer {
     pub metrics: Arc<Metrics>,
     /// Each connector's latest failed try on this host, for `GET /v1/connectors`.
     pub last_errors: Arc<LastErrors>,
+    /// The `[[destination]]`s: where `destination:ID` goes, and each one's limits.
+    pub destinations: Arc<Destinations>,
     pub background: Background,
 }
 
@@ -82,10 +87,9 @@ pub fn start(deliverer: Deliverer) {
             };
             let one = deliverer.clone();
             deliverer.background.spawn(async move {
-                if let Err(err) = try_once(&one, lease, row).await {
+                if let Err(err) = try_once(&one, lease, row, slot).await {
                     tracing::error!("delivering failed: {err}");
                 }
-                drop(slot);
             });
         }
     });
@@ -98,6 +102,7 @@ async fn try_once(
     deliverer: &Deliverer,
     lease: Lease,
     mut row: DeliveryRecord,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<(), StoreError> {
     let storage = deliverer.storage.as_ref();
     let event = storage.event(&row.event_id).await?;
@@ -112,9 +117,110 @@ async fn try_once(
         row.next_attempt_at = Some(crate::time::now_ms() + NO_CONNECTOR.as_millis() as u64);
         return storage.finish_delivery(lease, &row).await;
     };
-    attempt(deliverer, &connector, &mut row, trace.as_deref()).await;
+    let target = match target(deliverer, &connector, &row) {
+        Target::Wait { until, why } => {
+            return put_back(storage, lease, &mut row, until, &why).await;
+        }
+        Target::Go(go) => go,
+        Target::Limited(destination) => {
+            // Its turn may come soon: wait for it without holding a host-wide slot, so
+            // deliveries to other destinations go on meanwhile.
+            drop(slot);
+            match destination.admit().await {
+                Gate::Go(ticket) => Go::Destination(ticket),
+                Gate::Wait { until, why } => {
+                    destination.deferred();
+                    return put_back(storage, lease, &mut row, until, why).await;
+                }
+            }
+        }
+    };
+    attempt(deliverer, &connector, &mut row, trace.as_deref(), target).await;
     storage.finish_delivery(lease, &row).await?;
     settle_event(storage, &row).await
+}
+
+/// Store `row` unchanged but due at `until`: it waits, and no try is counted.
+async fn put_back(
+    storage: &dyn Storage,
+    lease: Lease,
+    row: &mut DeliveryRecord,
+    until: u64,
+    why: &str,
+) -> Result<(), StoreError> {
+    tracing::debug!(event_id = %row.event_id, delivery = row.index, "delivery waits: {why}");
+    row.next_attempt_at = Some(until);
+    storage.finish_delivery(lease, row).await
+}
+
+/// Where a try goes, and whether it may go now.
+enum Target {
+    Go(Go),
+    /// A destination whose limits may let it through after a short wait.
+    Limited(Arc<Destination>),
+    /// Not now: due again at `until`.
+    Wait {
+        until: u64,
+        why: String,
+    },
+}
+
+/// A try that goes now.
+enum Go {
+    /// To the URL the connector gave.
+    Direct,
+    /// To a `[[destination]]`, let through by its limits and breaker.
+    Destination(Ticket),
+    /// Refused before sending (a destination the connector is not granted): dead.
+    Refused(String),
+}
+
+/// Resolve `row`'s URL (`destination:ID` or the connector's own) and ask the destination's
+/// limits, without waiting.
+fn target(deliverer: &Deliverer, connector: &Connector, row: &DeliveryRecord) -> Target {
+    let Some(id) = destination::named(&row.request.url) else {
+        return Target::Go(Go::Direct);
+    };
+    let Some(destination) = deliverer.destinations.get(id) else {
+        // The operator may add it (a config reload): the delivery waits, it is not lost.
+        let error = format!("no [[destination]] with id `{id}`: the delivery waits for one");
+        tracing::warn!(connector = %connector.config.id, event_id = %row.event_id, "{error}");
+        note_error(
+            deliverer,
+            connector,
+            row,
+            crate::time::now_ms(),
+            error.clone(),
+        );
+        return Target::Wait {
+            until: crate::time::now_ms() + NO_CONNECTOR.as_millis() as u64,
+            why: error,
+        };
+    };
+    if !connector
+        .grants
+        .allowed_hosts
+        .grants_destination(id, &destination.config.url)
+    {
+        return Target::Go(Go::Refused(format!(
+            "destination `{id}` is not in this connector's allowed_hosts (add \"destination:{id}\")"
+        )));
+    }
+    match destination.try_admit() {
+        Gate::Go(ticket) => Target::Go(Go::Destination(ticket)),
+        Gate::Wait { until, .. }
+            if until <= crate::time::now_ms() + MAX_WAIT.as_millis() as u64 =>
+        {
+            Target::Limited(destination)
+        }
+        Gate::Wait { until, why } => {
+            destination.deferred();
+            Target::Wait {
+                until,
+                why: format!("destination `{id}`: {why}"),
+            }
+        }
+    }
 }
 
 /// The first try of each delivery a connector run returned, made at once by the task that
@@ -141,11 +247,25 @@ pub async fn first_tries(
 ) -> Option<(Status, Option<String>)> {
     let tries = rows.iter_mut().filter_map(|row| {
         let slot = deliverer.slots.clone().try_acquire_owned().ok()?;
+        // A delivery its destination holds back waits in the outbox: the dispatch task
+        // never waits for one destination.
+        let go = match target(deliverer, connector, row) {
+            Target::Go(go) => go,
+            Target::Limited(destination) => {
+                destination.deferred();
+                row.next_attempt_at = Some(crate::time::now_ms());
+                return None;
+            }
+            Target::Wait { until, .. } => {
+                row.next_attempt_at = Some(until);
+                return None;
+            }
+        };
         let span =
             tracing::debug_span!("first_try", event_id = %row.event_id, delivery = row.index);
         Some(
             async move {
-                attempt(deliverer, connector, row, trace).await;
+                attempt(deliverer, connector, row, trace, go).await;
                 drop(slot);
             }
             .instrument(span),
@@ -168,10 +288,18 @@ async fn attempt(
     connector: &Connector,
     row: &mut DeliveryRecord,
     trace: Option<&str>,
+    go: Go,
 ) {
-    let policy = connector.retry().clone();
+    let destination = match &go {
+        Go::Destination(ticket) => Some(ticket.destination().clone()),
+        _ => None,
+    };
+    let policy = match &destination {
+        Some(d) => d.config.retry.over(connector.retry()),
+        None => connector.retry().clone(),
+    };
     let number = row.attempts.len() as u32 + 1;
-    let mut extra = extra_headers(connector, row);
+    let mut extra = extra_headers(connector, destination.as_deref(), row);
     let span = tracing::debug_span!("delivery", attempt = number, status = tracing::field::Empty);
     crate::telemetry::set_parent(&span, trace);
     // The receiver's work joins the webhook's trace, as a child of this try.
@@ -179,15 +307,33 @@ async fn attempt(
         extra.push(("traceparent".into(), traceparent));
     }
     let at = crate::time::now_ms();
-    let (result, took) = outbound::send(
-        &deliverer.http,
-        &connector.grants.allowed_hosts,
-        &row.request,
-        &extra,
-        policy.timeout,
-    )
-    .instrument(span.clone())
-    .await;
+    let (result, took) = match &go {
+        Go::Refused(why) => (Err(OutboundError::Denied(why.clone())), Duration::ZERO),
+        Go::Direct => {
+            outbound::send(
+                &deliverer.http,
+                &connector.grants.allowed_hosts,
+                &row.request,
+                &extra,
+                policy.timeout,
+            )
+            .instrument(span.clone())
+            .await
+        }
+        Go::Destination(ticket) => {
+            let d = ticket.destination();
+            outbound::send_to(
+                &deliverer.destinations.http,
+                &d.allowed,
+                &d.config.url,
+                &row.request,
+                &extra,
+                policy.timeout,
+            )
+            .instrument(span.clone())
+            .await
+        }
+    };
     if let Ok(response) = &result {
         span.record("status", response.status);
     }
@@ -216,26 +362,24 @@ async fn attempt(
     deliverer
         .metrics
         .delivery_attempt(&connector.config.id, row.status, took);
-    if row.status != DeliveryStatus::Succeeded {
-        let error = match &result {
-            Ok(response) => format!("HTTP {}", response.status),
-            Err(err) => {
-                crate::secret::redact(&err.to_string(), &connector.grants.secrets).into_owned()
-            }
+    let error = (row.status != DeliveryStatus::Succeeded).then(|| match &result {
+        Ok(response) => format!("HTTP {}", response.status),
+        Err(err) => crate::secret::redact(&err.to_string(), &connector.grants.secrets).into_owned(),
+    });
+    if let Some(error) = &error {
+        note_error(deliverer, connector, row, at, error.clone());
+    }
+    if let Go::Destination(ticket) = go {
+        let outcome = match (&verdict, &result) {
+            (Verdict::Succeeded, _) => Outcome::Succeeded,
+            (Verdict::Dead, Ok(_)) => Outcome::Refused,
+            (Verdict::Dead, Err(_)) => Outcome::Refused,
+            (Verdict::Retry { .. }, _) => Outcome::Failed,
         };
-        deliverer
-            .last_errors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                connector.config.id.clone(),
-                DeliveryError {
-                    at,
-                    event_id: row.event_id.clone(),
-                    delivery: row.index,
-                    error,
-                },
-            );
+        let destination = ticket.destination().clone();
+        if let Some(change) = destination.record(ticket, outcome, error) {
+            deliverer.destination_changed(&destination, change);
+        }
     }
     row.next_attempt_at = match verdict {
         Verdict::Retry { not_before } if row.status == DeliveryStatus::Retrying => {
@@ -248,6 +392,68 @@ async fn attempt(
     };
 }
 
+/// Keep `error` as the connector's latest failed try, for `GET /v1/connectors`.
+fn note_error(
+    deliverer: &Deliverer,
+    connector: &Connector,
+    row: &DeliveryRecord,
+    at: u64,
+    error: String,
+) {
+    deliverer
+        .last_errors
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(
+            connector.config.id.clone(),
+            DeliveryError {
+                at,
+                event_id: row.event_id.clone(),
+                delivery: row.index,
+                error,
+            },
+        );
+}
+
+impl Deliverer {
+    /// A destination's breaker opened, closed or disabled it: say so, and on a disable
+    /// store it (so it holds across restarts) and send the alert.
+    fn destination_changed(&self, destination: &Arc<Destination>, change: Change) {
+        let id = &destination.config.id;
+        let last_error = destination
+            .state()
+            .last_error
+            .map(|e| e.error)
+            .unwrap_or_default();
+        match change {
+            Change::Opened => {
+                tracing::warn!(destination = %id, "circuit opened: deliveries wait ({last_error})")
+            }
+            Change::Closed => tracing::info!(destination = %id, "circuit closed: deliveries flow"),
+            Change::Disabled => {
+                tracing::error!(
+                    destination = %id,
+                    "destination disabled: its circuit stayed open for disable_after; its \
+                     deliveries are kept until an operator enables it ({last_error})"
+                );
+                self.metrics.destination_disabled(id);
+                let (storage, destinations) = (self.storage.clone(), self.destinations.clone());
+                let destination = destination.clone();
+                self.background.spawn(async move {
+                    destination::remember(storage.as_ref(), &destination).await;
+                    destination::alert(
+                        &destinations.http,
+                        &destinations.alerts(),
+                        &destination,
+                        "destination.disabled",
+                    )
+                    .await;
+                });
+            }
+        }
+    }
+}
+
 /// The error a dead event records for its first dead delivery.
 fn dead_error(row: &DeliveryRecord) -> String {
     format!(
@@ -256,10 +462,26 @@ fn dead_error(row: &DeliveryRecord) -> String {
     )
 }
 
-/// `Idempotency-Key`, plus Standard Webhooks headers when the connector signs deliveries.
-fn extra_headers(connector: &Connector, row: &DeliveryRecord) -> Vec<(String, String)> {
+/// `Idempotency-Key`, a destination's own headers, and Standard Webhooks headers when the
+/// destination (or else the connector) signs deliveries.
+fn extra_headers(
+    connector: &Connector,
+    destination: Option<&Destination>,
+    row: &DeliveryRecord,
+) -> Vec<(String, String)> {
     let mut headers = vec![("Idempotency-Key".to_string(), row.idempotency_key.clone())];
-    if let Some(secret) = &connector.config.outbound_secret {
+    let mut secret = connector.config.outbound_secret.as_ref();
+    if let Some(destination) = destination {
+        headers.extend(
+            destination
+                .config
+                .headers
+                .iter()
+                .map(|(name, value)| (name.clone(), value.expose().to_owned())),
+        );
+        secret = destination.config.outbound_secret.as_ref().or(secret);
+    }
+    if let Some(secret) = secret {
         match verify::sign(
             &Scheme::StandardWebhooks,
             secret,

@@ -5,6 +5,10 @@
 //! is never sent for a request a crash could lose; other writes an answer depends on are
 //! followed by [`Storage::sync`], a group commit.
 
+/// The host's own namespace in the kv (operator overrides: pauses, destinations' enables);
+/// no connector id can have it.
+pub const HOST_KV: &str = "\0switchyard";
+
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod due;
