@@ -73,7 +73,7 @@ run: build
 # Then the behaviour suites again with the store on NATS JetStream (one server of each
 # test process's own): the same tests, the other engine. `--workspace`, as above, so the
 # features (and the build) are the same.
-NATS_SUITES := pipeline delivery hotload mailchimp whmcs_xenforo router stripe_refetch limits admin_api
+NATS_SUITES := pipeline delivery hotload mailchimp whmcs_xenforo router destinations stripe_refetch limits admin_api
 
 test: plugins test-plugins nats-server console-deps
 	$(CARGO) build -p switchyard --bin switchyard

@@ -36,6 +36,9 @@ const LOGGED_RESPONSE_BYTES: usize = 64 * 1024;
 const POLL: Duration = Duration::from_secs(1);
 /// How long a delivery whose connector is gone waits before it is looked at again.
 const NO_CONNECTOR: Duration = Duration::from_secs(30);
+/// How long a delivery to a `destination:ID` that no `[[destination]]` has waits before it
+/// is looked at again (a config reload may add it).
+const NO_DESTINATION: Duration = Duration::from_secs(5);
 
 /// What the delivery stage works with: where the rows are, the connectors (their grants,
 /// retry policy and signing secret), the outbound client, and where it reports.
@@ -193,7 +196,7 @@ fn target(deliverer: &Deliverer, connector: &Connector, row: &DeliveryRecord) ->
             error.clone(),
         );
         return Target::Wait {
-            until: crate::time::now_ms() + NO_CONNECTOR.as_millis() as u64,
+            until: crate::time::now_ms() + NO_DESTINATION.as_millis() as u64,
             why: error,
         };
     };
