@@ -53,7 +53,12 @@ async fn every_documented_answer_matches_the_document() {
     let config = dirs.root.path().join("switchyard.toml");
     std::fs::write(
         &config,
-        dirs.base_config() + &stripe_connector(&receiver, ""),
+        dirs.base_config()
+            + &stripe_connector(&receiver, "")
+            + &format!(
+                "\n[[destination]]\nid = \"billing\"\nurl = \"{}/billing\"\n",
+                receiver.origin()
+            ),
     )
     .unwrap();
     let host = Host::start_from_file(&config).await;
@@ -132,6 +137,24 @@ async fn every_documented_answer_matches_the_document() {
             "/v1/connectors/nosuch/reload",
         ),
         call("post", "/v1/reload", "/v1/reload"),
+        call("get", "/v1/destinations", "/v1/destinations"),
+        call("get", "/v1/destinations/{id}", "/v1/destinations/billing"),
+        call("get", "/v1/destinations/{id}", "/v1/destinations/nosuch"),
+        call(
+            "post",
+            "/v1/destinations/{id}/disable",
+            "/v1/destinations/billing/disable",
+        ),
+        call(
+            "post",
+            "/v1/destinations/{id}/enable",
+            "/v1/destinations/billing/enable",
+        ),
+        call(
+            "post",
+            "/v1/destinations/{id}/enable",
+            "/v1/destinations/nosuch/enable",
+        ),
         call("get", "/v1/events", "/v1/events"),
         call("get", "/v1/events", format!("/v1/events?key={evt}&limit=5")),
         call("get", "/v1/events", "/v1/events?status=bogus"),
