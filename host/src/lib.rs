@@ -24,6 +24,7 @@
 pub mod activity;
 pub mod admin;
 pub mod app;
+pub mod broker;
 pub mod config;
 pub mod console;
 pub mod deliver;
