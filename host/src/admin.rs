@@ -954,10 +954,8 @@ async fn set_destination_enabled(
     id: &str,
     enabled: bool,
 ) -> Result<Json<DestinationState>, ApiError> {
-    let state = app.set_destination_enabled(id, enabled).await?;
-    // Other hosts on NATS read the stored override when they reload.
-    app.announce_reload().await;
-    Ok(Json(state))
+    // Stored: other hosts on NATS follow it within a second (`App::follow_cluster`).
+    Ok(Json(app.set_destination_enabled(id, enabled).await?))
 }
 
 /// `POST /v1/destinations/{id}/enable`: its breaker closes and its kept deliveries flow.

@@ -271,7 +271,6 @@ impl App {
                     self.last_config_error.store(Arc::new(None));
                     self.destinations
                         .apply(&config.destinations, &config.alerts);
-                    crate::destination::restore(self.storage.as_ref(), &self.destinations).await;
                     Arc::new(config.connectors)
                 }
                 Err(err) => {
@@ -283,6 +282,8 @@ impl App {
             },
             None => self.connector_configs.load_full(),
         };
+        // An enable or disable stored by another host (NATS) takes effect here too.
+        crate::destination::restore(self.storage.as_ref(), &self.destinations).await;
         if let Some(id) = only
             && !configs.iter().any(|c| c.id == id && c.enabled)
         {
@@ -454,7 +455,8 @@ impl App {
     }
 
     /// On NATS: follow what the API of another host changed, every [`FOLLOW_EVERY`]: a
-    /// pause or resume (stored in the shared overrides) and a reload.
+    /// pause or resume, a destination's enable or disable (stored in the shared overrides)
+    /// and a reload.
     pub async fn follow_cluster(self: Arc<Self>) {
         if self.config.storage.backend != crate::config::Backend::Nats {
             return;
@@ -494,6 +496,7 @@ impl App {
                 }
                 continue;
             }
+            crate::destination::restore(self.storage.as_ref(), &self.destinations).await;
             for connector in self.connectors.all() {
                 let Some(config) = self
                     .connector_configs
