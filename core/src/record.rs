@@ -380,6 +380,10 @@ pub struct DeliveryAttempt {
     pub response: Option<OutboundResponse>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What a broker confirmed, for a queue destination (`jetstream stream ORDERS seq 42`,
+    /// `duplicate of redis stream x id …`); HTTP tries have their `response` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// An outbox row: a request the connector asked for, and every try of it.

@@ -38,6 +38,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::broker::Brokers;
 use crate::config::{AlertsConfig, DestinationConfig};
 use crate::outbound::AllowedHosts;
 use crate::store::{HOST_KV, Storage};
@@ -61,6 +62,9 @@ pub struct Destinations {
     alerts: ArcSwap<AlertsConfig>,
     /// For the operator's URLs ([`crate::outbound::operator_client`]).
     pub http: reqwest::Client,
+    /// Publishers for queue destinations (`nats://`, `amqp://`, `redis://`), their
+    /// connections shared by every destination.
+    pub brokers: Brokers,
 }
 
 impl Destinations {
@@ -73,6 +77,7 @@ impl Destinations {
             map: Default::default(),
             alerts: Default::default(),
             http,
+            brokers: Brokers::default(),
         };
         destinations.apply(configs, alerts);
         destinations

@@ -280,8 +280,7 @@ pub fn destination_url(url: &str) -> Result<(), String> {
     match parsed.scheme() {
         "http" | "https" if parsed.has_host() => Ok(()),
         "http" | "https" => Err(format!("`{url}` has no host")),
-        // BROKER-CHECK: the broker module's own check replaces this once it lands.
-        "nats" | "amqp" | "amqps" | "redis" | "rediss" => Ok(()),
+        _ if crate::broker::Brokers::handles(url) => crate::broker::check_url(url),
         other => Err(format!(
             "the scheme `{other}` is not one a destination can use: http, https, nats, amqp, amqps, redis or rediss"
         )),

@@ -17,6 +17,7 @@ use rand::Rng as _;
 
 use tracing::Instrument as _;
 
+use crate::broker::{BrokerError, Brokers, Published};
 use crate::destination::{
     self, Change, Destination, Destinations, Gate, MAX_WAIT, Outcome, Ticket,
 };
@@ -310,6 +311,29 @@ async fn attempt(
         extra.push(("traceparent".into(), traceparent));
     }
     let at = crate::time::now_ms();
+    let go = match go {
+        Go::Destination(ticket) if Brokers::handles(&ticket.destination().config.url) => {
+            let d = ticket.destination();
+            let started = std::time::Instant::now();
+            let headers = delivery_headers(&row.request.headers, &extra);
+            let published = deliverer
+                .destinations
+                .brokers
+                .publish(
+                    &d.config.url,
+                    &headers,
+                    row.request.body.as_bytes(),
+                    policy.timeout,
+                )
+                .instrument(span.clone())
+                .await;
+            let took = started.elapsed();
+            return finish_published(
+                deliverer, connector, row, number, at, took, &policy, published, ticket,
+            );
+        }
+        go => go,
+    };
     let (result, took) = match &go {
         Go::Refused(why) => (Err(OutboundError::Denied(why.clone())), Duration::ZERO),
         Go::Direct => {
@@ -355,6 +379,7 @@ async fn attempt(
         duration_ms: took.as_millis() as u64,
         response: result.as_ref().ok().map(trimmed),
         error: result.as_ref().err().map(|e| e.to_string()),
+        detail: None,
     });
     row.status = match verdict {
         Verdict::Succeeded => DeliveryStatus::Succeeded,
@@ -393,6 +418,62 @@ async fn attempt(
         }
         _ => None,
     };
+}
+
+/// The headers a queue destination's message carries: the connector's, with the host's
+/// (`extra`) in place of any of the same name.
+fn delivery_headers(own: &[(String, String)], extra: &[(String, String)]) -> Vec<(String, String)> {
+    own.iter()
+        .filter(|(name, _)| !extra.iter().any(|(e, _)| e.eq_ignore_ascii_case(name)))
+        .chain(extra)
+        .cloned()
+        .collect()
+}
+
+/// Record a publish to a queue destination in `row`, as [`attempt`] does an HTTP try: a
+/// confirmation succeeds, a refusal is dead, anything else is retried.
+#[allow(clippy::too_many_arguments)]
+fn finish_published(
+    deliverer: &Deliverer,
+    connector: &Connector,
+    row: &mut DeliveryRecord,
+    number: u32,
+    at: u64,
+    took: Duration,
+    policy: &crate::config::RetryConfig,
+    published: Result<Published, BrokerError>,
+    ticket: Ticket,
+) {
+    let (status, outcome) = match &published {
+        Ok(_) => (DeliveryStatus::Succeeded, Outcome::Succeeded),
+        Err(err) if err.is_permanent() => (DeliveryStatus::Dead, Outcome::Refused),
+        Err(_) if number >= policy.max_attempts => (DeliveryStatus::Dead, Outcome::Failed),
+        Err(_) => (DeliveryStatus::Retrying, Outcome::Failed),
+    };
+    let error = published.as_ref().err().map(|e| e.to_string());
+    row.attempts.push(DeliveryAttempt {
+        number,
+        at,
+        duration_ms: took.as_millis() as u64,
+        response: None,
+        error: error.clone(),
+        detail: published.as_ref().ok().map(|p| p.detail.clone()),
+    });
+    row.status = status;
+    deliverer
+        .metrics
+        .delivery_attempt(&connector.config.id, status, took);
+    if let Some(error) = &error {
+        note_error(deliverer, connector, row, at, error.clone());
+    }
+    let destination = ticket.destination().clone();
+    if let Some(change) = destination.record(ticket, outcome, error) {
+        deliverer.destination_changed(&destination, change);
+    }
+    row.next_attempt_at = (status == DeliveryStatus::Retrying).then(|| {
+        let delay = backoff(policy, number, None, rand::rng().random());
+        crate::time::now_ms() + delay.as_millis() as u64 + 1
+    });
 }
 
 /// Keep `error` as the connector's latest failed try, for `GET /v1/connectors`.
