@@ -50,9 +50,11 @@ pub use crate::config::DESTINATION_PREFIX;
 pub const MAX_WAIT: Duration = Duration::from_secs(2);
 /// Deliveries waiting in memory for one destination at most; more go back to the outbox.
 const MAX_WAITING: u64 = 256;
-/// How often a delivery to a disabled destination looks again (an enable makes the
-/// destination usable at once; its waiting deliveries come back within this).
-const DISABLED_RECHECK: Duration = Duration::from_secs(5);
+/// How often a delivery to a disabled destination looks again, at most (an enable makes
+/// the destination usable at once; its kept deliveries come back within this). It is ten
+/// `breaker_cooldown`s, between 1 s and this: each look rewrites the delivery's row, so a
+/// destination disabled for a day with many deliveries kept must not be looked at often.
+const DISABLED_RECHECK: Duration = Duration::from_secs(60);
 /// An open breaker's cooldown grows to at most this many `breaker_cooldown`s.
 const MAX_COOLDOWN_FACTOR: u32 = 10;
 
@@ -365,16 +367,20 @@ impl Destination {
             let breaker = self.breaker();
             match breaker.state {
                 BreakerState::Disabled => {
+                    let recheck = (self.config.breaker_cooldown * 10)
+                        .clamp(Duration::from_secs(1), DISABLED_RECHECK);
                     drop(breaker);
-                    return self.wait(now_ms + DISABLED_RECHECK.as_millis() as u64, "disabled");
+                    return self.wait(now_ms + as_ms(recheck) + jitter(recheck / 5), "disabled");
                 }
+                // The waiting deliveries are spread over a cooldown, so they do not all
+                // come back (each one a store write) at the same instant.
                 BreakerState::HalfOpen => {
-                    let until = now_ms + breaker.cooldown.as_millis().min(1000) as u64;
+                    let until = now_ms + as_ms(breaker.cooldown) + jitter(breaker.cooldown);
                     drop(breaker);
                     return self.wait(until, "circuit half-open: a probe is out");
                 }
                 BreakerState::Open if now_ms < breaker.probe_at => {
-                    let until = breaker.probe_at;
+                    let until = breaker.probe_at + jitter(breaker.cooldown);
                     drop(breaker);
                     return self.wait(until, "circuit open");
                 }
@@ -411,7 +417,7 @@ impl Destination {
             let mut breaker = self.breaker();
             if breaker.state != BreakerState::Open {
                 // Another delivery took the probe meanwhile.
-                let until = now_ms + breaker.cooldown.as_millis().min(1000) as u64;
+                let until = now_ms + as_ms(breaker.cooldown) + jitter(breaker.cooldown);
                 drop(breaker);
                 return self.wait(until, "circuit half-open: a probe is out");
             }
@@ -684,6 +690,15 @@ pub struct Counts {
     pub failed: u64,
     /// Times a delivery was put back to wait (breaker, limits, disabled).
     pub deferred: u64,
+}
+
+/// A random wait of up to `d`, in ms.
+fn jitter(d: Duration) -> u64 {
+    rand::random_range(0..=as_ms(d))
+}
+
+fn as_ms(d: Duration) -> u64 {
+    d.as_millis() as u64
 }
 
 /// `scheme://host[:port]` of an http(s) URL, to grant it.

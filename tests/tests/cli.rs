@@ -318,6 +318,73 @@ async fn connectors_commands_find_the_host_from_the_environment() {
     host.stop().await;
 }
 
+/// `switchyard destinations …` against a host whose Stripe connector forwards to
+/// `destination:billing`.
+#[tokio::test]
+async fn destinations_commands_show_and_switch_a_destination() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["stripe.wasm"]);
+    let config = format!(
+        r#"
+[[destination]]
+id = "billing"
+url = "{origin}/billing"
+
+[[connector]]
+id = "stripe"
+plugin = "stripe.wasm"
+secret = "{STRIPE_SECRET}"
+allowed_hosts = ["destination:billing"]
+[connector.settings]
+forward_url = "destination:billing"
+"#,
+        origin = receiver.origin()
+    );
+    let host = Host::start(&(dirs.base_config() + &config)).await;
+    let url = format!("http://{}", host.addr);
+    let env = [
+        ("SWITCHYARD_URL", url.as_str()),
+        ("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN),
+    ];
+    let run = |args: &'static [&'static str]| switchyard_in(Some(dirs.root.path()), &env, args);
+
+    let answer: Value = send_stripe(&host, &stripe_event(&evt_id(), "invoice.paid"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    host.wait_for_status(answer["id"].as_str().unwrap(), "succeeded")
+        .await;
+    assert_eq!(receiver.delivered()[0].path, "/billing");
+
+    let (ok, out, err) = run(&["destinations", "list"]).await;
+    assert!(ok, "{err}");
+    let billing = out
+        .lines()
+        .find(|l| l.starts_with("billing "))
+        .unwrap_or_else(|| panic!("no billing row in:\n{out}"));
+    let columns: Vec<&str> = billing.split_whitespace().collect();
+    assert_eq!(columns[..5], ["billing", "closed", "1", "0", "0"], "{out}");
+
+    let (ok, out, err) = run(&["destinations", "disable", "billing"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("disabled (operator)"), "{out}");
+    let (ok, out, _) = run(&["destinations", "show", "billing", "--json"]).await;
+    assert!(ok);
+    let json: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (json["state"].as_str(), json["disabled"].as_str()),
+        (Some("disabled"), Some("operator"))
+    );
+    let (ok, out, err) = run(&["destinations", "enable", "billing"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("billing           closed"), "{out}");
+    let (ok, _, err) = run(&["destinations", "show", "nosuch"]).await;
+    assert!(!ok);
+    assert!(err.contains("404"), "{err}");
+    host.stop().await;
+}
+
 /// `switchyard check` with `backend = "nats"`: connects as `serve` would, and says which
 /// server it found and what a 200 survives, or why it cannot be used.
 #[tokio::test]
