@@ -5,7 +5,7 @@
 // - Everything a sender or a connector wrote (payloads, headers, log lines) is put in the
 //   page as text nodes, never as HTML.
 // - Views are addressed by the URL's hash: #/events, #/events/{id}, #/connectors,
-//   #/activity, so the back button and a bookmark work.
+//   #/destinations, #/activity, so the back button and a bookmark work.
 
 const TOKEN = "switchyard.token";
 const POLL_MS = 2000;
@@ -428,7 +428,9 @@ async function eventView(id, show) {
       h("details", {}, h("summary", {}, "Request"), headerTable(d.request.headers), prettyBody(d.request.body, header(d.request.headers, "content-type") ?? "")),
       h("ol", { class: "tries" }, (d.attempts ?? []).map((t) => h("li", { class: "try" },
         h("p", {}, `Try ${t.number} · ${time(t.at)} · ${ms(t.duration_ms)} · `,
-          t.response ? h("strong", {}, `HTTP ${t.response.status}`) : h("strong", { class: "error" }, t.error ?? "no answer")),
+          t.response ? h("strong", {}, `HTTP ${t.response.status}`)
+            : t.detail ? h("strong", {}, t.detail)
+              : h("strong", { class: "error" }, t.error ?? "no answer")),
         t.response ? h("details", {}, h("summary", {}, "Response"), headerTable(t.response.headers), prettyBody(t.response.body, header(t.response.headers, "content-type") ?? "")) : null)))));
 
     return [
@@ -588,6 +590,45 @@ async function connectorsView(show) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Destinations: each one's circuit, limits and tries on this host.
+
+async function destinationsView(show) {
+  const render = (list) => list.data.map((d) => {
+    const state = d.state === "disabled" ? `disabled (${d.disabled})` : d.state.replace("_", "-");
+    const action = (verb, label) => h("button", {
+      type: "button", class: "write", "data-action": verb, onclick: async (e) => {
+        e.target.disabled = true;
+        try {
+          await api(`/v1/destinations/${encodeURIComponent(d.id)}/${verb}`, { method: "POST" });
+        } catch (error) {
+          alert(error.message);
+        }
+        refresh();
+      },
+    }, label);
+    return h("article", { class: "connector destination", "data-destination": d.id, "aria-labelledby": `d-${d.id}` },
+      h("header", {}, h("h2", { id: `d-${d.id}` }, d.id), h("span", { class: `badge ${d.state.replace("_", "-")}`, "data-state": d.state }, state)),
+      h("dl", { class: "facts" },
+        h("dt", {}, "URL"), h("dd", { class: "mono" }, d.url),
+        h("dt", {}, "Limits"), h("dd", {}, `${d.rate_limit ? `${d.rate_limit}/s` : "no rate limit"}, ${d.max_concurrency ? `${d.max_concurrency} at once` : "no concurrency limit"}`),
+        h("dt", {}, "Now"), h("dd", {}, `${d.in_flight} in flight, ${d.waiting} waiting`),
+        h("dt", {}, "Tries"), h("dd", { class: "counts" }, `${d.counts.succeeded} succeeded, ${d.counts.failed} failed, ${d.counts.deferred} deferred`),
+        d.open_since ? [h("dt", {}, "Open since"), h("dd", {}, time(d.open_since))] : null,
+        d.next_probe_at ? [h("dt", {}, "Next probe"), h("dd", {}, time(d.next_probe_at))] : null,
+        d.last_error ? [h("dt", {}, "Last error"), h("dd", { class: "error" }, `${d.last_error.error} at ${time(d.last_error.at)}`)] : null),
+      canWrite() ? h("div", { class: "actions" },
+        d.state === "disabled" ? action("enable", "Enable") : action("disable", "Disable")) : null);
+  });
+  const refresh = async () => {
+    const list = await api("/v1/destinations");
+    const intro = list.data.length ? [] : [h("p", { class: "muted" }, "No [[destination]] is configured.")];
+    show(h("h1", {}, "Destinations"), ...intro, ...render(list));
+  };
+  await refresh();
+  poll(refresh);
+}
+
+// ---------------------------------------------------------------------------------------
 // Activity: webhooks per bucket by outcome, and delivery latency, drawn as SVG.
 
 let activityWindow = "1h";
@@ -717,6 +758,7 @@ async function route() {
   try {
     if (view === "events" && id) await eventView(decodeURIComponent(id), show);
     else if (view === "connectors") await connectorsView(show);
+    else if (view === "destinations") await destinationsView(show);
     else if (view === "activity") await activityView(show);
     else await eventsView(show);
   } catch (error) {

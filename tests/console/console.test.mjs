@@ -187,6 +187,18 @@ test("the console, as an operator uses it", async (t) => {
     await rowOf(page, waiting).locator('[data-status="succeeded"]').waitFor(WAIT);
   });
 
+  await step(t, page, "a destination is disabled and enabled from its card", async () => {
+    await page.getByRole("link", { name: "Destinations" }).click();
+    const card = page.locator('article[data-destination="audit"]');
+    await card.locator('[data-state="closed"]').waitFor(WAIT);
+    assert.match(await card.innerText(), /\/audit/);
+    await card.getByRole("button", { name: "Disable" }).click();
+    await card.locator('[data-state="disabled"]', { hasText: "disabled (operator)" }).waitFor(WAIT);
+    await shot(page, "07-destination-disabled");
+    await card.getByRole("button", { name: "Enable" }).click();
+    await card.locator('[data-state="closed"]').waitFor(WAIT);
+  });
+
   await step(t, page, "the activity chart draws this host's webhooks and deliveries", async () => {
     await page.getByRole("link", { name: "Activity" }).click();
     const totals = await page.locator("#totals").innerText();
@@ -242,6 +254,9 @@ test("the console, as an operator uses it", async (t) => {
     await page.locator('article[data-connector="stripe"]').waitFor(WAIT);
     assert.equal(await page.getByRole("button", { name: "Pause" }).count(), 0);
     assert.equal(await page.getByRole("button", { name: "Reload" }).count(), 0);
+    await page.goto(`${BASE}/console/#/destinations`);
+    await page.locator('article[data-destination="audit"]').waitFor(WAIT);
+    assert.equal(await page.getByRole("button", { name: "Disable" }).count(), 0);
     await page.goto(`${BASE}/console/#/events/${summary.first_event}`);
     await page.locator("#event-id").waitFor(WAIT);
     assert.equal(await page.locator("#replay").count(), 0);

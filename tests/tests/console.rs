@@ -2,7 +2,8 @@
 //! driven by npm's `playwright-core` (`tests/console/console.test.mjs`, installed by
 //! `make console-deps`), against a host started here with the Stripe connector and a fake
 //! backend. The browser signs in, watches a signed event arrive, opens it, replays it,
-//! searches, pauses and resumes the connector, reads the chart and bulk-replays; this side
+//! searches, pauses and resumes the connector, disables and enables a destination, reads
+//! the chart and bulk-replays; this side
 //! then checks what the backend received.
 //!
 //! Screenshots of each view are left in `target/console-screenshots/`.
@@ -34,7 +35,11 @@ async fn the_console_in_a_browser() {
     let config = dirs.base_config().replace(
         &format!("admin_token = \"{ADMIN_TOKEN}\""),
         &format!("admin_token = \"{ADMIN_TOKEN}\"\nadmin_read_token = \"{READ_TOKEN}\""),
-    ) + &stripe_connector(&receiver, "");
+    ) + &stripe_connector(&receiver, "")
+        + &format!(
+            "\n[[destination]]\nid = \"audit\"\nurl = \"{}/audit\"\n",
+            receiver.origin()
+        );
     let host = Host::start(&config).await;
 
     let artifacts = root.join("target/console-screenshots");
