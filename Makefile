@@ -34,9 +34,10 @@ test-plugins: wasm-target
 	$(CARGO) build --profile wasm --target $(WASM_TARGET) -p switchyard-test-hostile --features build-b
 	@mkdir -p dist/test-plugins
 	cp target/$(WASM_TARGET)/wasm/hostile.wasm dist/test-plugins/hostile-b.wasm
-	$(CARGO) build --profile wasm --target $(WASM_TARGET) -p switchyard-test-hostile -p switchyard-test-wrong-world
+	$(CARGO) build --profile wasm --target $(WASM_TARGET) -p switchyard-test-hostile -p switchyard-test-wrong-world -p switchyard-test-legacy
 	cp target/$(WASM_TARGET)/wasm/hostile.wasm dist/test-plugins/hostile.wasm
 	cp target/$(WASM_TARGET)/wasm/wrong_world.wasm dist/test-plugins/wrong-world.wasm
+	cp target/$(WASM_TARGET)/wasm/legacy.wasm dist/test-plugins/legacy.wasm
 
 nats-server: $(NATS_SERVER)
 

@@ -317,10 +317,12 @@ impl App {
                 previous.as_deref(),
             )
             .await;
-            if previous.as_ref().is_some_and(|p| connector.same_as(p)) {
-                report.unchanged.push(config.id.clone());
-            } else if let Some(err) = connector.state.load_error() {
+            // A refused build or config is a failure even when the previous one, unchanged,
+            // keeps serving.
+            if let Some(err) = connector.state.load_error() {
                 report.failed.insert(config.id.clone(), err.to_owned());
+            } else if previous.as_ref().is_some_and(|p| connector.same_as(p)) {
+                report.unchanged.push(config.id.clone());
             } else {
                 report.loaded.push(config.id.clone());
             }

@@ -107,6 +107,11 @@ pub fn dedupe_key<C: Connector>(webhook: wit::Webhook) -> Option<String> {
     C::dedupe_key(&webhook_from_wit(webhook))
 }
 
+/// `export!`'s `check-settings`.
+pub fn check_settings<C: Connector>() -> Result<(), String> {
+    C::check_settings(&Ctx::new(&WasmHost))
+}
+
 /// `export!`'s `handle`.
 pub fn handle<C: Connector>(webhook: wit::Webhook) -> Result<Vec<wit::Delivery>, wit::Failure> {
     let ctx = Ctx::new(&WasmHost);

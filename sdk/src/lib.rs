@@ -35,7 +35,7 @@
 //! - [`Ctx`]: the capabilities the host grants during `handle` (settings, fetch, kv, log,
 //!   clock).
 //! - [`TestHost`]: a native stand-in for the host, for unit tests.
-//! - `bindings` (hidden): the `wit-bindgen` guest bindings of `switchyard:connector@0.1.0`;
+//! - `bindings` (hidden): the `wit-bindgen` guest bindings of `switchyard:connector@0.1.1`;
 //!   the only place with `unsafe` code, and only compiled for `wasm32`.
 #![deny(missing_docs)]
 
@@ -62,7 +62,7 @@ pub use test_host::TestHost;
 pub use webhook::{Webhook, WebhookBuilder};
 
 /// The version of the WIT contract (`switchyard:connector@…`) this SDK builds against.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.1.1";
 
 /// What a connector implements: describe itself, pick a dedupe key, handle one event.
 ///
@@ -86,6 +86,16 @@ pub trait Connector {
     /// Decides what to do with one event: the deliveries the host performs (with its own
     /// retries), or a [`Failure`] saying whether to retry the event later or reject it.
     fn handle(ctx: &Ctx, webhook: &Webhook) -> Result<Vec<Delivery>, Failure>;
+
+    /// Checks the operator's settings ([`Ctx::setting`]) when the host loads the connector
+    /// or its config changes, before any event. `Err` says what is wrong, naming the
+    /// setting; the host then refuses that config and the previous one keeps serving. The
+    /// default takes any settings (a setting the manifest marks required is for
+    /// [`Ctx::require_setting`] to report at `handle`).
+    fn check_settings(ctx: &Ctx) -> Result<(), String> {
+        let _ = ctx;
+        Ok(())
+    }
 }
 
 /// Exports a [`Connector`] as the component's implementation of the `connector` world.
@@ -130,6 +140,10 @@ macro_rules! export {
                 > {
                     $crate::__private::handle::<$connector>(webhook)
                 }
+
+                fn check_settings() -> ::core::result::Result<(), ::std::string::String> {
+                    $crate::__private::check_settings::<$connector>()
+                }
             }
 
     $crate::__export_connector_impl!(__SwitchyardGuest with_types_in $crate::bindings);
@@ -143,17 +157,17 @@ pub mod __private {
     pub use wit_bindgen;
 
     #[cfg(target_arch = "wasm32")]
-    pub use crate::guest::{dedupe_key, handle, manifest};
+    pub use crate::guest::{check_settings, dedupe_key, handle, manifest};
 }
 
-/// Guest bindings generated from `wit/0.1.0` (the canonical ABI glue needs `unsafe`; it is
+/// Guest bindings generated from `wit/0.1.1` (the canonical ABI glue needs `unsafe`; it is
 /// confined to this module).
 #[doc(hidden)]
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code, missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit/0.1.0",
+        path: "../wit/0.1.1",
         world: "connector",
         pub_export_macro: true,
         default_bindings_module: "::switchyard_sdk::bindings",

@@ -147,6 +147,12 @@ impl TestHost {
         C::handle(&self.ctx(), webhook)
     }
 
+    /// What `C::check_settings` says of this host's settings, as the real host asks it at
+    /// load.
+    pub fn check_settings<C: Connector>(&self) -> Result<(), String> {
+        C::check_settings(&self.ctx())
+    }
+
     /// Calls `C::dedupe_key`.
     pub fn dedupe_key<C: Connector>(&self, webhook: &Webhook) -> Option<String> {
         C::dedupe_key(webhook)

@@ -183,73 +183,112 @@ async fn a_signed_event_is_fanned_out_to_two_destinations_one_through_a_template
 }
 
 #[tokio::test]
-async fn a_settings_error_keeps_the_event_retrying_until_the_config_is_fixed() {
+async fn a_settings_error_is_refused_at_load_and_the_previous_config_keeps_serving() {
     let receiver = Receiver::start().await;
     let dirs = Dirs::new(&["router.wasm"]);
     let origin = receiver.origin();
+    let audit =
+        format!("\n[[connector.settings.routes]]\nname = \"audit\"\nto = [\"{origin}/audit\"]\n");
     let broken = format!(
-        r#"
-[[connector.settings.routes]]
-name = "audit"
-to = ["{origin}/audit"]
-
+        r#"{audit}
 [[connector.settings.routes]]
 name = "invoices"
 when = {{ event_type = true, glob = "invoice.*" }}
 to = []
 "#
     );
+    let expected = "settings refused: route \"invoices\": to: needs at least one destination";
     let path = dirs.root.path().join("switchyard.toml");
-    std::fs::write(&path, dirs.base_config() + &connector(&origin, &broken)).unwrap();
+    std::fs::write(&path, dirs.base_config() + &connector(&origin, &audit)).unwrap();
     let host = Host::start_from_file(&path).await;
-
     let body = br#"{"type":"invoice.paid","data":{"id":"in_1"}}"#;
-    let id = send_accepted(&host, body, &format!("msg_{}", ulid::Ulid::new())).await;
 
-    // Retried, not dead, with the route in the message: twice, to see it keeps waiting.
-    let expected = "invalid [connector.settings]: route \"invoices\": to: needs at least one \
-                    destination (the event is retried until the settings are fixed)";
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let record = loop {
-        let record = host.event(&id).await;
-        if record["attempts"].as_array().is_some_and(|a| a.len() >= 2) {
-            break record;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never retried twice: {record:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(record["status"], "retrying", "{record:#}");
-    for attempt in record["attempts"].as_array().unwrap() {
-        assert_eq!(attempt["outcome"], "retry", "{attempt:#}");
-        assert_eq!(attempt["message"], expected);
-        assert_eq!(attempt["deliveries"], 0);
-    }
-    assert_eq!(record["deliveries"], json!([]));
+    // A reload with a broken route is refused, naming the route, before any event.
+    write_atomically(&path, &(dirs.base_config() + &connector(&origin, &broken)));
+    let report: Value = host.admin_post("/v1/reload").await.json().await.unwrap();
+    let failed = report["failed"]["router"].as_str().unwrap_or_default();
+    assert!(failed.contains(expected), "{report:#}");
+    let view = host.connector("router").await;
     assert!(
-        receiver.received().is_empty(),
-        "half a config is not applied"
+        view["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(expected)),
+        "{view:#}"
     );
+    // The previous config keeps serving: the event goes where it said.
+    let id = send_accepted(&host, body, &format!("msg_{}", ulid::Ulid::new())).await;
+    host.wait_for_status(&id, "succeeded").await;
+    let paths: Vec<String> = receiver.delivered().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/audit"]);
 
-    // The operator fixes the route; the next retry routes the event.
+    // Fixed, it loads, and the next event takes both routes.
     let fixed = broken.replace("to = []", &format!("to = [\"{origin}/invoices\"]"));
     write_atomically(&path, &(dirs.base_config() + &connector(&origin, &fixed)));
-    let report = host.admin_post("/v1/reload").await;
-    assert_eq!(report.status(), 200);
-    let record = host.wait_for_status(&id, "succeeded").await;
-    let last = record["attempts"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    assert_eq!(last["outcome"], "deliveries", "{record:#}");
-    assert_eq!(last["deliveries"], 2);
+    let report: Value = host.admin_post("/v1/reload").await.json().await.unwrap();
+    assert_eq!(report["failed"], json!({}), "{report:#}");
+    assert!(host.connector("router").await["last_error"].is_null());
+    let id = send_accepted(&host, body, &format!("msg_{}", ulid::Ulid::new())).await;
+    host.wait_for_status(&id, "succeeded").await;
     let mut paths: Vec<String> = receiver.delivered().into_iter().map(|r| r.path).collect();
     paths.sort();
-    assert_eq!(paths, ["/audit", "/invoices"]);
+    assert_eq!(paths, ["/audit", "/audit", "/invoices"]);
+    host.stop().await;
+
+    // A host that starts on the broken config does not serve the connector: the sender
+    // is told 503 and retries; nothing is half-applied.
+    write_atomically(&path, &(dirs.base_config() + &connector(&origin, &broken)));
+    let host = Host::start_from_file(&path).await;
+    let view = host.connector("router").await;
+    assert!(
+        view["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(expected)),
+        "{view:#}"
+    );
+    let response = send(&host, body, &format!("msg_{}", ulid::Ulid::new())).await;
+    assert_eq!(response.status(), 503);
+    host.stop().await;
+}
+
+/// A connector built against WIT 0.1.0 (no `check-settings`) loads and runs in a host
+/// that provides 0.1.1.
+#[tokio::test]
+async fn a_connector_built_against_wit_0_1_0_still_loads_and_delivers() {
+    let receiver = Receiver::start().await;
+    let dirs = Dirs::new(&["legacy.wasm"]);
+    let config = format!(
+        r#"
+[[connector]]
+id = "legacy"
+plugin = "legacy.wasm"
+scheme = "none"
+allowed_hosts = ["{origin}"]
+[connector.settings]
+forward_url = "{origin}/old"
+"#,
+        origin = receiver.origin()
+    );
+    let host = Host::start(&(dirs.base_config() + &config)).await;
+    let view = host.connector("legacy").await;
+    assert!(view["last_error"].is_null(), "{view:#}");
+    assert_eq!(view["name"], "legacy");
+    let body = br#"{"id":"legacy-1"}"#;
+    let response = host.post_hook("legacy", &[], body).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    host.wait_for_status(answer["id"].as_str().unwrap(), "succeeded")
+        .await;
+    let got = receiver.wait_delivered(1).await;
+    assert_eq!(got[0].path, "/old");
+    assert_eq!(got[0].header("x-wit"), Some("0.1.0"));
+    // Its dedupe-key export works too: a repeat is a duplicate.
+    let again: Value = host
+        .post_hook("legacy", &[], body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["status"], "duplicate", "{again:#}");
     host.stop().await;
 }
 

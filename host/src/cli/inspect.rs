@@ -35,6 +35,7 @@ pub fn inspect(path: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
             "settings": settings,
             "digest": plugin.digest,
             "size": plugin.size,
+            "wit": plugin.wit_version(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
@@ -46,6 +47,15 @@ pub fn inspect(path: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     println!("  scheme       {}", manifest.default_scheme);
     println!("  digest       {}", plugin.digest);
     println!("  size         {} bytes", plugin.size);
+    println!(
+        "  wit          switchyard:connector@{}{}",
+        plugin.wit_version(),
+        if plugin.wit_version() == "0.1.0" {
+            " (no check-settings: settings are checked by its first event)"
+        } else {
+            ""
+        }
+    );
     if manifest.settings.is_empty() {
         println!("  settings     (none)");
     } else {

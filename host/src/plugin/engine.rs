@@ -24,8 +24,8 @@ use wasmtime::{
     UpdateDeadline,
 };
 
-use super::bindings::v0_1_0::{Connector, ConnectorPre};
 use super::bindings::{Delivery, Failure, Manifest, Webhook};
+use super::bindings::{current, v0_1_0};
 use super::imports::{CallState, FetchRecord, Grants, LogLine};
 
 /// How often the epoch advances; the deadline is checked at this granularity.
@@ -110,9 +110,92 @@ pub struct Runtime {
     limits: Limits,
 }
 
+/// A component pre-instantiated against the world version it was built for.
+enum Pre {
+    /// 0.1.1: has `check-settings`.
+    V0_1_1(current::ConnectorPre<CallState>),
+    V0_1_0(v0_1_0::ConnectorPre<CallState>),
+}
+
+/// An instance's exports, by world version.
+enum Connector {
+    V0_1_1(current::Connector),
+    V0_1_0(v0_1_0::Connector),
+}
+
+impl Pre {
+    /// The newest world `component` implements, else why it implements none.
+    fn new(pre: wasmtime::component::InstancePre<CallState>) -> wasmtime::Result<Pre> {
+        match current::ConnectorPre::new(pre.clone()) {
+            Ok(pre) => Ok(Pre::V0_1_1(pre)),
+            Err(newest) => v0_1_0::ConnectorPre::new(pre)
+                .map(Pre::V0_1_0)
+                // The newest world's complaint says what a current build lacks.
+                .map_err(|_| newest),
+        }
+    }
+
+    /// The WIT version the component was built against.
+    fn version(&self) -> &'static str {
+        match self {
+            Pre::V0_1_1(_) => "0.1.1",
+            Pre::V0_1_0(_) => "0.1.0",
+        }
+    }
+
+    async fn instantiate(&self, store: &mut Store<CallState>) -> wasmtime::Result<Connector> {
+        Ok(match self {
+            Pre::V0_1_1(pre) => Connector::V0_1_1(pre.instantiate_async(store).await?),
+            Pre::V0_1_0(pre) => Connector::V0_1_0(pre.instantiate_async(store).await?),
+        })
+    }
+}
+
+impl Connector {
+    async fn call_manifest(&self, store: &mut Store<CallState>) -> wasmtime::Result<Manifest> {
+        match self {
+            Connector::V0_1_1(c) => c.call_manifest(store).await,
+            Connector::V0_1_0(c) => c.call_manifest(store).await,
+        }
+    }
+
+    async fn call_dedupe_key(
+        &self,
+        store: &mut Store<CallState>,
+        webhook: &Webhook,
+    ) -> wasmtime::Result<Option<String>> {
+        match self {
+            Connector::V0_1_1(c) => c.call_dedupe_key(store, webhook).await,
+            Connector::V0_1_0(c) => c.call_dedupe_key(store, webhook).await,
+        }
+    }
+
+    async fn call_handle(
+        &self,
+        store: &mut Store<CallState>,
+        webhook: &Webhook,
+    ) -> wasmtime::Result<Result<Vec<Delivery>, Failure>> {
+        match self {
+            Connector::V0_1_1(c) => c.call_handle(store, webhook).await,
+            Connector::V0_1_0(c) => c.call_handle(store, webhook).await,
+        }
+    }
+
+    /// `check-settings`; a 0.1.0 build has none, and its settings pass.
+    async fn call_check_settings(
+        &self,
+        store: &mut Store<CallState>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Connector::V0_1_1(c) => c.call_check_settings(store).await,
+            Connector::V0_1_0(_) => Ok(Ok(())),
+        }
+    }
+}
+
 /// A compiled, pre-instantiated connector.
 pub struct Plugin {
-    pre: ConnectorPre<CallState>,
+    pre: Pre,
     /// Idle instances for `dedupe-key` calls (see the module docs).
     warm: std::sync::Mutex<Vec<Warm>>,
     pub manifest: Manifest,
@@ -131,6 +214,11 @@ struct Warm {
 }
 
 impl Plugin {
+    /// The WIT version it was built against (`0.1.1`, `0.1.0`).
+    pub fn wit_version(&self) -> &'static str {
+        self.pre.version()
+    }
+
     /// Instances idle for `dedupe-key` calls now (tests look at it).
     pub fn warm_instances(&self) -> usize {
         self.warm.lock().map(|warm| warm.len()).unwrap_or(0)
@@ -170,10 +258,13 @@ pub fn digest(bytes: &[u8]) -> String {
 pub enum LoadError {
     #[error("not a WebAssembly component: {0}")]
     NotAComponent(String),
-    #[error("component does not implement switchyard:connector/connector@0.1.0: {0}")]
+    #[error("component does not implement switchyard:connector/connector@0.1.1 (or 0.1.0): {0}")]
     WrongWorld(String),
     #[error("manifest() failed: {0}")]
     Manifest(String),
+    /// `check-settings` refused the connector's settings (its message), or failed.
+    #[error("settings refused: {0}")]
+    Settings(String),
 }
 
 /// Why a call produced no result.
@@ -240,7 +331,7 @@ impl Runtime {
         let mut linker = Linker::<CallState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| anyhow!("linking WASI: {e:#}"))?;
-        Connector::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+        current::Connector::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| anyhow!("linking the switchyard imports: {e:#}"))?;
 
         spawn_epoch_ticker(&engine);
@@ -270,7 +361,7 @@ impl Runtime {
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .and_then(ConnectorPre::new)
+            .and_then(Pre::new)
             .map_err(|err| LoadError::WrongWorld(format!("{err:#}")))?;
         let plugin = Plugin {
             pre,
@@ -286,6 +377,21 @@ impl Runtime {
             Err(err) => return Err(LoadError::Manifest(err.to_string())),
         };
         Ok(Plugin { manifest, ..plugin })
+    }
+
+    /// Ask `plugin` whether it takes the settings in `grants` (`check-settings`, WIT
+    /// 0.1.1; a 0.1.0 build takes any). Runs in a fresh instance under the deadline.
+    pub async fn check_settings(
+        &self,
+        plugin: &Plugin,
+        grants: Arc<Grants>,
+    ) -> Result<(), LoadError> {
+        match self.call(plugin, grants, Export::CheckSettings).await.0 {
+            Ok(Returned::CheckSettings(Ok(()))) => Ok(()),
+            Ok(Returned::CheckSettings(Err(why))) => Err(LoadError::Settings(why)),
+            Ok(_) => unreachable!("check-settings returns a result"),
+            Err(err) => Err(LoadError::Settings(format!("check-settings failed: {err}"))),
+        }
     }
 
     /// The connector's dedupe key for a webhook, from a warm instance when one is idle
@@ -407,6 +513,10 @@ impl Runtime {
                     .call_handle(&mut store, webhook)
                     .await
                     .map(Returned::Handle),
+                Export::CheckSettings => bindings
+                    .call_check_settings(&mut store)
+                    .await
+                    .map(Returned::CheckSettings),
             };
             returned.map_err(|err| call_error(&err, started, deadline))
         };
@@ -427,7 +537,7 @@ async fn instantiate(
 ) -> Result<Connector, CallError> {
     plugin
         .pre
-        .instantiate_async(store)
+        .instantiate(store)
         .await
         .map_err(|err| CallError::Instantiate(format!("{err:#}")))
 }
@@ -460,12 +570,14 @@ fn arm_deadline(store: &mut Store<CallState>, deadline: Duration) -> Instant {
 enum Export<'w> {
     Manifest,
     Handle(&'w Webhook),
+    CheckSettings,
 }
 
 /// What it returned.
 enum Returned {
     Manifest(Manifest),
     Handle(Result<Vec<Delivery>, Failure>),
+    CheckSettings(Result<(), String>),
 }
 
 fn empty_manifest() -> Manifest {
@@ -567,7 +679,7 @@ mod timing {
                 CallState::new(grants.clone(), StoreLimitsBuilder::new().build()),
             );
             store.set_epoch_deadline(1000);
-            std::hint::black_box(plugin.pre.instantiate_async(&mut store).await.unwrap());
+            std::hint::black_box(plugin.pre.instantiate(&mut store).await.unwrap());
         }
         let inst = t.elapsed() / n;
         let t = Instant::now();

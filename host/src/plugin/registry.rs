@@ -81,6 +81,31 @@ impl Connector {
 
     /// Whether this is `previous` again: the same loaded plugin, the same config (the
     /// file's `paused` aside) and the same effective pause. A reload reports it unchanged.
+    /// This version kept serving while a newer one was refused for `why`.
+    fn refusing(&self, why: String, paused: bool) -> Connector {
+        let state = match &self.state {
+            ConnectorState::Ready {
+                plugin, verifier, ..
+            } => ConnectorState::Ready {
+                plugin: plugin.clone(),
+                verifier: verifier.clone(),
+                refused: Some(why),
+            },
+            ConnectorState::Unverifiable { plugin, reason, .. } => ConnectorState::Unverifiable {
+                plugin: plugin.clone(),
+                reason: reason.clone(),
+                refused: Some(why),
+            },
+            not_loaded => not_loaded.clone(),
+        };
+        Connector {
+            config: self.config.clone(),
+            paused,
+            grants: self.grants.clone(),
+            state,
+        }
+    }
+
     pub fn same_as(&self, previous: &Connector) -> bool {
         let same_plugin = match (self.state.plugin(), previous.state.plugin()) {
             (Some(new), Some(old)) => Arc::ptr_eq(old, new),
@@ -232,6 +257,31 @@ pub async fn load_connector(
                 },
             }
         }
+    };
+    // The connector's settings, checked by the plugin that will run them (WIT 0.1.1's
+    // `check-settings`): refused, the previous version (plugin and config) keeps serving;
+    // with none to keep, the connector is not served.
+    let loaded = match loaded {
+        Ok((plugin, refused)) => match runtime.check_settings(&plugin, grants.clone()).await {
+            Ok(()) => Ok((plugin, refused)),
+            Err(err) => {
+                let err = format!("connector `{}`: {err}", config.id);
+                match previous.filter(|p| p.state.plugin().is_some()) {
+                    Some(previous) => {
+                        tracing::error!(
+                            connector = %config.id,
+                            "new config refused, the previous one keeps serving: {err}"
+                        );
+                        return previous.refusing(err, paused);
+                    }
+                    None => {
+                        tracing::error!(connector = %config.id, "connector not loaded: {err}");
+                        Err(err)
+                    }
+                }
+            }
+        },
+        Err(err) => Err(err),
     };
     let state = match loaded {
         Ok((plugin, refused)) => {

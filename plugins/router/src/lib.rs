@@ -104,7 +104,14 @@ impl Connector for Router {
         event::dedupe_key(webhook)
     }
 
+    /// Every route read and checked as `handle` would, so a wrong config is refused when
+    /// it loads (the previous one keeps serving) instead of found by the first event.
+    fn check_settings(ctx: &Ctx) -> Result<(), String> {
+        Settings::read(ctx).map(drop).map_err(|e| e.0)
+    }
+
     fn handle(ctx: &Ctx, webhook: &Webhook) -> Result<Vec<Delivery>, Failure> {
+        // Checked at load too (`check_settings`); a host before WIT 0.1.1 does not ask.
         let settings = Settings::read(ctx).map_err(|e| e.into_failure())?;
         let event = Event::new(webhook);
         let mut matched = Vec::new();

@@ -64,17 +64,20 @@ fn routed(condition: &str, webhook: &Webhook) -> bool {
     }
 }
 
-/// The message of the retry a settings problem causes, without its fixed frame.
+/// The message of the retry a settings problem causes, without its fixed frame; the
+/// host's load-time check (`check-settings`) refuses the settings with the same message.
 fn settings_error(settings: &str) -> String {
     let host = host(settings);
-    match host.handle::<Router>(&json_event(json!({"type": "x"}))) {
+    let message = match host.handle::<Router>(&json_event(json!({"type": "x"}))) {
         Err(Failure::Retry(message)) => message
             .strip_prefix("invalid [connector.settings]: ")
             .and_then(|m| m.strip_suffix(" (the event is retried until the settings are fixed)"))
             .unwrap_or_else(|| panic!("unexpected frame: {message}"))
             .to_owned(),
         other => panic!("expected a retry for {settings}, got {other:?}"),
-    }
+    };
+    assert_eq!(host.check_settings::<Router>(), Err(message.clone()));
+    message
 }
 
 /// [`settings_error`] for one route named "r" with `to` and the given keys.
@@ -1177,6 +1180,8 @@ fn readme_host(config: &toml::Table) -> TestHost {
             );
         }
     }
+    // The host's load-time check takes it.
+    assert_eq!(host.check_settings::<Router>(), Ok(()));
     host
 }
 

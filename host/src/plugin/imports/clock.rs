@@ -1,7 +1,7 @@
 //! `clock.now`: the host's wall clock in unix milliseconds.
 
 use super::CallState;
-use crate::plugin::bindings::v0_1_0::switchyard::connector::clock::Host;
+use crate::plugin::bindings::current::switchyard::connector::clock::Host;
 
 impl Host for CallState {
     async fn now(&mut self) -> u64 {

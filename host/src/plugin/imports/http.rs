@@ -2,7 +2,7 @@
 
 use super::{CallState, MAX_FETCH_BODY_BYTES, MAX_FETCHES};
 use crate::outbound::{self, OutboundError, OutboundRequest};
-use crate::plugin::bindings::v0_1_0::switchyard::connector::http::{
+use crate::plugin::bindings::current::switchyard::connector::http::{
     Error, Host, Request, Response,
 };
 use crate::store::Body;

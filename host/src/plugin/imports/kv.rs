@@ -1,7 +1,7 @@
 //! `kv`: small per-connector state in the host's store, namespaced by connector id.
 
 use super::{CallState, MAX_KV_KEY_BYTES, MAX_KV_KEYS, MAX_KV_VALUE_BYTES};
-use crate::plugin::bindings::v0_1_0::switchyard::connector::kv::Host;
+use crate::plugin::bindings::current::switchyard::connector::kv::Host;
 use crate::store::Kv;
 
 /// Whether `key` may be written: it exists already, or the connector holds fewer than

@@ -1,7 +1,7 @@
 //! `log.emit`: connector log lines, kept with the attempt and mirrored to tracing.
 
 use super::{CallState, MAX_LOG_LINE_BYTES, MAX_LOG_LINES};
-use crate::plugin::bindings::v0_1_0::switchyard::connector::log::{Host, Level};
+use crate::plugin::bindings::current::switchyard::connector::log::{Host, Level};
 
 pub use crate::store::LogLine;
 

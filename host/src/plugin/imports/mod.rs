@@ -119,12 +119,12 @@ impl WasiView for CallState {
     }
 }
 
-impl crate::plugin::bindings::v0_1_0::switchyard::connector::types::Host for CallState {}
+impl crate::plugin::bindings::current::switchyard::connector::types::Host for CallState {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::bindings::v0_1_0::switchyard::connector::{http, kv, log};
+    use crate::plugin::bindings::current::switchyard::connector::{http, kv, log};
 
     fn state() -> CallState {
         state_on(Arc::new(crate::store::memory::MemoryStore::new()))

@@ -1,7 +1,7 @@
 //! `settings.get`: the operator's `[connector.settings]`.
 
 use super::CallState;
-use crate::plugin::bindings::v0_1_0::switchyard::connector::settings::Host;
+use crate::plugin::bindings::current::switchyard::connector::settings::Host;
 
 impl Host for CallState {
     async fn get(&mut self, key: String) -> Option<String> {
