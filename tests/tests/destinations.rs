@@ -9,6 +9,10 @@ use serde_json::Value;
 use switchyard::{secret, verify};
 use switchyard_tests::*;
 
+/// One test at a time in this file: the first one measures latencies, which the others'
+/// load on this machine's two cores would blur.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The sender's Standard Webhooks secret (`whsec_` + base64 of 24 bytes).
 const SECRET: &str = "whsec_cm91dGVyLXRlc3Qtc2VjcmV0LTI0Ynl0ZXM=";
 
@@ -100,6 +104,7 @@ async fn latencies(host: &Host, receiver: &Receiver, n: usize) -> Vec<Duration> 
 
 #[tokio::test]
 async fn a_destination_failing_forever_opens_keeps_its_deliveries_and_does_not_slow_the_others() {
+    let _serial = SERIAL.lock().await;
     const EVENTS: usize = 20;
     let (healthy, broken, alerts) = (
         Receiver::start().await,
@@ -259,6 +264,7 @@ url = "{alerts}/alerts"
 
 #[tokio::test]
 async fn a_rate_limit_spaces_the_deliveries_at_the_receiver() {
+    let _serial = SERIAL.lock().await;
     const EVENTS: usize = 25;
     let receiver = Receiver::start().await;
     let config = format!(
@@ -297,6 +303,7 @@ rate_limit = 10
 
 #[tokio::test]
 async fn the_operator_moves_a_destination_by_config_and_the_connector_does_not_change() {
+    let _serial = SERIAL.lock().await;
     let (old, new) = (Receiver::start().await, Receiver::start().await);
     let dirs = Dirs::new(&["router.wasm"]);
     let path = dirs.data().with_extension("toml");
@@ -390,6 +397,7 @@ outbound_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 #[tokio::test]
 async fn a_destination_the_connector_is_not_granted_is_refused_and_the_api_knows_them_all() {
+    let _serial = SERIAL.lock().await;
     let receiver = Receiver::start().await;
     let config = format!(
         r#"
