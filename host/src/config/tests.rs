@@ -149,6 +149,50 @@ fn example_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/switchyard.toml")
 }
 
+/// The example's commented-out tables, uncommented, load too: what it offers to paste works.
+#[test]
+fn example_config_parses_with_every_commented_table_uncommented() {
+    let text = std::fs::read_to_string(example_path()).unwrap();
+    let toml_line = |line: &str| {
+        line.starts_with('[')
+            || line.split_once(" = ").is_some_and(|(key, _)| {
+                !key.is_empty()
+                    && key
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            })
+    };
+    let uncommented: String = text
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest) if toml_line(rest) => rest,
+            _ => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let vars = env(&[
+        ("SWITCHYARD_ADMIN_TOKEN", "admin-token-value"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_example"),
+        ("BACKEND_WEBHOOK_SECRET", secret),
+        ("MAILCHIMP_WEBHOOK_TOKEN", "token"),
+        ("WHMCS_WEBHOOK_SECRET", secret),
+        ("XENFORO_API_KEY", "key"),
+        ("EVENTS_WEBHOOK_SECRET", secret),
+    ]);
+    let c =
+        Config::from_toml_str(&uncommented, &vars).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+    let ids: Vec<&str> = c.connectors.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["stripe", "mailchimp", "whmcs", "events"]);
+    assert!(c.connectors[0].outbound_secret.is_some());
+    assert_eq!(c.destinations.len(), 1);
+    assert_eq!(c.destinations[0].rate_limit, Some(50));
+    assert_eq!(
+        c.alerts.url.as_deref(),
+        Some("http://127.0.0.1:9000/alerts")
+    );
+}
+
 #[test]
 fn example_config_parses() {
     let vars = env(&[
