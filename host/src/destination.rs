@@ -96,8 +96,9 @@ impl Destinations {
                     Some(old) if old.config == *config => old.clone(),
                     Some(old) => {
                         let new = Destination::new(config.clone());
-                        if let Disabled::Operator | Disabled::Breaker = old.state().disabled {
-                            new.disable(old.state().disabled);
+                        let disabled = old.breaker().disabled;
+                        if let Disabled::Operator | Disabled::Breaker = disabled {
+                            new.disable(disabled);
                         }
                         Arc::new(new)
                     }

@@ -188,23 +188,33 @@ struct InternalOnly {
 /// The HTTP client for `http.fetch` and deliveries: no redirects, and hostnames resolved
 /// by [`GuardedResolver`].
 pub fn client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .dns_resolver(Arc::new(GuardedResolver))
-        .build()
+    builder().dns_resolver(Arc::new(GuardedResolver)).build()
 }
 
 /// The client for URLs the operator wrote (`[[destination]]`, `[alerts] url`): like
 /// [`client`], but a name may resolve to an internal address (`http://billing.internal`),
 /// since no connector chose it.
 pub fn operator_client() -> reqwest::Result<reqwest::Client> {
+    builder().build()
+}
+
+/// What both clients share: our user agent, no redirects, idle connections kept a minute.
+fn builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(60))
-        .build()
+}
+
+/// A delivery's headers as sent: the connector's `own`, with the host's `extra` in place
+/// of any of the same name (an HTTP request and a queue message alike).
+pub fn merged_headers<'a>(
+    own: &'a [(String, String)],
+    extra: &'a [(String, String)],
+) -> impl Iterator<Item = &'a (String, String)> {
+    own.iter()
+        .filter(|(name, _)| !extra.iter().any(|(e, _)| e.eq_ignore_ascii_case(name)))
+        .chain(extra)
 }
 
 pub use switchyard_core::record::{OutboundRequest, OutboundResponse};
@@ -271,13 +281,7 @@ async fn send_inner(
     let method = reqwest::Method::from_bytes(request.method.as_bytes())
         .map_err(|_| OutboundError::Transport(format!("invalid method {:?}", request.method)))?;
     let mut builder = client.request(method, url).timeout(timeout);
-    let replaced = |name: &str| {
-        extra_headers
-            .iter()
-            .any(|(extra, _)| extra.eq_ignore_ascii_case(name))
-    };
-    let own = request.headers.iter().filter(|(name, _)| !replaced(name));
-    for (name, value) in own.chain(extra_headers) {
+    for (name, value) in merged_headers(&request.headers, extra_headers) {
         // Hop-by-hop and framing headers are the client's business, not the connector's.
         let lower = name.to_ascii_lowercase();
         if matches!(

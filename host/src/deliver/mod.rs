@@ -311,33 +311,12 @@ async fn attempt(
         extra.push(("traceparent".into(), traceparent));
     }
     let at = crate::time::now_ms();
-    let go = match go {
-        Go::Destination(ticket) if Brokers::handles(&ticket.destination().config.url) => {
-            let d = ticket.destination();
-            let started = std::time::Instant::now();
-            let headers = delivery_headers(&row.request.headers, &extra);
-            let published = deliverer
-                .destinations
-                .brokers
-                .publish(
-                    &d.config.url,
-                    &headers,
-                    row.request.body.as_bytes(),
-                    policy.timeout,
-                )
-                .instrument(span.clone())
-                .await;
-            let took = started.elapsed();
-            return finish_published(
-                deliverer, connector, row, number, at, took, &policy, published, ticket,
-            );
+    let tried = match &go {
+        Go::Refused(why) => {
+            Tried::from_http(Err(OutboundError::Denied(why.clone())), Duration::ZERO)
         }
-        go => go,
-    };
-    let (result, took) = match &go {
-        Go::Refused(why) => (Err(OutboundError::Denied(why.clone())), Duration::ZERO),
         Go::Direct => {
-            outbound::send(
+            let (result, took) = outbound::send(
                 &deliverer.http,
                 &connector.grants.allowed_hosts,
                 &row.request,
@@ -345,11 +324,31 @@ async fn attempt(
                 policy.timeout,
             )
             .instrument(span.clone())
-            .await
+            .await;
+            Tried::from_http(result, took)
+        }
+        Go::Destination(ticket) if Brokers::handles(&ticket.destination().config.url) => {
+            let started = std::time::Instant::now();
+            let headers: Vec<(String, String)> =
+                outbound::merged_headers(&row.request.headers, &extra)
+                    .cloned()
+                    .collect();
+            let published = deliverer
+                .destinations
+                .brokers
+                .publish(
+                    &ticket.destination().config.url,
+                    &headers,
+                    row.request.body.as_bytes(),
+                    policy.timeout,
+                )
+                .instrument(span.clone())
+                .await;
+            Tried::from_broker(published, started.elapsed())
         }
         Go::Destination(ticket) => {
             let d = ticket.destination();
-            outbound::send_to(
+            let (result, took) = outbound::send_to(
                 &deliverer.destinations.http,
                 &d.allowed,
                 &d.config.url,
@@ -358,30 +357,14 @@ async fn attempt(
                 policy.timeout,
             )
             .instrument(span.clone())
-            .await
+            .await;
+            Tried::from_http(result, took)
         }
     };
-    if let Ok(response) = &result {
+    if let Some(response) = &tried.response {
         span.record("status", response.status);
     }
-    let verdict = match &result {
-        Ok(response) => classify_status(
-            response.status,
-            header(response, "retry-after"),
-            SystemTime::now(),
-        ),
-        Err(OutboundError::Denied(_)) => Verdict::Dead,
-        Err(_) => Verdict::Retry { not_before: None },
-    };
-    row.attempts.push(DeliveryAttempt {
-        number,
-        at,
-        duration_ms: took.as_millis() as u64,
-        response: result.as_ref().ok().map(trimmed),
-        error: result.as_ref().err().map(|e| e.to_string()),
-        detail: None,
-    });
-    row.status = match verdict {
+    row.status = match tried.verdict {
         Verdict::Succeeded => DeliveryStatus::Succeeded,
         Verdict::Dead => DeliveryStatus::Dead,
         Verdict::Retry { .. } if number >= policy.max_attempts => DeliveryStatus::Dead,
@@ -389,27 +372,31 @@ async fn attempt(
     };
     deliverer
         .metrics
-        .delivery_attempt(&connector.config.id, row.status, took);
-    let error = (row.status != DeliveryStatus::Succeeded).then(|| match &result {
-        Ok(response) => format!("HTTP {}", response.status),
-        Err(err) => crate::secret::redact(&err.to_string(), &connector.grants.secrets).into_owned(),
-    });
+        .delivery_attempt(&connector.config.id, row.status, tried.took);
+    let error =
+        (row.status != DeliveryStatus::Succeeded).then(|| match (&tried.response, &tried.error) {
+            (Some(response), _) => format!("HTTP {}", response.status),
+            (None, error) => crate::secret::redact(
+                error.as_deref().unwrap_or_default(),
+                &connector.grants.secrets,
+            )
+            .into_owned(),
+        });
     if let Some(error) = &error {
         note_error(deliverer, connector, row, at, error.clone());
     }
     if let Go::Destination(ticket) = go {
-        let outcome = match (&verdict, &result) {
-            (Verdict::Succeeded, _) => Outcome::Succeeded,
-            (Verdict::Dead, Ok(_)) => Outcome::Refused,
-            (Verdict::Dead, Err(_)) => Outcome::Refused,
-            (Verdict::Retry { .. }, _) => Outcome::Failed,
+        let outcome = match tried.verdict {
+            Verdict::Succeeded => Outcome::Succeeded,
+            Verdict::Dead => Outcome::Refused,
+            Verdict::Retry { .. } => Outcome::Failed,
         };
         let destination = ticket.destination().clone();
         if let Some(change) = destination.record(ticket, outcome, error) {
             deliverer.destination_changed(&destination, change);
         }
     }
-    row.next_attempt_at = match verdict {
+    row.next_attempt_at = match tried.verdict {
         Verdict::Retry { not_before } if row.status == DeliveryStatus::Retrying => {
             let delay = backoff(&policy, number, not_before, rand::rng().random());
             // Rounded up: `now_ms` truncates, and a `Retry-After: 1` must never be
@@ -418,62 +405,68 @@ async fn attempt(
         }
         _ => None,
     };
-}
-
-/// The headers a queue destination's message carries: the connector's, with the host's
-/// (`extra`) in place of any of the same name.
-fn delivery_headers(own: &[(String, String)], extra: &[(String, String)]) -> Vec<(String, String)> {
-    own.iter()
-        .filter(|(name, _)| !extra.iter().any(|(e, _)| e.eq_ignore_ascii_case(name)))
-        .chain(extra)
-        .cloned()
-        .collect()
-}
-
-/// Record a publish to a queue destination in `row`, as [`attempt`] does an HTTP try: a
-/// confirmation succeeds, a refusal is dead, anything else is retried.
-#[allow(clippy::too_many_arguments)]
-fn finish_published(
-    deliverer: &Deliverer,
-    connector: &Connector,
-    row: &mut DeliveryRecord,
-    number: u32,
-    at: u64,
-    took: Duration,
-    policy: &crate::config::RetryConfig,
-    published: Result<Published, BrokerError>,
-    ticket: Ticket,
-) {
-    let (status, outcome) = match &published {
-        Ok(_) => (DeliveryStatus::Succeeded, Outcome::Succeeded),
-        Err(err) if err.is_permanent() => (DeliveryStatus::Dead, Outcome::Refused),
-        Err(_) if number >= policy.max_attempts => (DeliveryStatus::Dead, Outcome::Failed),
-        Err(_) => (DeliveryStatus::Retrying, Outcome::Failed),
-    };
-    let error = published.as_ref().err().map(|e| e.to_string());
     row.attempts.push(DeliveryAttempt {
         number,
         at,
-        duration_ms: took.as_millis() as u64,
-        response: None,
-        error: error.clone(),
-        detail: published.as_ref().ok().map(|p| p.detail.clone()),
+        duration_ms: tried.took.as_millis() as u64,
+        response: tried.response,
+        error: tried.error,
+        detail: tried.detail,
     });
-    row.status = status;
-    deliverer
-        .metrics
-        .delivery_attempt(&connector.config.id, status, took);
-    if let Some(error) = &error {
-        note_error(deliverer, connector, row, at, error.clone());
+}
+
+/// One try as sent, over HTTP or to a broker: what the delivery's record keeps of it, and
+/// what it means for the delivery.
+struct Tried {
+    verdict: Verdict,
+    /// The answer, its body cut to [`LOGGED_RESPONSE_BYTES`].
+    response: Option<OutboundResponse>,
+    /// Why there was no answer, or the broker's refusal.
+    error: Option<String>,
+    /// What a broker confirmed.
+    detail: Option<String>,
+    took: Duration,
+}
+
+impl Tried {
+    fn from_http(result: Result<OutboundResponse, OutboundError>, took: Duration) -> Tried {
+        let verdict = match &result {
+            Ok(response) => classify_status(
+                response.status,
+                header(response, "retry-after"),
+                SystemTime::now(),
+            ),
+            Err(OutboundError::Denied(_)) => Verdict::Dead,
+            Err(_) => Verdict::Retry { not_before: None },
+        };
+        Tried {
+            verdict,
+            response: result.as_ref().ok().map(trimmed),
+            error: result.err().map(|e| e.to_string()),
+            detail: None,
+            took,
+        }
     }
-    let destination = ticket.destination().clone();
-    if let Some(change) = destination.record(ticket, outcome, error) {
-        deliverer.destination_changed(&destination, change);
+
+    /// A confirmation succeeds, a refusal is dead, anything else is retried.
+    fn from_broker(published: Result<Published, BrokerError>, took: Duration) -> Tried {
+        let verdict = match &published {
+            Ok(_) => Verdict::Succeeded,
+            Err(err) if err.is_permanent() => Verdict::Dead,
+            Err(_) => Verdict::Retry { not_before: None },
+        };
+        let (detail, error) = match published {
+            Ok(published) => (Some(published.detail), None),
+            Err(err) => (None, Some(err.to_string())),
+        };
+        Tried {
+            verdict,
+            response: None,
+            error,
+            detail,
+            took,
+        }
     }
-    row.next_attempt_at = (status == DeliveryStatus::Retrying).then(|| {
-        let delay = backoff(policy, number, None, rand::rng().random());
-        crate::time::now_ms() + delay.as_millis() as u64 + 1
-    });
 }
 
 /// Keep `error` as the connector's latest failed try, for `GET /v1/connectors`.
