@@ -1,0 +1,8 @@
+// Generated from wit/connector.wit by scripts/gen-types.js (jco guest types). Do not edit:
+// run `npm run gen-types` after changing the WIT.
+declare module 'switchyard:connector/clock@0.1.1' {
+  /**
+   * Unix time in milliseconds.
+   */
+  export function now(): bigint;
+}
