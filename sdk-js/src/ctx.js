@@ -2,7 +2,7 @@
 
 import { decodeLossy, toBytes } from './bytes.js';
 import { Failure, KvError } from './failure.js';
-import { Request, Response } from './http.js';
+import { Request, Response, rustTrim } from './http.js';
 import { quoted } from './quoted.js';
 
 /** The log levels, in increasing severity. */
@@ -64,7 +64,7 @@ export class Ctx {
   requireSetting(key) {
     const value = this.setting(key);
     if (value === undefined) throw new Failure('reject', `setting \`${key}\` is not set`);
-    if (value.trim() === '') throw new Failure('reject', `setting \`${key}\` is empty`);
+    if (rustTrim(value) === '') throw new Failure('reject', `setting \`${key}\` is empty`);
     return value;
   }
 
@@ -75,7 +75,7 @@ export class Ctx {
   settingBool(key) {
     const value = this.setting(key);
     if (value === undefined) return false;
-    switch (value.trim().replace(/[A-Z]+/g, (s) => s.toLowerCase())) {
+    switch (rustTrim(value).replace(/[A-Z]+/g, (s) => s.toLowerCase())) {
       case 'true':
       case '1':
       case 'yes':

@@ -216,9 +216,17 @@ export class Response {
   }
 }
 
-/** Rust's `str::trim`: strips Unicode White_Space (which has U+0085 and not U+FEFF). */
+/**
+ * Unicode's White_Space, which Rust's `char::is_whitespace` and `str::trim` use (U+0085 in,
+ * U+FEFF out, unlike JS's `trim`). Spelled out: the engine in the component has no
+ * `\p{…}` property escapes.
+ */
+export const WHITE_SPACE = '\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+const TRIM = new RegExp(`^[${WHITE_SPACE}]+|[${WHITE_SPACE}]+$`, 'g');
+
+/** Rust's `str::trim`: strips Unicode White_Space from both ends. */
 export function rustTrim(text) {
-  return text.replace(/^\p{White_Space}+|\p{White_Space}+$/gu, '');
+  return String(text).replace(TRIM, '');
 }
 
 /**
