@@ -8,7 +8,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, readFile, rename, rm, writeFile, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join, relative, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 /** The SDK package this build belongs to. */
@@ -155,9 +155,21 @@ function shortPath(file, projectDir) {
   return rel.startsWith('..') ? abs : rel;
 }
 
-/** Bundles the entry (and the SDK) into one ES module: its text. */
-export async function bundle({ projectDir, entryFile }, workDir) {
+/** How a source of the bundle is named in stack traces. */
+function sourceName(abs, projectDir) {
+  const inSdk = relative(SDK_ROOT, abs);
+  if (!inSdk.startsWith('..') && !inSdk.startsWith(sep)) return `@switchyard/sdk/${inSdk.split(sep).join('/')}`;
+  return shortPath(abs, projectDir).split(sep).join('/');
+}
+
+/**
+ * Bundles the entry (and the SDK) into one ES module named `bundleName` in the stack traces
+ * of the component; returns its text, with the table that maps its lines back to the
+ * sources appended.
+ */
+export async function bundle({ projectDir, entryFile }, workDir, bundleName = 'connector.js') {
   const esbuild = await dependency('esbuild');
+  const { lineTable, lineTableStatement } = await import('./lines.js');
   const entry = join(workDir, 'entry.js');
   await writeFile(entry, entrySource(entryFile));
   let result;
@@ -165,8 +177,11 @@ export async function bundle({ projectDir, entryFile }, workDir) {
     result = await esbuild.build({
       entryPoints: [entry],
       absWorkingDir: projectDir,
+      outfile: join(workDir, bundleName),
       bundle: true,
       write: false,
+      sourcemap: 'external',
+      sourcesContent: false,
       format: 'esm',
       platform: 'neutral',
       target: 'es2022',
@@ -185,7 +200,16 @@ export async function bundle({ projectDir, entryFile }, workDir) {
     }
     throw e;
   }
-  return result.outputFiles[0].text;
+  const js = result.outputFiles.find((f) => f.path.endsWith('.js'));
+  const map = result.outputFiles.find((f) => f.path.endsWith('.js.map'));
+  let text = js.text.replace(/\n\/\/# sourceMappingURL=.*\n?$/, '\n');
+  if (map !== undefined) {
+    const table = lineTable(bundleName, JSON.parse(map.text), (source) =>
+      sourceName(resolve(workDir, source), projectDir),
+    );
+    text += lineTableStatement(table);
+  }
+  return text;
 }
 
 /**
@@ -264,9 +288,10 @@ export async function build(options = {}) {
   const target = await plan(options);
   const workDir = await mkdtemp(join(tmpdir(), 'switchyard-js-'));
   try {
-    const source = await bundle(target, workDir);
+    const bundleName = `${unscoped(target.name).replace(/[^A-Za-z0-9._-]/g, '_')}.js`;
+    const source = await bundle(target, workDir, bundleName);
     const connector = await preflight(target);
-    const bundleFile = join(workDir, `${unscoped(target.name).replace(/[^A-Za-z0-9._-]/g, '_')}.js`);
+    const bundleFile = join(workDir, bundleName);
     await writeFile(bundleFile, source);
     log(`bundled ${shortPath(target.entryFile, target.projectDir)} (${source.length} bytes), componentizing…`);
 

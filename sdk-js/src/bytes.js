@@ -41,6 +41,7 @@ export function toBytes(value, what = 'body') {
 /** A short description of a value's type for error messages. */
 export function describe(value) {
   if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'object') {
     const name = value.constructor?.name;

@@ -18,7 +18,14 @@ import { isConnector, runCheckSettings, runDedupeKey, runHandle, witManifest } f
 import { Ctx } from './ctx.js';
 import { FetchError } from './failure.js';
 import { Response } from './http.js';
+import { mapStack } from './lines.js';
 import { Webhook } from './webhook.js';
+
+/** Frames of the SDK's own glue (and the bindings), left out of a trap's stack trace. */
+function isGlue({ frame, file }) {
+  if (file === undefined) return !/@/.test(frame) || /initializer\.js:\d+:\d+$/.test(frame);
+  return /@switchyard\/sdk\/src\/(connector|guest)\.js$/.test(file);
+}
 
 /** The real host, reached through the component's imports. */
 function witHost({ settings, http, kv, log, clock }) {
@@ -111,7 +118,7 @@ function routeConsole(host) {
  */
 function trap(host, where, error) {
   let text = `uncaught exception in ${where}: ${error instanceof Error ? `${error.name}: ${error.message}` : show(error)}`;
-  const stack = error instanceof Error && typeof error.stack === 'string' ? error.stack.trim() : '';
+  const stack = error instanceof Error && typeof error.stack === 'string' ? mapStack(error.stack.trim(), isGlue) : '';
   if (stack) text += `\n${stack}`;
   try {
     host.log('error', text);
