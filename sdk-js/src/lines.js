@@ -95,6 +95,6 @@ export function mapStack(stack, isGlue = () => false) {
     });
     return { frame: text, file };
   });
-  while (mapped.length > 1 && isGlue(mapped[mapped.length - 1])) mapped.pop();
+  while (mapped.length > 0 && isGlue(mapped[mapped.length - 1])) mapped.pop();
   return mapped.map((m) => m.frame).join('\n');
 }
