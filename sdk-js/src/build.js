@@ -139,13 +139,24 @@ function sdkPlugin() {
   };
 }
 
-/** esbuild's messages as `file:line:column: error: text` with the line and a caret. */
-async function formatMessages(esbuild, messages, projectDir) {
-  const fixed = messages.map((m) =>
-    m.location ? { ...m, location: { ...m.location, file: shortPath(m.location.file, projectDir) } } : m,
-  );
-  const lines = await esbuild.formatMessages(fixed, { kind: 'error', color: false });
-  return lines.join('').trimEnd();
+/**
+ * esbuild's messages, one per paragraph: `file:line:column: error: text`, then the line and
+ * a caret under the column.
+ */
+function formatMessages(messages, projectDir) {
+  return messages
+    .map((m) => {
+      const text = m.text.replace(/ \[plugin [^\]]+\]$/, '');
+      if (!m.location) return `error: ${text}`;
+      const { file, line, column, lineText, length } = m.location;
+      const gutter = String(line).length;
+      return [
+        `${shortPath(file, projectDir)}:${line}:${column + 1}: error: ${text}`,
+        `  ${line} | ${lineText}`,
+        `  ${' '.repeat(gutter)} | ${' '.repeat(column)}${'^'.repeat(Math.max(1, Math.min(length, lineText.length - column)))}`,
+      ].join('\n');
+    })
+    .join('\n\n');
 }
 
 function shortPath(file, projectDir) {
@@ -196,7 +207,11 @@ export async function bundle({ projectDir, entryFile }, workDir, bundleName = 'c
     });
   } catch (e) {
     if (Array.isArray(e?.errors) && e.errors.length > 0) {
-      fail(`bundling ${shortPath(entryFile, projectDir)} failed:\n${await formatMessages(esbuild, e.errors, projectDir)}`);
+      const shown = shortPath(entryFile, projectDir);
+      if (e.errors.some((m) => /^No matching export in ".*" for import "default"$/.test(m.text) && m.location && resolve(projectDir, m.location.file) === entry)) {
+        fail(noConnector(shown));
+      }
+      fail(`bundling ${shown} failed:\n${formatMessages(e.errors, projectDir)}`);
     }
     throw e;
   }
@@ -212,6 +227,10 @@ export async function bundle({ projectDir, entryFile }, workDir, bundleName = 'c
   return text;
 }
 
+function noConnector(entry) {
+  return `${entry} must \`export default defineConnector({ … })\` (import { defineConnector } from '@switchyard/sdk')`;
+}
+
 /**
  * Loads the entry module in Node and checks its default export is a connector: errors at
  * its top level (which componentize-js would report without a stack) show up here with one.
@@ -224,12 +243,7 @@ export async function preflight({ projectDir, entryFile }) {
   } catch (e) {
     fail(`loading ${shortPath(entryFile, projectDir)} failed: ${e?.stack ?? e}`);
   }
-  if (!isConnector(mod.default)) {
-    fail(
-      `${shortPath(entryFile, projectDir)} must \`export default defineConnector({ … })\` ` +
-        `(import { defineConnector } from '@switchyard/sdk')`,
-    );
-  }
+  if (!isConnector(mod.default)) fail(noConnector(shortPath(entryFile, projectDir)));
   return mod.default;
 }
 
