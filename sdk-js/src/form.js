@@ -131,7 +131,10 @@ function sortedMap(map) {
 
 function mapToJson(map) {
   const out = {};
-  for (const [k, v] of sortedMap(map)) out[k] = v.toJson();
+  for (const [k, v] of sortedMap(map)) {
+    // Defined, not assigned: a key such as `__proto__` is data here.
+    Object.defineProperty(out, k, { value: v.toJson(), enumerable: true, writable: true, configurable: true });
+  }
   return out;
 }
 

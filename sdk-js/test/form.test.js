@@ -71,6 +71,14 @@ test('decoding keeps bad escapes and replaces bad UTF-8, like form_urlencoded', 
   assert.deepEqual(form.pairs(), [['a', '%ZZ%4'], ['b', '\ufffd'], ['c', ''], ['', 'd'], ['e', '1=2']]);
 });
 
+test('every key is data, __proto__ included', () => {
+  const json = Form.parse('a[__proto__]=x&__proto__=y&a[constructor]=z').toJson();
+  assert.deepEqual(Object.keys(json), ['__proto__', 'a']);
+  assert.equal(Object.getPrototypeOf(json.a), Object.prototype);
+  assert.deepEqual(Object.keys(json.a), ['__proto__', 'constructor']);
+  assert.equal(JSON.stringify(json), '{"__proto__":"y","a":{"__proto__":"x","constructor":"z"}}');
+});
+
 test('an empty body is an empty form', () => {
   const form = Form.parse('');
   assert.deepEqual(form.pairs(), []);
