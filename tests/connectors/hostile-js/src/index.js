@@ -26,12 +26,16 @@ function body(webhook) {
   }
 }
 
+/** @returns {never} */
 function spin() {
   let n = 0;
   for (;;) n = (n + 1) % 1_000_003;
 }
 
-/** Keeps every allocation reachable, so nothing can be collected, until memory runs out. */
+/**
+ * Keeps every allocation reachable, so nothing can be collected, until memory runs out.
+ * @returns {never}
+ */
 function eat() {
   const hog = [];
   for (let i = 0; ; i++) {
