@@ -16,7 +16,11 @@
 import { Delivery, defineConnector, reject, retry } from '@switchyard/sdk';
 import pkg from '../package.json' with { type: 'json' };
 
-/** The event body as JSON, or `{}` when it is not JSON. */
+/**
+ * The event body as JSON, or `{}` when it is not JSON.
+ * @param {import('@switchyard/sdk').Webhook} webhook
+ * @returns {Record<string, any>}
+ */
 function body(webhook) {
   try {
     const value = JSON.parse(new TextDecoder().decode(webhook.body));
