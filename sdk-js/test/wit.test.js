@@ -6,7 +6,10 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { test } from 'node:test';
 
-import { generateWitTypes, TYPES_DIR, WIT_FILE } from '../scripts/gen-types.js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+
+import { TYPES_DIR, WIT_FILE, writeWitTypes } from '../scripts/gen-types.js';
 import { SDK_ROOT } from '../src/build.js';
 import * as sdk from '../src/index.js';
 import * as testing from '../src/test.js';
@@ -31,10 +34,22 @@ async function files(dir) {
   return out;
 }
 
+async function contents(dir) {
+  const out = new Map();
+  for (const file of await files(dir)) out.set(relative(dir, file), await readFile(file, 'utf8'));
+  return out;
+}
+
 test('types/wit/ is what jco generates from wit/connector.wit (npm run gen-types)', async () => {
-  const generated = await generateWitTypes(await readFile(WIT_FILE, 'utf8'));
-  const checkedIn = new Map();
-  for (const file of await files(TYPES_DIR)) checkedIn.set(relative(TYPES_DIR, file), await readFile(file, 'utf8'));
+  const dir = await mkdtemp(join(tmpdir(), 'switchyard-js-types-'));
+  let generated;
+  try {
+    await writeWitTypes(dir);
+    generated = await contents(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  const checkedIn = await contents(TYPES_DIR);
   assert.deepEqual([...checkedIn.keys()].sort(), [...generated.keys()].sort(), 'the same files');
   for (const [path, text] of generated) {
     assert.equal(checkedIn.get(path), text, `types/wit/${path} is stale: run npm run gen-types`);
