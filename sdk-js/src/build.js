@@ -41,8 +41,8 @@ async function dependency(name) {
   } catch (e) {
     if (e?.code === 'ERR_MODULE_NOT_FOUND' || e?.code === 'MODULE_NOT_FOUND') {
       fail(
-        `${name} is not installed next to the SDK (${SDK_ROOT}). Install the SDK's ` +
-          `dependencies once: (cd ${SDK_ROOT} && npm ci)`,
+        `cannot load ${name} (${e.message.split('\n')[0]}): install the SDK's dependencies ` +
+          `once, as its package-lock.json pins them: (cd ${SDK_ROOT} && npm ci)`,
       );
     }
     throw e;
