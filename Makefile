@@ -12,7 +12,7 @@ NATS_SERVER_VERSION := 2.15.1
 NATS_TOOLS  := target/tools/nats-$(NATS_SERVER_VERSION)
 NATS_SERVER := $(NATS_TOOLS)/bin/nats-server
 
-.PHONY: all wasm-target plugins test-plugins nats-server console-deps build run test fuzz bench bench-wrk bench-micro lint fmt clean
+.PHONY: all wasm-target plugins test-plugins js-deps js-plugins js-test nats-server console-deps build run test fuzz bench bench-wrk bench-micro lint fmt clean
 
 all: build
 
@@ -38,6 +38,38 @@ test-plugins: wasm-target
 	cp target/$(WASM_TARGET)/wasm/hostile.wasm dist/test-plugins/hostile.wasm
 	cp target/$(WASM_TARGET)/wasm/wrong_world.wasm dist/test-plugins/wrong-world.wasm
 	cp target/$(WASM_TARGET)/wasm/legacy.wasm dist/test-plugins/legacy.wasm
+
+# Connectors in JavaScript (sdk-js/): the SDK's build tools from the npm registry
+# (componentize-js and esbuild, at the versions sdk-js/package-lock.json pins), then the
+# shipped JS example into dist/plugins/ and the JS test connector into dist/test-plugins/.
+# A JS build is redone only when its sources or the SDK's change.
+SDK_JS_SOURCES := $(wildcard sdk-js/src/*.js sdk-js/bin/*.js sdk-js/wit/*.wit) sdk-js/package-lock.json
+
+js-deps: sdk-js/node_modules/.package-lock.json
+
+sdk-js/node_modules/.package-lock.json: sdk-js/package.json sdk-js/package-lock.json
+	cd sdk-js && npm ci --no-audit --no-fund
+
+js-plugins: dist/plugins/mailchimp-js.wasm dist/test-plugins/hostile-js.wasm
+
+# $(1): the project folder, $(2): the .wasm it builds, $(3): where it goes.
+define js_build
+	cd $(1) && npm install --prefer-offline --no-audit --no-fund --silent && npm run --silent build
+	@mkdir -p $(dir $(3))
+	cp $(1)/$(2) $(3).tmp && mv $(3).tmp $(3)
+	@echo "built $(3)"
+endef
+
+dist/plugins/mailchimp-js.wasm: sdk-js/node_modules/.package-lock.json $(SDK_JS_SOURCES) $(wildcard plugins/mailchimp-js/src/*.js) plugins/mailchimp-js/package.json
+	$(call js_build,plugins/mailchimp-js,mailchimp-js.wasm,$@)
+
+dist/test-plugins/hostile-js.wasm: sdk-js/node_modules/.package-lock.json $(SDK_JS_SOURCES) $(wildcard tests/connectors/hostile-js/src/*.js) tests/connectors/hostile-js/package.json
+	$(call js_build,tests/connectors/hostile-js,hostile-js.wasm,$@)
+
+# The SDK's own tests (helpers, test host, WIT types not drifted) and the example's.
+js-test: js-deps
+	cd sdk-js && npm test
+	cd plugins/mailchimp-js && npm install --prefer-offline --no-audit --no-fund --silent && npm test
 
 nats-server: $(NATS_SERVER)
 
@@ -76,7 +108,7 @@ run: build
 # features (and the build) are the same.
 NATS_SUITES := pipeline delivery hotload mailchimp whmcs_xenforo router destinations stripe_refetch limits admin_api
 
-test: plugins test-plugins nats-server console-deps
+test: plugins test-plugins js-plugins js-test nats-server console-deps
 	$(CARGO) build -p switchyard --bin switchyard
 	$(CARGO) test --workspace
 	SWITCHYARD_TEST_BACKEND=nats $(CARGO) test --workspace $(foreach t,$(NATS_SUITES),--test $(t))

@@ -269,6 +269,11 @@ pub struct Attempt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     pub deliveries: usize,
+    /// The linear memory the call's instance held at its end, in bytes (its peak: wasm
+    /// memory never shrinks): what to hold against `plugins.max_memory_bytes`. 0 when the
+    /// call never ran, and in records written before it was kept.
+    #[serde(default)]
+    pub memory_bytes: u64,
     #[serde(default)]
     pub logs: Vec<LogLine>,
     #[serde(default)]

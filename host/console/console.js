@@ -90,6 +90,7 @@ const query = (params) => {
 const time = (ms) => (ms ? new Date(ms).toLocaleString() : "–");
 const isoMinute = (ms) => new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 const ms = (n) => (n === undefined || n === null ? "–" : n < 1000 ? `${n} ms` : `${(n / 1000).toFixed(2)} s`);
+const mib = (n) => `${(n / 1048576).toFixed(1)} MiB`;
 
 function badge(status) {
   return h("span", { class: `badge ${status}`, "data-status": status }, status);
@@ -416,7 +417,7 @@ async function eventView(id, show) {
 
     const attempts = (event.attempts ?? []).map((a) => h("li", { class: "attempt", "data-attempt": a.number },
       h("h4", {}, `Attempt ${a.number} · `, h("span", { class: "outcome" }, a.outcome), ` · ${ms(a.duration_ms)} · ${time(a.at)}`),
-      h("p", { class: "muted mono" }, `plugin ${a.plugin_version} ${a.plugin_digest}`, a.deliveries ? ` · ${a.deliveries} deliveries` : ""),
+      h("p", { class: "muted mono" }, `plugin ${a.plugin_version} ${a.plugin_digest}`, a.deliveries ? ` · ${a.deliveries} deliveries` : "", a.memory_bytes ? ` · ${mib(a.memory_bytes)} memory` : ""),
       a.message ? h("p", { class: "message" }, a.message) : null,
       a.logs?.length ? h("ol", { class: "logs" }, a.logs.map((l) => h("li", { class: `log ${l.level}` }, h("span", { class: "level" }, l.level), " ", l.message))) : null,
       a.fetches?.length ? h("div", {}, h("h5", {}, "Fetches"), h("ul", { class: "fetches" }, a.fetches.map((f) =>

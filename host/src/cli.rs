@@ -16,7 +16,7 @@ use switchyard::Config;
 use switchyard::config::ConfigError;
 use switchyard::config::{HmacEncoding, MissingParams, SchemeName};
 use switchyard::plugin::ConnectorState;
-use switchyard::scaffold::{self, SdkSource};
+use switchyard::scaffold::{self, Lang, SdkSource};
 use switchyard::secret::Secret;
 use switchyard::verify::{self, HmacParams};
 
@@ -133,16 +133,20 @@ enum PluginCommand {
 
 #[derive(Subcommand)]
 enum New {
-    /// Create a connector crate NAME that builds to wasm32-wasip2 and passes its own tests.
+    /// Create a connector project NAME that builds to a wasm component and passes its own
+    /// tests: a Rust crate (wasm32-wasip2), or with `--lang js` an npm package.
     Connector {
-        /// The crate's name, also its default route and .wasm name: lowercase letters,
+        /// The project's name, also its default route and .wasm name: lowercase letters,
         /// digits and `-` (e.g. `my-connector`).
         name: String,
-        /// Create the crate in DIR/NAME (DIR is created if missing; NAME must not exist).
+        /// Create the project in DIR/NAME (DIR is created if missing; NAME must not exist).
         #[arg(long, value_name = "DIR", default_value = ".")]
         path: PathBuf,
+        /// The language: `rust` (switchyard-sdk) or `js` (@switchyard/sdk, componentize-js).
+        #[arg(long, value_enum, default_value_t = Lang::Rust)]
+        lang: Lang,
         /// Depend on the SDK at PATH instead of the one this binary was built from (or
-        /// crates.io when that is gone).
+        /// the registry's release when that is gone): `sdk/` for Rust, `sdk-js/` for js.
         #[arg(long, value_name = "PATH")]
         sdk_path: Option<PathBuf>,
     },
@@ -222,9 +226,10 @@ impl Cli {
                     New::Connector {
                         name,
                         path,
+                        lang,
                         sdk_path,
                     },
-            } => new_connector(&name, &path, sdk_path.as_deref()),
+            } => new_connector(&name, lang, &path, sdk_path.as_deref()),
             Command::Plugin {
                 what: PluginCommand::Inspect { file, json },
             } => inspect::inspect(&file, json),
@@ -238,24 +243,48 @@ impl Cli {
     }
 }
 
-fn new_connector(name: &str, parent: &Path, sdk_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+fn new_connector(
+    name: &str,
+    lang: Lang,
+    parent: &Path,
+    sdk_path: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
     scaffold::validate_name(name)?;
     let sdk = match sdk_path {
-        Some(path) => SdkSource::local(path)?,
-        None => SdkSource::default_for_this_binary(),
+        Some(path) => SdkSource::local(lang, path)?,
+        None => SdkSource::default_for_this_binary(lang),
     };
-    let dir = scaffold::new_connector(name, parent, &sdk)?;
-    let wasm = name.replace('-', "_");
+    let dir = scaffold::new_connector(name, lang, parent, &sdk)?;
     println!("Created connector `{name}` in {}", dir.display());
-    println!("switchyard-sdk: {sdk}");
+    match lang {
+        Lang::Rust => println!("switchyard-sdk: {sdk}"),
+        Lang::Js => println!("@switchyard/sdk: {sdk}"),
+    }
     println!();
     println!("Next:");
     println!("  cd {}", dir.display());
-    println!("  cargo test");
-    println!("  cargo build --release --target wasm32-wasip2");
-    println!("  # then copy target/wasm32-wasip2/release/{wasm}.wasm into the host's plugins.dir");
-    println!("  # (under a temporary name, then rename it) and add a [[connector]] for it.");
-    println!("The SDK's README.md is the tutorial for every step.");
+    match lang {
+        Lang::Rust => {
+            let wasm = name.replace('-', "_");
+            println!("  cargo test");
+            println!("  cargo build --release --target wasm32-wasip2");
+            println!(
+                "  # then copy target/wasm32-wasip2/release/{wasm}.wasm into the host's plugins.dir"
+            );
+            println!(
+                "  # (under a temporary name, then rename it) and add a [[connector]] for it."
+            );
+            println!("The SDK's README.md is the tutorial for every step.");
+        }
+        Lang::Js => {
+            println!("  npm install");
+            println!("  npm test");
+            println!("  npm run build");
+            println!("  # then copy {name}.wasm into the host's plugins.dir (under a temporary");
+            println!("  # name, then rename it) and add a [[connector]] for it.");
+            println!("sdk-js/README.md is the tutorial for every step.");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -286,6 +286,7 @@ async fn try_process(
         outcome: label.as_str().into(),
         message: None,
         deliveries: 0,
+        memory_bytes: outcome.memory_bytes as u64,
         logs: outcome.logs,
         fetches: outcome.fetches,
     };
@@ -373,6 +374,7 @@ fn no_call(
         outcome: outcome.as_str().into(),
         message: Some(message),
         deliveries: 0,
+        memory_bytes: 0,
         logs: Vec::new(),
         fetches: Vec::new(),
     }

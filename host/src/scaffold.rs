@@ -1,17 +1,65 @@
-//! `switchyard new connector NAME`: a connector crate from the SDK's template
-//! (`sdk/template/`), compiled into the binary so an installed `switchyard` scaffolds
-//! anywhere.
+//! `switchyard new connector NAME [--lang js]`: a connector project from an SDK's template
+//! (`sdk/template/` for Rust, `sdk-js/template/` for JavaScript), compiled into the binary
+//! so an installed `switchyard` scaffolds anywhere.
 //!
 //! The template files use `{{placeholder}}`s, filled by plain text replacement:
 //! `name` (the package name, `my-hook`), `crate_name` (the lib name and so the `.wasm`'s,
 //! `my_hook`), `type_name` (the connector type, `MyHook`), `env_name` (`MY_HOOK`) and
-//! `sdk_dependency` (a TOML value: `{ path = "…" }` or `"0.1.0"`).
+//! `sdk_dependency` (for Rust a TOML value, `{ path = "…" }` or `"0.1.0"`; for JavaScript
+//! a JSON string, `"file:/…/sdk-js"` or `"0.1.1"`).
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// The template, relative path in the new crate → text.
+/// The language a connector is written in, and so its template and SDK.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// A Rust crate built with `cargo build --target wasm32-wasip2` (`switchyard-sdk`).
+    #[default]
+    Rust,
+    /// An ES module built with componentize-js (`@switchyard/sdk`, in `sdk-js/`).
+    Js,
+}
+
+impl Lang {
+    fn template(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Lang::Rust => TEMPLATE,
+            Lang::Js => JS_TEMPLATE,
+        }
+    }
+
+    /// The SDK of the source tree this binary was built from.
+    fn built_from(self) -> &'static str {
+        match self {
+            Lang::Rust => BUILT_FROM_SDK,
+            Lang::Js => BUILT_FROM_SDK_JS,
+        }
+    }
+
+    /// The SDK package's name, as its manifest says it.
+    fn sdk_package(self) -> &'static str {
+        match self {
+            Lang::Rust => "switchyard-sdk",
+            Lang::Js => "@switchyard/sdk",
+        }
+    }
+
+    /// The SDK release matching this binary, for when its source tree is gone.
+    fn sdk_release(self) -> &'static str {
+        match self {
+            Lang::Rust => env!("CARGO_PKG_VERSION"),
+            // The npm package is versioned as the WIT world it builds against.
+            Lang::Js => JS_SDK_VERSION,
+        }
+    }
+}
+
+/// The version of `@switchyard/sdk` this binary's template is written for.
+const JS_SDK_VERSION: &str = "0.1.1";
+
+/// The Rust template, relative path in the new crate → text.
 const TEMPLATE: &[(&str, &str)] = &[
     (
         "Cargo.toml",
@@ -31,8 +79,33 @@ const TEMPLATE: &[(&str, &str)] = &[
     ),
 ];
 
-/// The SDK of the source tree this binary was built from; used when it still exists.
+/// The JavaScript template, relative path in the new project → text.
+const JS_TEMPLATE: &[(&str, &str)] = &[
+    (
+        "package.json",
+        include_str!("../../sdk-js/template/package.json.tmpl"),
+    ),
+    (
+        "src/index.js",
+        include_str!("../../sdk-js/template/src/index.js.tmpl"),
+    ),
+    (
+        "test/index.test.js",
+        include_str!("../../sdk-js/template/test/index.test.js.tmpl"),
+    ),
+    (
+        "README.md",
+        include_str!("../../sdk-js/template/README.md.tmpl"),
+    ),
+    (
+        ".gitignore",
+        include_str!("../../sdk-js/template/gitignore.tmpl"),
+    ),
+];
+
+/// The SDKs of the source tree this binary was built from; used when they still exist.
 const BUILT_FROM_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk");
+const BUILT_FROM_SDK_JS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk-js");
 
 /// Names the generated `src/lib.rs` has in scope (its imports and the prelude types it
 /// uses): a connector type of the same name would clash, so it gets a `Connector` suffix.
@@ -72,27 +145,28 @@ const RESERVED: &[&str] = &[
     "serde", "serde-json", "switchyard-sdk",
 ];
 
-/// Where the generated crate gets `switchyard-sdk` from.
+/// Where the generated project gets its SDK (`switchyard-sdk`, `@switchyard/sdk`) from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SdkSource {
-    /// A local checkout: `{ path = "…" }` (absolute).
+    /// A local checkout (absolute): `{ path = "…" }`, `"file:…"`.
     Path(PathBuf),
-    /// crates.io: `"<version>"`.
+    /// The registry (crates.io, npm): `"<version>"`.
     Registry(String),
 }
 
 impl SdkSource {
-    /// The SDK of the source tree this binary was built from, when it is still there;
-    /// otherwise the crates.io release matching this binary's version.
-    pub fn default_for_this_binary() -> SdkSource {
-        match SdkSource::local(Path::new(BUILT_FROM_SDK)) {
+    /// The SDK for `lang` of the source tree this binary was built from, when it is still
+    /// there; otherwise the registry release matching this binary.
+    pub fn default_for_this_binary(lang: Lang) -> SdkSource {
+        match SdkSource::local(lang, Path::new(lang.built_from())) {
             Ok(source) => source,
-            Err(_) => SdkSource::Registry(env!("CARGO_PKG_VERSION").to_owned()),
+            Err(_) => SdkSource::Registry(lang.sdk_release().to_owned()),
         }
     }
 
-    /// A local SDK checkout at `path`: it must hold the `switchyard-sdk` package.
-    pub fn local(path: &Path) -> Result<SdkSource, ScaffoldError> {
+    /// A local SDK checkout at `path`: it must hold the SDK package for `lang` (a
+    /// `Cargo.toml` of `switchyard-sdk`, a `package.json` of `@switchyard/sdk`).
+    pub fn local(lang: Lang, path: &Path) -> Result<SdkSource, ScaffoldError> {
         let not_sdk = |reason: String| ScaffoldError::NotAnSdk {
             path: path.to_path_buf(),
             reason,
@@ -100,19 +174,29 @@ impl SdkSource {
         let dir = path
             .canonicalize()
             .map_err(|e| not_sdk(format!("cannot open it: {e}")))?;
-        let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))
-            .map_err(|e| not_sdk(format!("cannot read its Cargo.toml: {e}")))?;
-        let manifest: toml::Table = manifest
-            .parse()
-            .map_err(|e| not_sdk(format!("its Cargo.toml does not parse: {e}")))?;
-        let name = manifest
-            .get("package")
-            .and_then(|p| p.get("name"))
-            .and_then(toml::Value::as_str);
-        if name != Some("switchyard-sdk") {
-            return Err(not_sdk(
-                "its Cargo.toml is not the `switchyard-sdk` package".to_owned(),
-            ));
+        let file = match lang {
+            Lang::Rust => "Cargo.toml",
+            Lang::Js => "package.json",
+        };
+        let manifest = std::fs::read_to_string(dir.join(file))
+            .map_err(|e| not_sdk(format!("cannot read its {file}: {e}")))?;
+        let name = match lang {
+            Lang::Rust => manifest
+                .parse::<toml::Table>()
+                .map_err(|e| not_sdk(format!("its {file} does not parse: {e}")))?
+                .get("package")
+                .and_then(|p| p.get("name"))
+                .and_then(|name| name.as_str().map(str::to_owned)),
+            Lang::Js => serde_json::from_str::<serde_json::Value>(&manifest)
+                .map_err(|e| not_sdk(format!("its {file} does not parse: {e}")))?
+                .get("name")
+                .and_then(|name| name.as_str().map(str::to_owned)),
+        };
+        if name.as_deref() != Some(lang.sdk_package()) {
+            return Err(not_sdk(format!(
+                "its {file} is not the `{}` package",
+                lang.sdk_package()
+            )));
         }
         if dir.to_str().is_none() {
             return Err(not_sdk("the path is not valid UTF-8".to_owned()));
@@ -120,14 +204,23 @@ impl SdkSource {
         Ok(SdkSource::Path(dir))
     }
 
-    /// The dependency as a TOML value for `switchyard-sdk = …`.
-    fn toml_value(&self) -> String {
-        match self {
-            SdkSource::Path(dir) => {
+    /// The dependency as the template's manifest writes it: a TOML value for
+    /// `switchyard-sdk = …`, a JSON string for `"@switchyard/sdk": …`.
+    fn dependency(&self, lang: Lang) -> String {
+        match (lang, self) {
+            (Lang::Rust, SdkSource::Path(dir)) => {
                 let path = toml::Value::String(dir.to_string_lossy().into_owned());
                 format!("{{ path = {path} }}")
             }
-            SdkSource::Registry(version) => toml::Value::String(version.clone()).to_string(),
+            (Lang::Rust, SdkSource::Registry(version)) => {
+                toml::Value::String(version.clone()).to_string()
+            }
+            (Lang::Js, SdkSource::Path(dir)) => {
+                serde_json::Value::String(format!("file:{}", dir.to_string_lossy())).to_string()
+            }
+            (Lang::Js, SdkSource::Registry(version)) => {
+                serde_json::Value::String(version.clone()).to_string()
+            }
         }
     }
 }
@@ -210,17 +303,22 @@ fn type_name(name: &str) -> String {
     }
 }
 
-/// The template's files for `name`, rendered: (relative path, text).
-pub fn render(name: &str, sdk: &SdkSource) -> Result<Vec<(&'static str, String)>, ScaffoldError> {
+/// The `lang` template's files for `name`, rendered: (relative path, text).
+pub fn render(
+    name: &str,
+    lang: Lang,
+    sdk: &SdkSource,
+) -> Result<Vec<(&'static str, String)>, ScaffoldError> {
     validate_name(name)?;
     let values = [
         ("{{name}}", name.to_owned()),
         ("{{crate_name}}", name.replace('-', "_")),
         ("{{type_name}}", type_name(name)),
         ("{{env_name}}", name.replace('-', "_").to_ascii_uppercase()),
-        ("{{sdk_dependency}}", sdk.toml_value()),
+        ("{{sdk_dependency}}", sdk.dependency(lang)),
     ];
-    Ok(TEMPLATE
+    Ok(lang
+        .template()
         .iter()
         .map(|(path, text)| {
             let text = values
@@ -233,10 +331,15 @@ pub fn render(name: &str, sdk: &SdkSource) -> Result<Vec<(&'static str, String)>
         .collect())
 }
 
-/// Creates the crate `name` in `parent` (created if missing) and returns its folder. An
+/// Creates the project `name` in `parent` (created if missing) and returns its folder. An
 /// existing `parent/name` is never touched; on a write error the new folder is removed.
-pub fn new_connector(name: &str, parent: &Path, sdk: &SdkSource) -> Result<PathBuf, ScaffoldError> {
-    let files = render(name, sdk)?;
+pub fn new_connector(
+    name: &str,
+    lang: Lang,
+    parent: &Path,
+    sdk: &SdkSource,
+) -> Result<PathBuf, ScaffoldError> {
+    let files = render(name, lang, sdk)?;
     let io_error = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ScaffoldError::Io { path, source }
@@ -337,7 +440,7 @@ mod tests {
     #[test]
     fn renders_every_placeholder() {
         let sdk = SdkSource::Path(PathBuf::from("/opt/sdk \"quoted\""));
-        let files = render("my-hook", &sdk).unwrap();
+        let files = render("my-hook", Lang::Rust, &sdk).unwrap();
         let paths: Vec<_> = files.iter().map(|(p, _)| *p).collect();
         assert_eq!(
             paths,
@@ -365,7 +468,7 @@ mod tests {
         assert!(files[2].1.contains("my_hook.wasm"));
         assert!(files[2].1.contains("env:MY_HOOK_SECRET"));
 
-        let files = render("my-hook", &registry()).unwrap();
+        let files = render("my-hook", Lang::Rust, &registry()).unwrap();
         let cargo: toml::Table = files[0].1.parse().unwrap();
         assert_eq!(
             cargo["dependencies"]["switchyard-sdk"].as_str(),
@@ -377,13 +480,13 @@ mod tests {
     fn creates_the_crate_and_never_overwrites() {
         let tmp = tempfile::tempdir().unwrap();
         let parent = tmp.path().join("new/parent");
-        let dir = new_connector("hello", &parent, &registry()).unwrap();
+        let dir = new_connector("hello", Lang::Rust, &parent, &registry()).unwrap();
         assert_eq!(dir, parent.join("hello"));
         assert!(dir.join("src/lib.rs").is_file());
         assert!(dir.join(".gitignore").is_file());
 
         std::fs::write(dir.join("src/lib.rs"), "mine").unwrap();
-        let err = new_connector("hello", &parent, &registry()).unwrap_err();
+        let err = new_connector("hello", Lang::Rust, &parent, &registry()).unwrap_err();
         assert!(matches!(err, ScaffoldError::Exists(_)), "{err}");
         assert!(err.to_string().contains("already exists"), "{err}");
         assert_eq!(
@@ -391,30 +494,82 @@ mod tests {
             "mine"
         );
 
-        let err = new_connector("Bad", &parent, &registry()).unwrap_err();
+        let err = new_connector("Bad", Lang::Rust, &parent, &registry()).unwrap_err();
         assert!(matches!(err, ScaffoldError::InvalidName { .. }), "{err}");
         assert!(!parent.join("Bad").exists());
     }
 
     #[test]
     fn local_sdk_must_be_the_sdk() {
-        let sdk = SdkSource::local(Path::new(BUILT_FROM_SDK)).unwrap();
+        let sdk = SdkSource::local(Lang::Rust, Path::new(BUILT_FROM_SDK)).unwrap();
         let SdkSource::Path(dir) = &sdk else {
             panic!("{sdk:?}")
         };
         assert!(dir.is_absolute());
-        assert_eq!(SdkSource::default_for_this_binary(), sdk);
+        assert_eq!(SdkSource::default_for_this_binary(Lang::Rust), sdk);
 
         let tmp = tempfile::tempdir().unwrap();
-        let err = SdkSource::local(tmp.path()).unwrap_err();
+        let err = SdkSource::local(Lang::Rust, tmp.path()).unwrap_err();
         assert!(err.to_string().contains("Cargo.toml"), "{err}");
         std::fs::write(
             tmp.path().join("Cargo.toml"),
             "[package]\nname = \"other\"\n",
         )
         .unwrap();
-        let err = SdkSource::local(tmp.path()).unwrap_err();
+        let err = SdkSource::local(Lang::Rust, tmp.path()).unwrap_err();
         assert!(err.to_string().contains("switchyard-sdk"), "{err}");
-        assert!(SdkSource::local(&tmp.path().join("missing")).is_err());
+        assert!(SdkSource::local(Lang::Rust, &tmp.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn renders_the_js_template() {
+        let sdk = SdkSource::Path(PathBuf::from("/opt/sdk-js \"quoted\""));
+        let files = render("my-hook", Lang::Js, &sdk).unwrap();
+        let paths: Vec<_> = files.iter().map(|(p, _)| *p).collect();
+        assert_eq!(
+            paths,
+            [
+                "package.json",
+                "src/index.js",
+                "test/index.test.js",
+                "README.md",
+                ".gitignore"
+            ]
+        );
+        for (path, text) in &files {
+            assert!(
+                !text.contains("{{"),
+                "{path} has a placeholder left:\n{text}"
+            );
+        }
+        let package: serde_json::Value = serde_json::from_str(&files[0].1).unwrap();
+        assert_eq!(package["name"], "my-hook");
+        assert_eq!(
+            package["dependencies"]["@switchyard/sdk"],
+            "file:/opt/sdk-js \"quoted\""
+        );
+        assert!(package["scripts"]["test"].is_string(), "{package:#}");
+        assert!(package["scripts"]["build"].is_string(), "{package:#}");
+        assert!(files[3].1.contains("my-hook.wasm"), "{}", files[3].1);
+
+        let files = render("my-hook", Lang::Js, &SdkSource::Registry("0.1.1".into())).unwrap();
+        let package: serde_json::Value = serde_json::from_str(&files[0].1).unwrap();
+        assert_eq!(package["dependencies"]["@switchyard/sdk"], "0.1.1");
+    }
+
+    #[test]
+    fn local_js_sdk_must_be_the_js_sdk() {
+        let sdk = SdkSource::local(Lang::Js, Path::new(BUILT_FROM_SDK_JS)).unwrap();
+        assert_eq!(SdkSource::default_for_this_binary(Lang::Js), sdk);
+        // The Rust SDK is not the JavaScript one, nor the other way round.
+        let err = SdkSource::local(Lang::Js, Path::new(BUILT_FROM_SDK)).unwrap_err();
+        assert!(err.to_string().contains("package.json"), "{err}");
+        let err = SdkSource::local(Lang::Rust, Path::new(BUILT_FROM_SDK_JS)).unwrap_err();
+        assert!(err.to_string().contains("Cargo.toml"), "{err}");
+
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("package.json"), r#"{"name": "other"}"#).unwrap();
+        let err = SdkSource::local(Lang::Js, tmp.path()).unwrap_err();
+        assert!(err.to_string().contains("@switchyard/sdk"), "{err}");
     }
 }

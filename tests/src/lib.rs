@@ -124,6 +124,19 @@ watch = false
     }
 }
 
+/// A `[plugins]` `cache_dir` line shared by every test that asks for it (under `target/`),
+/// for the JavaScript connectors: compiling one (about 12 MB of wasm, most of it the JS
+/// engine) takes seconds, and wasmtime's cache is safe to share between processes.
+pub fn shared_compile_cache() -> String {
+    format!(
+        "cache_dir = {:?}\n",
+        repo_root()
+            .join("target/test-compiled")
+            .display()
+            .to_string()
+    )
+}
+
 /// Whether the tests run on the sled engine (the default) and not on NATS
 /// (`SWITCHYARD_TEST_BACKEND=nats`). A test of the sled engine's own files says so and
 /// returns on NATS: it has run on sled in the same `make test`.

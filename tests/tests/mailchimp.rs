@@ -502,6 +502,150 @@ async fn bodies_that_are_not_events_are_answered_200_then_dead_saying_why() {
     host.stop().await;
 }
 
+/// The JavaScript port (`plugins/mailchimp-js`, built with `@switchyard/sdk`) and the Rust
+/// connector, side by side in one host, get the same events: they must send the CRM the same
+/// requests (method, path, every header the connector sets, body bytes), dedupe on the same
+/// keys, and refuse what is not an event with the same words.
+#[tokio::test]
+async fn the_js_port_sends_the_same_requests_as_the_rust_connector() {
+    let crm = Receiver::start().await;
+    let dirs = Dirs::new(&["mailchimp.wasm", "mailchimp-js.wasm"]);
+    let origin = crm.origin();
+    let connector = |id: &str, plugin: &str| {
+        format!(
+            r#"
+[[connector]]
+id = "{id}"
+plugin = "{plugin}"
+secret = "{TOKEN}"
+allowed_hosts = ["{origin}"]
+[connector.retry]
+initial_backoff = "50ms"
+max_backoff = "200ms"
+max_attempts = 2
+[connector.settings]
+crm_url = "{origin}/{id}/api"
+crm_token = "{CRM_TOKEN}"
+"#
+        )
+    };
+    let host = Host::start(
+        &(dirs.base_config_with(&shared_compile_cache())
+            + &connector("rust", "mailchimp.wasm")
+            + &connector("js", "mailchimp-js.wasm")),
+    )
+    .await;
+    let js = host.connector("js").await;
+    assert_eq!(js["name"], "mailchimp-js", "{js}");
+    assert_eq!(
+        js["scheme"], "token",
+        "the JS manifest's default scheme: {js}"
+    );
+
+    let send_to = |id: &'static str, body: String| {
+        let host = &host;
+        async move {
+            let response = host
+                .http
+                .post(host.url(&format!("/hooks/{id}?token={TOKEN}")))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "{id}");
+            let answer: Value = response.json().await.unwrap();
+            answer["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let mut events: Vec<String> = vec![
+        SUBSCRIBE.to_owned(),
+        form(&profile("Maria")),
+        form(UPEMAIL),
+        form(UNSUBSCRIBE),
+        form(CLEANED),
+        form(CAMPAIGN),
+        // What is not an event: each refused, saying why.
+        String::new(),
+        "mandrill_events=%5B%5D".to_owned(),
+        form(&[("type", "bounce"), ("fired_at", "2009-03-26 21:35:57")]),
+        form(&[
+            ("type", "upemail"),
+            ("fired_at", "2009-03-26 22:15:09"),
+            ("data[old_email]", "a@example.com"),
+        ]),
+    ];
+    // A repeat: a duplicate of the first for both.
+    events.push(SUBSCRIBE.to_owned());
+    for body in events {
+        let (rust, js) = (
+            send_to("rust", body.clone()).await,
+            send_to("js", body.clone()).await,
+        );
+        let settled = |id: String| {
+            let host = &host;
+            async move {
+                let mut record = host.event(&id).await;
+                for _ in 0..200 {
+                    if ["succeeded", "dead", "duplicate"]
+                        .contains(&record["status"].as_str().unwrap_or(""))
+                    {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    record = host.event(&id).await;
+                }
+                record
+            }
+        };
+        let (rust, js) = (settled(rust).await, settled(js).await);
+        for field in ["status", "dedupe_key", "error"] {
+            assert_eq!(
+                rust[field], js[field],
+                "{field} of {body:?}: {rust:#} {js:#}"
+            );
+        }
+        assert!(
+            ["succeeded", "dead", "duplicate"].contains(&rust["status"].as_str().unwrap()),
+            "{rust:#}"
+        );
+    }
+
+    // What the CRM got from each, in order, the host's own headers aside.
+    /// Method, path under the connector's prefix, headers (sorted), body.
+    type Seen = (String, String, Vec<(String, String)>, Bytes);
+    let seen = |id: &str| -> Vec<Seen> {
+        let prefix = format!("/{id}/");
+        crm.received()
+            .into_iter()
+            .filter_map(|r| {
+                let path = r.path.strip_prefix(&prefix)?.to_owned();
+                let mut headers: Vec<(String, String)> = r
+                    .headers
+                    .iter()
+                    .filter(|(name, _)| !["idempotency-key", "host"].contains(&name.as_str()))
+                    .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_owned()))
+                    .collect();
+                headers.sort();
+                Some((r.method, path, headers, r.body))
+            })
+            .collect()
+    };
+    let (rust, js) = (seen("rust"), seen("js"));
+    assert_eq!(
+        rust.len(),
+        5,
+        "one request per contact event, none for the campaign: {rust:#?}"
+    );
+    assert_eq!(rust, js);
+    assert!(
+        rust.iter().all(|(_, _, headers, _)| headers
+            .contains(&("authorization".into(), format!("Bearer {CRM_TOKEN}")))),
+        "{rust:#?}"
+    );
+    host.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // A fake CRM implementing the REST contract of plugins/mailchimp/README.md, in memory.
 

@@ -117,6 +117,86 @@ async fn scaffold_test_build_hot_load_and_handle_a_signed_event() {
     assert!(wasm.is_file(), "{} was not built", wasm.display());
     let built = started.elapsed();
 
+    hot_load_and_handle(work.path(), NAME, &wasm, "tutorial_hello.wasm").await;
+    eprintln!(
+        "tutorial: built in {built:?}, whole walk {:?}",
+        started.elapsed()
+    );
+}
+
+/// npm in the generated project, as a connector author runs it.
+fn npm(project: &Path, args: &[&str]) -> Output {
+    let started = Instant::now();
+    let out = Command::new("npm")
+        .args(args)
+        .current_dir(project)
+        .output()
+        .expect("running npm (Node.js and npm must be installed)");
+    eprintln!("npm {} took {:?}", args.join(" "), started.elapsed());
+    out
+}
+
+/// The JavaScript tutorial (`sdk-js/README.md`) walked the same way: `switchyard new
+/// connector --lang js`, `npm install` (the SDK is a `file:` link to `sdk-js/`, whose own
+/// build tools `make js-deps` installed, so nothing is downloaded), `npm test`, `npm run
+/// build`, then the same hot load and signed event as the Rust one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_scaffold_test_build_hot_load_and_handle_a_signed_event() {
+    const NAME: &str = "tutorial-js";
+    let started = Instant::now();
+    let work = tempfile::tempdir().unwrap();
+
+    // 1. `switchyard new connector tutorial-js --lang js`
+    let out = check(
+        "switchyard new connector --lang js",
+        Command::new(binary())
+            .args(["new", "connector", NAME, "--lang", "js", "--path"])
+            .arg(work.path())
+            .arg("--sdk-path")
+            .arg(repo_root().join("sdk-js"))
+            .output()
+            .unwrap(),
+    );
+    let project = work.path().join(NAME);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&project.display().to_string()) && stdout.contains("npm run build"),
+        "{stdout}"
+    );
+    assert!(project.join("package.json").is_file());
+
+    // 2. `npm install` and `npm test`: the generated tests pass as generated.
+    check(
+        "npm install",
+        npm(
+            &project,
+            &["install", "--prefer-offline", "--no-audit", "--no-fund"],
+        ),
+    );
+    let out = check("npm test", npm(&project, &["test"]));
+    let report = text(&out.stdout);
+    assert!(
+        report.contains("# fail 0") && !report.contains("# pass 0"),
+        "{report}"
+    );
+
+    // 3. `npm run build` writes tutorial-js.wasm in the project.
+    check("npm run build", npm(&project, &["run", "build"]));
+    let wasm = project.join("tutorial-js.wasm");
+    assert!(wasm.is_file(), "{} was not built", wasm.display());
+    let built = started.elapsed();
+
+    hot_load_and_handle(work.path(), NAME, &wasm, "tutorial-js.wasm").await;
+    eprintln!(
+        "js tutorial: built in {built:?}, whole walk {:?}",
+        started.elapsed()
+    );
+}
+
+/// Steps 4 to 7 of the tutorial, the same for a Rust and a JavaScript connector: a running
+/// host configured for connector `name` (plugin `file`) before the build is there, the
+/// build `wasm` dropped in, a signed event forwarded, and its record read.
+async fn hot_load_and_handle(work: &Path, name: &str, wasm: &Path, file: &str) {
     // 4. A running host, watching its plugins folder, configured for the connector
     //    before the .wasm is there.
     let receiver = Receiver::start().await;
@@ -124,12 +204,13 @@ async fn scaffold_test_build_hot_load_and_handle_a_signed_event() {
     let config = dirs.root.path().join("switchyard.toml");
     std::fs::write(
         &config,
-        dirs.base_config().replace("watch = false", "watch = true")
+        dirs.base_config_with(&shared_compile_cache())
+            .replace("watch = false", "watch = true")
             + &format!(
                 r#"
 [[connector]]
-id = "{NAME}"
-plugin = "tutorial_hello.wasm"
+id = "{name}"
+plugin = "{file}"
 secret = "{SECRET}"
 allowed_hosts = ["{origin}"]
 [connector.settings]
@@ -140,40 +221,40 @@ forward_url = "{origin}/events"
     )
     .unwrap();
     let host = Host::start_from_file(&config).await;
-    let info = host.connector(NAME).await;
+    let info = host.connector(name).await;
     assert_eq!(info["digest"], Value::Null, "{info}");
     assert!(
         info["last_error"]
             .as_str()
-            .is_some_and(|e| e.contains("tutorial_hello.wasm")),
+            .is_some_and(|e| e.contains(file)),
         "{info}"
     );
-    let response = host.post_hook(NAME, &[], b"{}").await;
+    let response = host.post_hook(name, &[], b"{}").await;
     assert_eq!(response.status(), 503, "no plugin yet");
 
     // 5. Drop the .wasm in atomically: it goes live without a restart.
-    install(&wasm, &dirs.plugins().join("tutorial_hello.wasm"));
+    install(wasm, &dirs.plugins().join(file));
     let deadline = Instant::now() + Duration::from_secs(60);
     let info = loop {
-        let info = host.connector(NAME).await;
+        let info = host.connector(name).await;
         if info["digest"].is_string() {
             break info;
         }
         assert!(Instant::now() < deadline, "never loaded: {info}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(info["name"], NAME);
+    assert_eq!(info["name"], name);
     assert_eq!(info["scheme"], "standard-webhooks", "the manifest's scheme");
     assert_eq!(info["last_error"], Value::Null, "{info}");
 
     // 6. A signed event: `switchyard sign … event.json`, then POST it.
     let body = json!({"type": "order.created", "data": {"id": 42}}).to_string();
-    let body_file = work.path().join("event.json");
+    let body_file = work.join("event.json");
     std::fs::write(&body_file, &body).unwrap();
     let mut headers = sign(&body_file, "msg_tutorial_1");
     assert_eq!(headers.len(), 3, "{headers:?}");
     headers.push(("content-type".into(), "application/json".into()));
-    let response = host.post_hook(NAME, &headers, body.as_bytes()).await;
+    let response = host.post_hook(name, &headers, body.as_bytes()).await;
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["status"], "accepted", "{answer}");
@@ -200,7 +281,7 @@ forward_url = "{origin}/events"
 
     // A sender's retry (same webhook-id) is a duplicate, not a second delivery.
     let response = host
-        .post_hook(NAME, &sign(&body_file, "msg_tutorial_1"), body.as_bytes())
+        .post_hook(name, &sign(&body_file, "msg_tutorial_1"), body.as_bytes())
         .await;
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["status"], "duplicate", "{answer}");
@@ -213,14 +294,10 @@ forward_url = "{origin}/events"
             *value = "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into();
         }
     }
-    let response = host.post_hook(NAME, &forged, body.as_bytes()).await;
+    let response = host.post_hook(name, &forged, body.as_bytes()).await;
     assert_eq!(response.status(), 401);
 
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(receiver.received().len(), 1);
     host.stop().await;
-    eprintln!(
-        "tutorial: built in {built:?}, whole walk {:?}",
-        started.elapsed()
-    );
 }

@@ -288,6 +288,8 @@ pub struct HandleOutcome {
     pub logs: Vec<LogLine>,
     pub fetches: Vec<FetchRecord>,
     pub duration: Duration,
+    /// The linear memory the instance held at the end of the call (0 if it never ran).
+    pub memory_bytes: usize,
 }
 
 impl Runtime {
@@ -473,7 +475,9 @@ impl Runtime {
     ) -> HandleOutcome {
         let started = Instant::now();
         let (result, state) = self.call(plugin, grants, Export::Handle(webhook)).await;
-        let (logs, fetches) = state.map(|s| (s.logs, s.fetches)).unwrap_or_default();
+        let (logs, fetches, memory_bytes) = state
+            .map(|s| (s.logs, s.fetches, s.limits.memory_bytes))
+            .unwrap_or_default();
         let result = result.and_then(|returned| match returned {
             Returned::Handle(Ok(deliveries)) => {
                 self.limits.check_output(&deliveries)?;
@@ -487,6 +491,7 @@ impl Runtime {
             logs,
             fetches,
             duration: started.elapsed(),
+            memory_bytes,
         }
     }
 

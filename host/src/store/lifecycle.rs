@@ -161,6 +161,7 @@ mod tests {
             outcome: "retry".into(),
             message: None,
             deliveries: 0,
+            memory_bytes: 0,
             logs: Vec::new(),
             fetches: Vec::new(),
         }

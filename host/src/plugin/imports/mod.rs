@@ -22,8 +22,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::store::Kv;
@@ -61,7 +61,7 @@ pub const MAX_KV_KEYS: usize = 10_000;
 pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: Limiter,
     pub grants: Arc<Grants>,
     /// `log.emit` lines, kept with the attempt record.
     pub logs: Vec<LogLine>,
@@ -81,11 +81,66 @@ impl CallState {
                 .monotonic_clock(StoppedClock)
                 .build(),
             table: ResourceTable::new(),
-            limits,
+            limits: Limiter {
+                limits,
+                memory_bytes: 0,
+            },
             grants,
             logs: Vec::new(),
             fetches: Vec::new(),
         }
+    }
+}
+
+/// The store's limits, counting the linear memory the instance holds as it grows (the
+/// figure `plugins.max_memory_bytes` is held against, kept in each attempt).
+pub(crate) struct Limiter {
+    limits: StoreLimits,
+    /// The sum of the instance's memories' sizes: each grow adds what it added.
+    pub memory_bytes: usize,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory_bytes += desired.saturating_sub(current);
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
     }
 }
 

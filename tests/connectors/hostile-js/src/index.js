@@ -3,15 +3,16 @@
 // Each event body is JSON `{"do": "…", …}`:
 //
 // - `spin`: loops forever (the host's deadline must stop it);
-// - `eat`: allocates without bound, strings and typed arrays kept alive (the memory cap
+// - `alloc`: allocates without bound, strings and typed arrays kept alive (the memory cap
 //   must stop it);
-// - `throw`: throws a plain `Error` (not a Failure: the component traps, as a Rust panic);
+// - `trap`: throws a plain `Error` (not a Failure: the component traps, as a Rust panic);
 // - `retry` / `reject`: throws that failure, with `"message"` if given;
-// - anything else: one delivery, `POST` to the setting `target` with the body echoed
-//   (`content-type: application/json`, `x-hostile: js`).
+// - anything else (`ok`): one delivery, `POST` to the setting `forward_url` with the body
+//   echoed (`content-type: application/json`, `x-hostile: js`).
 //
-// `dedupeKey` returns `"key"` when it is a string; `"dedupe": "spin"` makes it loop forever
-// and `"dedupe": "throw"` throws.
+// The instructions and the setting are the Rust one's names, so a test can run the same
+// events through both. `dedupeKey` returns `"key"` when it is a string; `"dedupe": "spin"`
+// makes it loop forever and `"dedupe": "trap"` throws.
 
 import { Delivery, defineConnector, reject, retry } from '@switchyard/sdk';
 import pkg from '../package.json' with { type: 'json' };
@@ -40,7 +41,7 @@ function spin() {
  * Keeps every allocation reachable, so nothing can be collected, until memory runs out.
  * @returns {never}
  */
-function eat() {
+function alloc() {
   const hog = [];
   for (let i = 0; ; i++) {
     hog.push(new Uint8Array(1 << 20).fill(i & 0xff));
@@ -54,13 +55,13 @@ export default defineConnector({
     version: pkg.version,
     description: 'misbehaves on request, for tests (JavaScript)',
     defaultScheme: 'none',
-    settings: [{ name: 'target', description: 'where events that do not misbehave go', required: false }],
+    settings: [{ name: 'forward_url', description: 'where events that do not misbehave go', required: false }],
   },
 
   dedupeKey(webhook) {
     const event = body(webhook);
     if (event.dedupe === 'spin') spin();
-    if (event.dedupe === 'throw') throw new Error('asked to throw in dedupeKey');
+    if (event.dedupe === 'trap') throw new Error('asked to throw in dedupeKey');
     return typeof event.key === 'string' ? event.key : undefined;
   },
 
@@ -70,9 +71,9 @@ export default defineConnector({
     switch (event.do) {
       case 'spin':
         return spin();
-      case 'eat':
-        return eat();
-      case 'throw':
+      case 'alloc':
+        return alloc();
+      case 'trap':
         throw new Error(message);
       case 'retry':
         throw retry(message);
@@ -80,7 +81,7 @@ export default defineConnector({
         throw reject(message);
       default:
         return [
-          Delivery.post(ctx.requireSetting('target'))
+          Delivery.post(ctx.requireSetting('forward_url'))
             .header('content-type', 'application/json')
             .header('x-hostile', 'js')
             .body(webhook.body),
