@@ -7,6 +7,8 @@
 //! - [`floor`]: the native floors of ingress and of end to end (`floor`, issue 21);
 //! - [`wrk`]: the second, independent load generator (`run --load-generator wrk`);
 //! - [`receiver`]: the counting downstream of the end-to-end scenario (`receiver`);
+//! - [`connector_cost`]: what a connector costs the host, Rust against JavaScript
+//!   (`connector-cost`);
 //! - [`rebuild`]: how long the store takes to rebuild its index from the inbox (`rebuild`);
 //! - [`run`]: starts the real `switchyard` binary and the other two as child processes,
 //!   runs every scenario, and [`report`] turns the runs into the table in `BENCHMARKS.md`.
@@ -14,6 +16,7 @@
 //! The criterion micro-benchmarks live in `benches/micro.rs`.
 
 mod baseline;
+mod connector_cost;
 mod events;
 mod floor;
 mod load;
@@ -107,6 +110,20 @@ enum Command {
         /// Where the store is made (on a real disk).
         #[arg(long, default_value = "target/bench-tmp")]
         tmp: PathBuf,
+    },
+    /// What a connector build costs the host (load, cached load, `handle`, memory), for
+    /// the Mailchimp connector in Rust and in JavaScript by default; and whether the
+    /// JavaScript one slows the Rust one.
+    ConnectorCost {
+        /// Builds of the Mailchimp connector (the first is timed again beside the last).
+        #[arg(long = "plugin", default_values = ["dist/plugins/mailchimp.wasm", "dist/plugins/mailchimp-js.wasm"])]
+        plugins: Vec<PathBuf>,
+        /// `handle` calls per build.
+        #[arg(long, default_value_t = 500)]
+        calls: usize,
+        /// Markdown file the results are appended to (else only printed).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Run every scenario against the release binary and append the results to --out.
     Run {
@@ -219,6 +236,11 @@ impl Command {
                 floor::serve(native.listen, native.data, native.secret, forward).await
             }
             Command::Receiver { listen } => receiver::serve(listen).await,
+            Command::ConnectorCost {
+                plugins,
+                calls,
+                out,
+            } => connector_cost::run(&plugins, calls, out.as_deref()).await,
             Command::Rebuild {
                 events,
                 settled,
