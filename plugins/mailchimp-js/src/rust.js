@@ -17,24 +17,25 @@ const SKIP =
 const CASED =
   '1t.p,6.p,1b.0,a.0,4.0,5.m,1.u,1.5e,1.3,4.5r,2.p,5c.3,2.1,3.2,1.0,6.0,1.2,1.0,1.j,1.2a,1.3u,8.4l,1.11,9.14,26v.11,1.0,5.0,2.16,2.2,io.2d,2.5,1oi.a,5.16,2.2,1s.17,1r.c,1.x,2t.7p,2.5,2.11,2.5,2.7,1.0,1.0,1.0,1.u,2.1g,1.6,1.0,3.2,1.6,3.3,2.5,4.c,5.2,1.6,79.0,4.0,2.9,1.0,3.4,6.0,1.0,1.0,1.3,1.5,4.0,2.3,5.4,4.0,h.v,3.1,mp.1f,1ee.3f,2.2u,6.3,3.1,c.11,1.0,5.0,nwy.19,i.r,3q.25,1.m,3.3,1.24,o.1,3.0,mt.16,5.8,7.27,fnk.6,c.4,sp.p,6.p,x1.27,2o.z,4.z,38.a,1.e,1.6,1.1,1.a,1.e,1.6,1.1,1c3.1e,d.1e,2l.l,a.l,26y.1r,gv4.1r,w.o,2.o,jzg.2c,1.1y,1.1,2.0,2.1,2.3,1.b,1.0,1.6,1.1s,1.3,2.7,1.6,1.r,1.3,1.4,1.0,3.6,1.9f,2.o,1.o,1.u,1.o,1.u,1.o,1.u,1.o,1.u,1.o,1.7,1f8.9,1.j,6.5,1xx.1v,1kc.p,6.p,6.p';
 
-let lowerMap;
+// The tables are built at the module's top level, which `switchyard-js build` runs once and
+// snapshots: the host starts every event's instance from that snapshot, so a table built
+// lazily in a call would be built again for every event (it was most of a call's time).
+const LOWER_MAP = lowerTable();
 
 function lowerTable() {
-  if (lowerMap === undefined) {
-    lowerMap = new Map();
-    let start = 0;
-    for (const part of LOWER.split(',')) {
-      const [gap, count, stride, delta] = part.split('.');
-      start += parseInt(gap, 36);
-      const n = parseInt(count, 36);
-      const d = delta.startsWith('-') ? -parseInt(delta.slice(1), 36) : parseInt(delta, 36);
-      for (let i = 0; i < n; i++) {
-        const cp = start + i * Number(stride);
-        lowerMap.set(cp, cp + d);
-      }
+  const map = new Map();
+  let start = 0;
+  for (const part of LOWER.split(',')) {
+    const [gap, count, stride, delta] = part.split('.');
+    start += parseInt(gap, 36);
+    const n = parseInt(count, 36);
+    const d = delta.startsWith('-') ? -parseInt(delta.slice(1), 36) : parseInt(delta, 36);
+    for (let i = 0; i < n; i++) {
+      const cp = start + i * Number(stride);
+      map.set(cp, cp + d);
     }
   }
-  return lowerMap;
+  return map;
 }
 
 function ranges(table) {
@@ -62,17 +63,15 @@ function inRanges(r, cp) {
   return false;
 }
 
-let skipRanges;
-let casedRanges;
+const SKIP_RANGES = ranges(SKIP);
+const CASED_RANGES = ranges(CASED);
 
 /** Whether the chars from `from` on (stepping `step`) start, after case-ignorable ones, with a cased one. */
 function caseIgnorableThenCased(chars, from, step) {
-  skipRanges ??= ranges(SKIP);
-  casedRanges ??= ranges(CASED);
   for (let i = from; i >= 0 && i < chars.length; i += step) {
     const cp = chars[i].codePointAt(0);
-    if (inRanges(casedRanges, cp)) return true;
-    if (!inRanges(skipRanges, cp)) return false;
+    if (inRanges(CASED_RANGES, cp)) return true;
+    if (!inRanges(SKIP_RANGES, cp)) return false;
   }
   return false;
 }
@@ -80,7 +79,7 @@ function caseIgnorableThenCased(chars, from, step) {
 /** Rust's `str::to_lowercase`. */
 export function toLowercase(text) {
   const chars = Array.from(text);
-  const map = lowerTable();
+  const map = LOWER_MAP;
   let out = '';
   for (let i = 0; i < chars.length; i++) {
     const cp = chars[i].codePointAt(0);
