@@ -754,6 +754,55 @@ pub async fn send_hostile(host: &Host, body: serde_json::Value) -> String {
     answer["id"].as_str().unwrap().to_string()
 }
 
+/// The hostile connector at `/hooks/hostile` (Rust or JavaScript, retried up to 3 attempts)
+/// asked to trap, to fail with `retry` and with `reject`: the trap and the retry are tried
+/// 3 times then dead, the reject is dead at once, saying why. Returns the trapped event's
+/// record, for what a test checks beyond that.
+pub async fn assert_trap_retry_and_reject(host: &Host) -> serde_json::Value {
+    let trap = send_hostile(host, serde_json::json!({"do": "trap"})).await;
+    let retry = send_hostile(
+        host,
+        serde_json::json!({"do": "retry", "message": "backend busy"}),
+    )
+    .await;
+    let reject = send_hostile(
+        host,
+        serde_json::json!({"do": "reject", "message": "unknown customer"}),
+    )
+    .await;
+
+    let trapped = host.wait_for_status(&trap, "dead").await;
+    assert_eq!(
+        trapped["attempts"].as_array().unwrap().len(),
+        3,
+        "{trapped:#}"
+    );
+    assert_eq!(trapped["attempts"][0]["outcome"], "trap", "{trapped:#}");
+    assert!(
+        trapped["attempts"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("trapped"),
+        "{trapped:#}"
+    );
+
+    let record = host.wait_for_status(&retry, "dead").await;
+    assert_eq!(record["attempts"].as_array().unwrap().len(), 3);
+    assert_eq!(record["attempts"][2]["outcome"], "retry");
+    assert_eq!(record["attempts"][2]["message"], "backend busy");
+
+    let record = host.wait_for_status(&reject, "dead").await;
+    assert_eq!(record["attempts"].as_array().unwrap().len(), 1);
+    assert!(
+        record["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown customer"),
+        "{record:#}"
+    );
+    trapped
+}
+
 /// POST `body` to `/hooks/stripe`, signed with [`STRIPE_SECRET`] now.
 pub async fn send_stripe(host: &Host, body: &[u8]) -> reqwest::Response {
     host.post_hook("stripe", &stripe_headers(STRIPE_SECRET, body, now()), body)

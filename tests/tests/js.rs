@@ -111,28 +111,7 @@ async fn js_exceptions_are_traps_and_retry_and_reject_mean_what_they_mean_in_rus
     let dirs = Dirs::new(&["hostile-js.wasm", "hostile.wasm"]);
     let host = Host::start(&config(&dirs, &receiver)).await;
 
-    let trap = send_hostile(&host, json!({"do": "trap"})).await;
-    let retry = send_hostile(&host, json!({"do": "retry", "message": "backend busy"})).await;
-    let reject = send_hostile(
-        &host,
-        json!({"do": "reject", "message": "unknown customer"}),
-    )
-    .await;
-
-    let record = host.wait_for_status(&trap, "dead").await;
-    assert_eq!(
-        record["attempts"].as_array().unwrap().len(),
-        3,
-        "{record:#}"
-    );
-    assert_eq!(record["attempts"][0]["outcome"], "trap", "{record:#}");
-    assert!(
-        record["attempts"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("trapped"),
-        "{record:#}"
-    );
+    let record = assert_trap_retry_and_reject(&host).await;
     // The SDK logged the exception first, its stack pointing into the connector's source.
     let logs = record["attempts"][0]["logs"].to_string();
     assert!(
@@ -141,20 +120,6 @@ async fn js_exceptions_are_traps_and_retry_and_reject_mean_what_they_mean_in_rus
         "{record:#}"
     );
 
-    let record = host.wait_for_status(&retry, "dead").await;
-    assert_eq!(record["attempts"].as_array().unwrap().len(), 3);
-    assert_eq!(record["attempts"][2]["outcome"], "retry");
-    assert_eq!(record["attempts"][2]["message"], "backend busy");
-
-    let record = host.wait_for_status(&reject, "dead").await;
-    assert_eq!(record["attempts"].as_array().unwrap().len(), 1);
-    assert!(
-        record["error"]
-            .as_str()
-            .unwrap()
-            .contains("unknown customer"),
-        "{record:#}"
-    );
     assert!(receiver.received().is_empty());
     // A Rust connector beside it was never held up.
     let rust = send_rust(&host, 3).await;

@@ -71,37 +71,7 @@ async fn traps_and_retries_are_retried_then_dead_and_reject_is_dead_at_once() {
     let dirs = Dirs::new(&["hostile.wasm"]);
     let host = Host::start(&config(&dirs, &receiver, "")).await;
 
-    let trap = send_hostile(&host, json!({"do": "trap"})).await;
-    let retry = send_hostile(&host, json!({"do": "retry", "message": "backend busy"})).await;
-    let reject = send_hostile(
-        &host,
-        json!({"do": "reject", "message": "unknown customer"}),
-    )
-    .await;
-
-    let record = host.wait_for_status(&trap, "dead").await;
-    assert_eq!(record["attempts"].as_array().unwrap().len(), 3);
-    assert_eq!(record["attempts"][0]["outcome"], "trap");
-    assert!(
-        record["attempts"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("trapped")
-    );
-
-    let record = host.wait_for_status(&retry, "dead").await;
-    assert_eq!(record["attempts"].as_array().unwrap().len(), 3);
-    assert_eq!(record["attempts"][2]["outcome"], "retry");
-    assert_eq!(record["attempts"][2]["message"], "backend busy");
-
-    let record = host.wait_for_status(&reject, "dead").await;
-    assert_eq!(record["attempts"].as_array().unwrap().len(), 1);
-    assert!(
-        record["error"]
-            .as_str()
-            .unwrap()
-            .contains("unknown customer")
-    );
+    assert_trap_retry_and_reject(&host).await;
     assert!(receiver.received().is_empty());
     host.stop().await;
 }
