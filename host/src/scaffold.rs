@@ -101,6 +101,11 @@ const JS_TEMPLATE: &[(&str, &str)] = &[
         ".gitignore",
         include_str!("../../sdk-js/template/gitignore.tmpl"),
     ),
+    // Editors type-check the JavaScript against the SDK's declarations (`index.d.ts`).
+    (
+        "jsconfig.json",
+        include_str!("../../sdk-js/template/jsconfig.json.tmpl"),
+    ),
 ];
 
 /// The SDKs of the source tree this binary was built from; used when they still exist.
@@ -533,7 +538,8 @@ mod tests {
                 "src/index.js",
                 "test/index.test.js",
                 "README.md",
-                ".gitignore"
+                ".gitignore",
+                "jsconfig.json"
             ]
         );
         for (path, text) in &files {

@@ -39,7 +39,7 @@ after(async () => {
 
 test('the template renders every placeholder', async () => {
   const written = await renderTemplate(dir, 'my-hook');
-  assert.deepEqual(written, ['.gitignore', 'README.md', 'package.json', 'src/index.js', 'test/index.test.js']);
+  assert.deepEqual(written, ['.gitignore', 'README.md', 'jsconfig.json', 'package.json', 'src/index.js', 'test/index.test.js']);
   const pkg = JSON.parse(await readFile(join(dir, 'package.json'), 'utf8'));
   assert.equal(pkg.name, 'my-hook');
   assert.equal(pkg.dependencies['@switchyard/sdk'], `file:${SDK_ROOT}`);
