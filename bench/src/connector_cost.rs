@@ -249,13 +249,5 @@ fn ms(d: Duration) -> String {
 
 /// This process's resident memory, kB (0 where `/proc` is not there).
 fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    crate::run::read_rss(std::process::id()).map_or(0, |rss| rss.current_kb)
 }

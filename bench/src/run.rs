@@ -857,7 +857,7 @@ async fn fetch_count(http: &reqwest::Client, origin: &str) -> anyhow::Result<Cou
 }
 
 /// VmRSS and VmHWM from `/proc/PID/status` (Linux only; `None` elsewhere).
-fn read_rss(pid: u32) -> Option<Rss> {
+pub(crate) fn read_rss(pid: u32) -> Option<Rss> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
         status

@@ -315,18 +315,6 @@ async fn attempt(
         Go::Refused(why) => {
             Tried::from_http(Err(OutboundError::Denied(why.clone())), Duration::ZERO)
         }
-        Go::Direct => {
-            let (result, took) = outbound::send(
-                &deliverer.http,
-                &connector.grants.allowed_hosts,
-                &row.request,
-                &extra,
-                policy.timeout,
-            )
-            .instrument(span.clone())
-            .await;
-            Tried::from_http(result, took)
-        }
         Go::Destination(ticket) if Brokers::handles(&ticket.destination().config.url) => {
             let started = std::time::Instant::now();
             let headers: Vec<(String, String)> =
@@ -346,18 +334,27 @@ async fn attempt(
                 .await;
             Tried::from_broker(published, started.elapsed())
         }
-        Go::Destination(ticket) => {
-            let d = ticket.destination();
-            let (result, took) = outbound::send_to(
-                &deliverer.destinations.http,
-                &d.allowed,
-                &d.config.url,
-                &row.request,
-                &extra,
-                policy.timeout,
-            )
-            .instrument(span.clone())
-            .await;
+        Go::Direct | Go::Destination(_) => {
+            // The connector's own URL and grants, or the destination's.
+            let (client, allowed, url) = match &go {
+                Go::Destination(ticket) => {
+                    let d = ticket.destination();
+                    (
+                        &deliverer.destinations.http,
+                        &d.allowed,
+                        d.config.url.as_str(),
+                    )
+                }
+                _ => (
+                    &deliverer.http,
+                    &connector.grants.allowed_hosts,
+                    row.request.url.as_str(),
+                ),
+            };
+            let (result, took) =
+                outbound::send_to(client, allowed, url, &row.request, &extra, policy.timeout)
+                    .instrument(span.clone())
+                    .await;
             Tried::from_http(result, took)
         }
     };
